@@ -121,6 +121,17 @@ def pool(token_embeddings, attention_mask, mode):
     raise ValueError(f"Unknown pooling {mode!r}; valid options are {', '.join(POOLING_MODES)}.")
 
 
+def pad_ids(id_lists, pad_value=0):
+    """Right-pad lists of token ids into (ids [B, T], attention_mask [B, T]) with T the longest list."""
+    width = max((len(x) for x in id_lists), default=0)
+    ids = torch.full((len(id_lists), width), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+    for row, x in enumerate(id_lists):
+        ids[row, :len(x)] = torch.as_tensor(x, dtype=torch.long)
+        mask[row, :len(x)] = 1
+    return ids, mask
+
+
 def check_texts(texts):
     """A list of strings (a single string becomes a list of one); anything else is a clear TypeError."""
     if isinstance(texts, str):
@@ -233,12 +244,7 @@ class SentenceTransformer(nn.Module):
         results = [None] * len(texts)
         for start in starts:
             batch = order[start:start + batch_size]
-            width = len(ids[batch[0]])
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-                mask[row, :len(ids[i])] = 1
+            input_ids, mask = pad_ids([ids[i] for i in batch], pad_id)
             input_ids, mask = input_ids.to(device), mask.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 out = self(input_ids, mask)
