@@ -146,6 +146,26 @@ def check_texts(texts):
     return list(texts), False
 
 
+def atomic_write_dir(path, write):
+    """Call write(tmp_dir) on a fresh temp dir beside path, then swap it into place; never leaves a half-written path."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    old = None
+    try:
+        write(tmp)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
+            os.rename(path, os.path.join(old, "x"))
+        os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
 class SentenceTransformer(nn.Module):
     """BERT-style encoder + pooling.
 
@@ -278,18 +298,7 @@ class SentenceTransformer(nn.Module):
 
     def save(self, path):
         """Write the encoder and tokenizer (HF format) plus a small JSON config; atomic (temp dir, then rename)."""
-        path = os.path.abspath(os.fspath(path))
-        parent = os.path.dirname(path)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
-        try:
-            self.save_to(tmp)
-            if os.path.exists(path):
-                shutil.rmtree(path)
-            os.rename(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return path
+        return atomic_write_dir(path, self.save_to)
 
     def save_to(self, directory):
         """Write encoder, tokenizer and config into an existing directory (no atomicity of its own)."""

@@ -140,7 +140,7 @@ def test_save_load_round_trip(tmp_path):
     loaded = SentenceTransformer.load(path)
     assert loaded.pooling == "max" and loaded.max_length == 48
     assert np.allclose(model.encode(MIXED), loaded.encode(MIXED), atol=1e-6)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert [p.name for p in tmp_path.iterdir()] == ["st"]
 
 
 def test_load_rejects_plain_directory(tmp_path):

@@ -1,0 +1,247 @@
+"""A multi-task sentence transformer: one shared encoder, a topic head and a BIO NER head.
+
+    model = MultiTaskSentenceTransformer()            # packaged MiniLM encoder, fresh heads
+    model.predict("Apple opens a store in Paris.")
+    # {'label': 'Sci/Tech', 'score': 0.93, 'entities': [{'text': 'Apple', 'type': 'ORG', 'start': 0, 'end': 5}, ...]}
+
+The encoder is the `SentenceTransformer` module itself. NER is decided per word (the first wordpiece of
+each word carries the word's tag); words come from spaCy's English tokenizer (`create_ner_dataset.split_words`),
+the same segmentation the silver labels were made on. Nothing is loaded at import time.
+"""
+import json
+import os
+
+import torch
+from torch import nn
+
+from sentence_transformer import ModelLoadError, SentenceTransformer, atomic_write_dir, check_texts, pad_ids, pool
+
+CONFIG_NAME = "multitask_config.json"
+HEADS_NAME = "heads.safetensors"
+ENCODER_DIR = "encoder"
+FORMAT_VERSION = 1
+IGNORE_INDEX = -100
+
+
+def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
+    """Wordpiece ids for pre-split words, plus word-aligned labels when tag ids are given.
+
+    Returns (input_ids, first_piece_positions, labels): labels[i][t] is the word's tag id on the first
+    wordpiece of each word and IGNORE_INDEX on every other piece and on special tokens. Words cut off
+    by truncation at max_length have no position (callers treat them as 'O').
+    """
+    enc = tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length)
+    input_ids, positions, labels = enc["input_ids"], [], []
+    for row in range(len(words_batch)):
+        word_ids = enc.word_ids(row)
+        firsts = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
+        positions.append(firsts)
+        if tag_ids_batch is not None:
+            row_labels = [IGNORE_INDEX] * len(word_ids)
+            for t in firsts:
+                row_labels[t] = tag_ids_batch[row][word_ids[t]]
+            labels.append(row_labels)
+    return input_ids, positions, (labels if tag_ids_batch is not None else None)
+
+
+def bio_to_spans(tags):
+    """[(type, first_word, end_word_exclusive)] from BIO tags; a stray I- (or an I- of another type) starts a span."""
+    spans, current = [], None
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, _, kind = tag.partition("-")
+        if current and (prefix != "I" or kind != current[0]):
+            spans.append((current[0], current[1], i))
+            current = None
+        if prefix == "B" or (prefix == "I" and current is None):
+            current = (kind, i)
+    return spans
+
+
+class MultiTaskSentenceTransformer(nn.Module):
+    """Shared SentenceTransformer encoder + classification head (pooled embedding) + NER head (token embeddings).
+
+    encoder: a SentenceTransformer, or a model name / directory (None = packaged all-MiniLM-L6-v2).
+    label_names: topic names (default AG News'); tags: BIO tag list (default create_ner_dataset.build_tag_list()).
+    classifier_dropout / ner_dropout: dropout before each linear head.
+    clean: apply create_ner_dataset.clean_text to raw text in predict() (as the training data was cleaned).
+    """
+
+    def __init__(self, encoder=None, label_names=None, tags=None, classifier_dropout=0.1, ner_dropout=0.1,
+                 pooling="mean", max_length=256, clean=True):
+        super().__init__()
+        import create_ner_dataset as cnd
+
+        if not isinstance(encoder, SentenceTransformer):
+            encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length)
+        self.encoder = encoder
+        self.label_names = list(label_names if label_names is not None else cnd.AG_NEWS_LABELS)
+        self.tags = list(tags if tags is not None else cnd.build_tag_list())
+        if not self.label_names or not self.tags or self.tags[0] != "O":
+            raise ValueError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
+        self.clean = clean
+        self.classifier_dropout, self.ner_dropout = classifier_dropout, ner_dropout
+        hidden = encoder.hidden_size
+        self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
+        self.ner_head = nn.Sequential(nn.Dropout(ner_dropout), nn.Linear(hidden, len(self.tags)))
+
+    @property
+    def tokenizer(self):
+        return self.encoder.tokenizer
+
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None):
+        """{'cls_logits': [B, n_labels], 'ner_logits': [B, T, n_tags]}.
+
+        Pass token_embeddings (cached outputs of a frozen encoder) instead of input_ids to skip the encoder.
+        """
+        if token_embeddings is None:
+            out = self.encoder(input_ids, attention_mask, token_type_ids)
+            token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
+        else:
+            sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
+        return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings)}
+
+    # ----------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def _run(self, words_batch, batch_size):
+        """Per row: (topic probabilities [n_labels], one tag per word) for pre-split words."""
+        was_training = self.training
+        self.eval()
+        ids, positions, _ = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        results = [None] * len(ids)
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            input_ids, mask = pad_ids([ids[i] for i in batch], self.tokenizer.pad_token_id or 0)
+            out = self(input_ids.to(self.device), mask.to(self.device))
+            probs = out["cls_logits"].float().softmax(-1).cpu()
+            tag_ids = out["ner_logits"].argmax(-1).cpu()
+            for row, i in enumerate(batch):
+                word_tags = [self.tags[tag_ids[row, t]] for t in positions[i]]
+                word_tags += ["O"] * (len(words_batch[i]) - len(word_tags))  # truncated words
+                results[i] = (probs[row], word_tags)
+        self.train(was_training)
+        return results
+
+    def predict(self, texts, batch_size=32):
+        """Topic and entities for raw strings: {'label', 'score', 'entities': [{'text','type','start','end'}]}.
+
+        Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
+        internally. A single string gives one dict, a list gives a list of dicts.
+        """
+        from create_ner_dataset import clean_text_with_offsets, split_words
+
+        texts, single = check_texts(texts)
+        prepared = []
+        for text in texts:
+            clean, offsets = clean_text_with_offsets(text) if self.clean else (text, list(range(len(text) + 1)))
+            words, starts = split_words(clean)
+            prepared.append((clean, offsets, words, starts))
+        runs = self._run([p[2] for p in prepared], batch_size) if texts else []
+        results = []
+        for text, (clean, offsets, words, starts), (probs, word_tags) in zip(texts, prepared, runs):
+            entities = []
+            for kind, first, end in bio_to_spans(word_tags):
+                s, e = starts[first], starts[end - 1] + len(words[end - 1])
+                start, stop = offsets[s], offsets[e - 1] + 1
+                entities.append({"text": text[start:stop], "type": kind, "start": start, "end": stop})
+            best = int(probs.argmax())
+            results.append({"label": self.label_names[best], "score": float(probs[best]), "entities": entities})
+        return results[0] if single else results
+
+    def predict_tags(self, words_batch, batch_size=32):
+        """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file)."""
+        if not isinstance(words_batch, (list, tuple)) or not all(
+                isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
+            raise TypeError("predict_tags expects a list of word lists (list[list[str]]).")
+        # Words that would vanish in wordpiece tokenization (e.g. a lone zero-width char) get 'O'.
+        kept = [[i for i, w in enumerate(ws) if self.tokenizer.tokenize(w)] for ws in words_batch]
+        runs = self._run([[ws[i] for i in k] for ws, k in zip(words_batch, kept)], batch_size) if words_batch else []
+        out = []
+        for ws, k, (_, tags) in zip(words_batch, kept, runs):
+            full = ["O"] * len(ws)
+            for i, tag in zip(k, tags):
+                full[i] = tag
+            out.append(full)
+        return out
+
+    # ----------------------------------------------------------------- save / load
+    def config_dict(self):
+        return {"format_version": FORMAT_VERSION, "label_names": self.label_names, "tags": self.tags,
+                "pooling": self.encoder.pooling, "max_length": self.encoder.max_length, "clean": self.clean,
+                "classifier_dropout": self.classifier_dropout, "ner_dropout": self.ner_dropout,
+                "hidden_size": self.encoder.hidden_size}
+
+    def save_pretrained(self, path):
+        """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
+        from safetensors.torch import save_file
+
+        def write(directory):
+            os.makedirs(os.path.join(directory, ENCODER_DIR))
+            self.encoder.save_to(os.path.join(directory, ENCODER_DIR))
+            heads = {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
+            heads.update({f"ner_head.{k}": v for k, v in self.ner_head.state_dict().items()})
+            save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
+            with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+                json.dump(self.config_dict(), f, indent=2)
+
+        return atomic_write_dir(path, write)
+
+    @classmethod
+    def from_pretrained(cls, path, device=None):
+        """Load a directory written by save_pretrained(); a partial or mismatched directory is a clear error."""
+        from safetensors.torch import load_file
+
+        path = os.fspath(path)
+        missing = [n for n in (CONFIG_NAME, HEADS_NAME, ENCODER_DIR) if not os.path.exists(os.path.join(path, n))]
+        if missing:
+            raise ModelLoadError(
+                f"'{path}' is not a complete saved multi-task model (missing {', '.join(missing)}); point at a "
+                "directory written by save_pretrained() (main.py writes <output-dir>/model), or re-run training."
+            )
+        with open(os.path.join(path, CONFIG_NAME)) as f:
+            config = json.load(f)
+        encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
+                                      max_length=config["max_length"])
+        model = cls(encoder, label_names=config["label_names"], tags=config["tags"], clean=config["clean"],
+                    classifier_dropout=config["classifier_dropout"], ner_dropout=config["ner_dropout"])
+        heads = load_file(os.path.join(path, HEADS_NAME))
+        try:
+            model.classifier.load_state_dict({k[len("classifier."):]: v for k, v in heads.items()
+                                              if k.startswith("classifier.")})
+            model.ner_head.load_state_dict({k[len("ner_head."):]: v for k, v in heads.items()
+                                            if k.startswith("ner_head.")})
+        except RuntimeError as e:
+            raise ModelLoadError(
+                f"The heads in '{path}' do not match its {CONFIG_NAME} ({len(config['label_names'])} labels, "
+                f"{len(config['tags'])} tags, hidden size {encoder.hidden_size}); the directory was edited or mixed "
+                f"from two runs — re-save the model. Detail: {str(e).splitlines()[0]}"
+            ) from e
+        return model.to(device) if device is not None else model
+
+    def export_sentence_transformers(self, path):
+        """A folder that `sentence_transformers.SentenceTransformer(path)` loads: this encoder plus its pooling."""
+        enc = self.encoder
+
+        def write(directory):
+            enc.encoder.save_pretrained(directory)
+            enc.tokenizer.save_pretrained(directory)
+            with open(os.path.join(directory, "sentence_bert_config.json"), "w") as f:
+                json.dump({"max_seq_length": enc.max_length, "do_lower_case": False}, f, indent=2)
+            os.makedirs(os.path.join(directory, "1_Pooling"))
+            with open(os.path.join(directory, "1_Pooling", "config.json"), "w") as f:
+                json.dump({"word_embedding_dimension": enc.hidden_size,
+                           "pooling_mode_cls_token": enc.pooling == "cls",
+                           "pooling_mode_mean_tokens": enc.pooling == "mean",
+                           "pooling_mode_max_tokens": enc.pooling == "max",
+                           "pooling_mode_mean_sqrt_len_tokens": False}, f, indent=2)
+            modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                       {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+            with open(os.path.join(directory, "modules.json"), "w") as f:
+                json.dump(modules, f, indent=2)
+
+        return atomic_write_dir(path, write)
+
