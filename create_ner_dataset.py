@@ -588,16 +588,21 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
         }, features=features)
     result = datasets.DatasetDict(out)
     if final is not None:
-        _write_cache(result, tags, settings, key, final)
+        _write_cache(result, tags, settings, key, final, show_progress)
     return result, tags
 
 
-def _write_cache(dd, tags, settings, key, final: Path) -> None:
+def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> None:
     """Save atomically: write everything into a temp folder beside `final`, then rename it."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
     final.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_temp_dirs(final.parent)
     tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    bars_were_on = not are_progress_bars_disabled()
     try:
+        if not show_progress:
+            disable_progress_bars()
         dd.save_to_disk(str(tmp))
         meta = {"key": key, "tags": tags, "settings": settings,
                 "num_rows": {name: len(split) for name, split in dd.items()}}
@@ -609,4 +614,6 @@ def _write_cache(dd, tags, settings, key, final: Path) -> None:
             shutil.rmtree(final)
         os.rename(tmp, final)
     finally:
+        if bars_were_on:
+            enable_progress_bars()
         shutil.rmtree(tmp, ignore_errors=True)
