@@ -209,41 +209,64 @@ def clean_text(text: str) -> str:
     return _SPACES_RE.sub(" ", _CLEAN_RE.sub(_replacement, text)).strip()
 
 
-def clean_text_with_offsets(text: str) -> tuple[str, list[int]]:
-    """`clean_text(text)` plus, for each clean char i, `offsets[i]`: where in `text` the piece that produced it starts.
+def clean_text_with_spans(text: str) -> tuple[str, list[int], list[int]]:
+    """`clean_text(text)` plus where each clean char came from: `text[starts[i]:ends[i]]` produced clean char i.
 
-    `offsets` has one extra final entry, `len(text)`. Rule: the clean span [s, e) comes from `text[offsets[s]:offsets[e]]`
-    and `clean_text(text[offsets[s]:offsets[e]]) == clean[s:e].strip()`. The raw slice may carry trailing characters
-    that cleaning removes (spaces, backslashes, tags); a char copied unchanged has `text[offsets[i]] == clean[i]`;
-    a decoded entity maps to the start of its match (e.g. the space of " #39;").
+    A char copied unchanged has `ends[i] == starts[i] + 1` and `text[starts[i]] == clean[i]`; a decoded entity spans
+    its match ("&#39;" or, when the "&" became a space, "#39;"); a collapsed whitespace run spans the run. The clean span [s, e) maps to the
+    tight raw span `text[starts[s]:ends[e - 1]]`, and `clean_text` of that slice gives back `clean[s:e]`.
     """
-    pieces, offsets, pos = [], [], 0
+    pieces, starts, ends, pos = [], [], [], 0
     for m in _CLEAN_RE.finditer(text):
-        start = m.start()
+        start, end = m.span()
         if start > pos:
             pieces.append(text[pos:start])
-            offsets.extend(range(pos, start))
+            starts.extend(range(pos, start))
+            ends.extend(range(pos + 1, start + 1))
         rep = _replacement(m)
         pieces.append(rep)
-        offsets.extend([start] * len(rep) if rep != m.group(0) else range(start, m.end()))
-        pos = m.end()
+        if rep == m.group(0):  # left as is (e.g. "Rises;")
+            starts.extend(range(start, end))
+            ends.extend(range(start + 1, end + 1))
+        else:  # a decoded " #39;" starts at its "#": the space (the lost "&") belongs to no clean char
+            src = m.start("name") if m.lastgroup == "ent" and m.group("pre") == " " else start
+            starts.extend([src] * len(rep))
+            ends.extend([end] * len(rep))
+        pos = end
     pieces.append(text[pos:])
-    offsets.extend(range(pos, len(text)))
+    starts.extend(range(pos, len(text)))
+    ends.extend(range(pos + 1, len(text) + 1))
     stage1 = "".join(pieces)
-    # collapse whitespace runs and strip, composing the offsets
-    out, out_offsets, pos = [], [], 0
+    # collapse whitespace runs to one space and strip the ends, composing the maps
+    out, out_starts, out_ends, pos = [], [], [], 0
     for m in _SPACES_RE.finditer(stage1):
         start, end = m.span()
         out.append(stage1[pos:start])
-        out_offsets.extend(offsets[pos:start])
+        out_starts.extend(starts[pos:start])
+        out_ends.extend(ends[pos:start])
         if start > 0 and end < len(stage1):  # inner run -> one space; runs at either end vanish
             out.append(" ")
-            out_offsets.append(offsets[start])
+            out_starts.append(starts[start])
+            out_ends.append(ends[end - 1])
         pos = end
     out.append(stage1[pos:])
-    out_offsets.extend(offsets[pos:])
-    out_offsets.append(len(text))
-    return "".join(out), out_offsets
+    out_starts.extend(starts[pos:])
+    out_ends.extend(ends[pos:])
+    return "".join(out), out_starts, out_ends
+
+
+def clean_text_with_offsets(text: str) -> tuple[str, list[int]]:
+    """`clean_text(text)` plus `offsets`: `offsets[i]` is where in `text` the piece that produced clean char i starts,
+    with one extra final entry `len(text)`.
+
+    Rule: clean span [s, e) maps to `text[offsets[s]:offsets[e]]`, which may carry trailing characters that cleaning
+    removed (spaces, tags, backslashes; `clean_text` of it gives back `clean[s:e]`). When clean[e-1] was copied
+    unchanged, `text[offsets[s]:offsets[e-1] + 1]` is the tight span; when it was decoded (e.g. "Jos #233;" ->
+    "José") it is not: use `clean_text_with_spans`, whose `ends[e-1]` is always tight. A decoded char maps to the
+    start of its entity, e.g. the "#" of " #39;".
+    """
+    clean, starts, _ = clean_text_with_spans(text)
+    return clean, starts + [len(text)]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

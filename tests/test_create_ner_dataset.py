@@ -114,12 +114,27 @@ def test_unknown_entity_type():
      'fullquote"&gt;KMRT.O&lt;/A&gt; on Monday', "Corp. KMRT.O on Monday"),
     ("Kmart Holding Corp. &lt;KMRT.O&gt; said", "Kmart Holding Corp. <KMRT.O> said"),
     ("Sysco Profit Rises; Sales Have Slowed", "Sysco Profit Rises; Sales Have Slowed"),
+    ("Jos #233; Mourinho", "Jos\u00e9 Mourinho"),
     ("  \\\\  ", ""),
 ])
 def test_clean_examples(raw, clean):
     assert cnd.clean_text(raw) == clean
     got, offsets = cnd.clean_text_with_offsets(raw)
     assert got == clean and len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
+    got, starts, ends = cnd.clean_text_with_spans(raw)
+    assert got == clean and starts == offsets[:-1] and len(ends) == len(clean)
+    assert all(s < e for s, e in zip(starts, ends))
+
+
+def test_spans_are_tight():
+    raw = 'Coach Jos #233; Mourinho of Kmart &lt;A HREF="x"&gt;KMRT.O&lt;/A&gt; said'
+    clean, starts, ends = cnd.clean_text_with_spans(raw)
+    for name in ("Jos\u00e9", "Jos\u00e9 Mourinho", "KMRT.O", "Kmart KMRT.O"):
+        s = clean.index(name)
+        e = s + len(name)
+        assert cnd.clean_text(raw[starts[s]:ends[e - 1]]) == name
+    s = clean.index("KMRT.O")
+    assert raw[starts[s]:ends[s + 5]] == "KMRT.O"
 
 
 def test_clean_real_rows(ag_raw):
@@ -129,6 +144,7 @@ def test_clean_real_rows(ag_raw):
     for raw in texts:
         clean, offsets = cnd.clean_text_with_offsets(raw)
         assert clean == cnd.clean_text(raw)
+        _, starts_, ends = cnd.clean_text_with_spans(raw)
         assert not re.search(r"#36;|#39;| quot;|&lt;|&gt;|&amp;|\\|</?[bB]>", clean), clean
         assert len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
         assert all(a <= b for a, b in zip(offsets, offsets[1:]))
@@ -137,6 +153,8 @@ def test_clean_real_rows(ag_raw):
             e = s + len(w)
             piece = raw[offsets[s]:offsets[e]]
             assert cnd.clean_text(piece) == w, (raw, w, piece)
+            tight = raw[starts_[s]:ends[e - 1]]
+            assert cnd.clean_text(tight) == w and tight == tight.strip(), (raw, w, tight)
             if not re.search(r"[&#;\\<>]", piece.rstrip()):
                 assert piece.rstrip() == w  # plain chars map exactly
                 assert all(raw[offsets[i]] == clean[i] for i in range(s, e))
@@ -181,9 +199,11 @@ def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
             assert text == cnd.clean_text(raw)
             assert (words, starts) == tuple(cnd.split_words(text))  # label-time words == predict-time words
             clean, offsets = cnd.clean_text_with_offsets(raw)
+            _, raw_starts, raw_ends = cnd.clean_text_with_spans(raw)
             for first, last in _entity_spans(ner):  # entities map back onto the raw text
                 s, e = starts[first], starts[last] + len(words[last])
                 assert cnd.clean_text(raw[offsets[s]:offsets[e]]) == text[s:e]
+                assert cnd.clean_text(raw[raw_starts[s]:raw_ends[e - 1]]) == text[s:e]
                 n_entities += 1
             all_words += words
     assert n_entities > 5000
