@@ -132,21 +132,23 @@ class MultiTaskSentenceTransformer(nn.Module):
         Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
         internally. A single string gives one dict, a list gives a list of dicts.
         """
-        from create_ner_dataset import clean_text_with_offsets, split_words
+        from create_ner_dataset import clean_text_with_spans, split_words
 
         texts, single = check_texts(texts)
         prepared = []
         for text in texts:
-            clean, offsets = clean_text_with_offsets(text) if self.clean else (text, list(range(len(text) + 1)))
+            # raw_starts[i]:raw_ends[i] is the stretch of the raw text that produced clean char i.
+            clean, raw_starts, raw_ends = clean_text_with_spans(text) if self.clean else (
+                text, range(len(text)), range(1, len(text) + 1))
             words, starts = split_words(clean)
-            prepared.append((clean, offsets, words, starts))
+            prepared.append((raw_starts, raw_ends, words, starts))
         runs = self._run([p[2] for p in prepared], batch_size) if texts else []
         results = []
-        for text, (clean, offsets, words, starts), (probs, word_tags) in zip(texts, prepared, runs):
+        for text, (raw_starts, raw_ends, words, starts), (probs, word_tags) in zip(texts, prepared, runs):
             entities = []
             for kind, first, end in bio_to_spans(word_tags):
                 s, e = starts[first], starts[end - 1] + len(words[end - 1])
-                start, stop = offsets[s], offsets[e - 1] + 1
+                start, stop = raw_starts[s], raw_ends[e - 1]
                 entities.append({"text": text[start:stop], "type": kind, "start": start, "end": stop})
             best = int(probs.argmax())
             results.append({"label": self.label_names[best], "score": float(probs[best]), "entities": entities})

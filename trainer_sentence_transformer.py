@@ -231,8 +231,8 @@ class MultiTaskTrainer:
     def _apply_freezing(self):
         """Set requires_grad per the config; return the trainable parameters."""
         c, m = self.config, self.model
-        for p in m.parameters():
-            p.requires_grad_(True)
+        for name, p in m.named_parameters():
+            p.requires_grad_(".pooler." not in name)  # BERT's pooler feeds nothing here: the heads pool themselves
         frozen = []
         if c.freeze_encoder:
             frozen.append(m.encoder)

