@@ -305,10 +305,29 @@ def main(argv=None):
     print("\nExample predictions:")
     print_predictions(model, EXAMPLES)
     total = time.perf_counter() - start
-    print(f"\nwall time {total / 60:.1f} min; model saved to {a.output_dir}/model, results in "
-          f"{a.output_dir}/results.json")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"\nwall time {total / 60:.1f} min, peak memory (RSS) {peak:.0f} MiB; model saved to {a.output_dir}/model, "
+          f"results in {a.output_dir}/results.json")
     return 0
 
 
+def cli():
+    """main() with the project's own errors shown as one line each (their messages name the fix)."""
+    from create_ner_dataset import DatasetSourceError, SpacyModelNotFound
+    from sentence_transformer import ModelLoadError
+    from trainer_sentence_transformer import CheckpointError, TrainingDiverged
+
+    try:
+        return main()
+    except (ModelLoadError, DatasetSourceError, SpacyModelNotFound, CheckpointError, TrainingDiverged,
+            ValueError, TypeError, FileNotFoundError) as e:
+        if os.environ.get("MAIN_TRACEBACK"):
+            raise
+        print(f"error: {e}\n(set MAIN_TRACEBACK=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

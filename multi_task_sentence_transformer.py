@@ -19,29 +19,53 @@ from sentence_transformer import ModelLoadError, SentenceTransformer, atomic_wri
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the NER head sees word shapes
 IGNORE_INDEX = -100
 
 
-def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
-    """Wordpiece ids for pre-split words, plus word-aligned labels when tag ids are given.
+# Word shapes the NER head sees next to the (uncased) token embedding: spaCy's teacher leans on capitalisation,
+# which an uncased wordpiece vocabulary cannot show. 0 is padding / special tokens.
+WORD_SHAPES = ("pad", "lower", "Title", "UPPER", "mIxed", "digit", "other")
 
-    Returns (input_ids, first_piece_positions, labels): labels[i][t] is the word's tag id on the first
-    wordpiece of each word and IGNORE_INDEX on every other piece and on special tokens. Words cut off
-    by truncation at max_length have no position (callers treat them as 'O').
+
+def word_shape(word):
+    """Index into WORD_SHAPES of one word's casing class."""
+    if any(c.isdigit() for c in word):
+        return 5
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return 6
+    if all(c.islower() for c in letters):
+        return 1
+    if all(c.isupper() for c in letters):
+        return 3 if len(letters) > 1 else 2
+    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+        return 2
+    return 4
+
+
+def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
+    """Wordpiece ids for pre-split words, their word shapes, and word-aligned labels when tag ids are given.
+
+    Returns a dict of per-row lists: input_ids; shape_ids (each piece carries its word's WORD_SHAPES index,
+    0 on special tokens); positions (index of each word's first wordpiece); labels (only with tag ids): the
+    word's tag id on its first wordpiece, IGNORE_INDEX on every other piece and on special tokens. Words cut
+    off by truncation at max_length have no position (callers treat them as 'O').
     """
     enc = tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length)
-    input_ids, positions, labels = enc["input_ids"], [], []
-    for row in range(len(words_batch)):
+    out = {"input_ids": enc["input_ids"], "shape_ids": [], "positions": [], "labels": []}
+    for row, words in enumerate(words_batch):
         word_ids = enc.word_ids(row)
+        shapes = [word_shape(w) for w in words]
         firsts = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
-        positions.append(firsts)
+        out["positions"].append(firsts)
+        out["shape_ids"].append([0 if w is None else shapes[w] for w in word_ids])
         if tag_ids_batch is not None:
             row_labels = [IGNORE_INDEX] * len(word_ids)
             for t in firsts:
                 row_labels[t] = tag_ids_batch[row][word_ids[t]]
-            labels.append(row_labels)
-    return input_ids, positions, (labels if tag_ids_batch is not None else None)
+            out["labels"].append(row_labels)
+    return out
 
 
 def bio_to_spans(tags):
@@ -55,6 +79,31 @@ def bio_to_spans(tags):
         if prefix == "B" or (prefix == "I" and current is None):
             current = (kind, i)
     return spans
+
+
+class NerHead(nn.Module):
+    """Per-token tag logits from the token embedding and the word shapes in a window around the token.
+
+    The uncased encoder cannot see capitalisation, which spaCy's teacher leans on (it reads shapes in a window
+    of +-4 tokens); the head gets the shapes of the token and its `window` neighbours on each side, and a hidden
+    layer lets shape and meaning interact (a linear head could only add a per-shape bias).
+    """
+
+    def __init__(self, hidden, n_tags, dropout=0.1, shape_dim=16, window=2):
+        super().__init__()
+        self.window = window
+        self.dropout = nn.Dropout(dropout)
+        self.shape_embedding = nn.Embedding(len(WORD_SHAPES), shape_dim)
+        self.hidden = nn.Linear(hidden + (2 * window + 1) * shape_dim, hidden)
+        self.linear = nn.Linear(hidden, n_tags)
+
+    def forward(self, token_embeddings, shape_ids):
+        padded = nn.functional.pad(shape_ids, (self.window, self.window))  # shape 0 ('pad') beyond the ends
+        length = shape_ids.shape[1]
+        windows = [padded[:, k:k + length] for k in range(2 * self.window + 1)]
+        shapes = self.shape_embedding(torch.stack(windows, -1)).flatten(-2).to(token_embeddings.dtype)
+        features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
+        return self.linear(nn.functional.gelu(self.hidden(features)))
 
 
 class MultiTaskSentenceTransformer(nn.Module):
@@ -82,7 +131,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.classifier_dropout, self.ner_dropout = classifier_dropout, ner_dropout
         hidden = encoder.hidden_size
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
-        self.ner_head = nn.Sequential(nn.Dropout(ner_dropout), nn.Linear(hidden, len(self.tags)))
+        self.ner_head = NerHead(hidden, len(self.tags), ner_dropout)
 
     @property
     def tokenizer(self):
@@ -92,9 +141,11 @@ class MultiTaskSentenceTransformer(nn.Module):
     def device(self):
         return next(self.parameters()).device
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
+                shape_ids=None):
         """{'cls_logits': [B, n_labels], 'ner_logits': [B, T, n_tags]}.
 
+        shape_ids [B, T]: each token's word shape (tokenize_words); None counts every token as 'pad' (unknown).
         Pass token_embeddings (cached outputs of a frozen encoder) instead of input_ids to skip the encoder.
         """
         if token_embeddings is None:
@@ -102,7 +153,9 @@ class MultiTaskSentenceTransformer(nn.Module):
             token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
-        return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings)}
+        if shape_ids is None:
+            shape_ids = torch.zeros(token_embeddings.shape[:2], dtype=torch.long, device=token_embeddings.device)
+        return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings, shape_ids)}
 
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -110,13 +163,15 @@ class MultiTaskSentenceTransformer(nn.Module):
         """Per row: (topic probabilities [n_labels], one tag per word) for pre-split words."""
         was_training = self.training
         self.eval()
-        ids, positions, _ = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
+        enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
+        ids, positions = enc["input_ids"], enc["positions"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         results = [None] * len(ids)
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             input_ids, mask = pad_ids([ids[i] for i in batch], self.tokenizer.pad_token_id or 0)
-            out = self(input_ids.to(self.device), mask.to(self.device))
+            shapes, _ = pad_ids([enc["shape_ids"][i] for i in batch])
+            out = self(input_ids.to(self.device), mask.to(self.device), shape_ids=shapes.to(self.device))
             probs = out["cls_logits"].float().softmax(-1).cpu()
             tag_ids = out["ner_logits"].argmax(-1).cpu()
             for row, i in enumerate(batch):

@@ -133,12 +133,13 @@ def prepare_features(rows, model, batch_size=1000):
     if bad:
         raise ValueError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} "
                          f"({len(bad)} such rows); fix the labels or the model's label_names.")
-    features = {"input_ids": [], "ner_labels": [], "label": labels, "ner_tags": tags}
+    features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "label": labels, "ner_tags": tags}
     for start in range(0, len(words), batch_size):
-        ids, _, ner = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length,
-                                     [[tag_to_id[t] for t in row] for row in tags[start:start + batch_size]])
-        features["input_ids"] += ids
-        features["ner_labels"] += ner
+        enc = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length,
+                             [[tag_to_id[t] for t in row] for row in tags[start:start + batch_size]])
+        features["input_ids"] += enc["input_ids"]
+        features["shape_ids"] += enc["shape_ids"]
+        features["ner_labels"] += enc["labels"]
     return features
 
 
@@ -161,7 +162,8 @@ def collate(features, indices, pad_id, cache=None):
     """A padded batch of the given rows; with a feature cache, token embeddings replace input_ids."""
     input_ids, mask = pad_ids([features["input_ids"][i] for i in indices], pad_id)
     ner, _ = pad_ids([features["ner_labels"][i] for i in indices], IGNORE_INDEX)
-    batch = {"attention_mask": mask, "ner_labels": ner,
+    shapes, _ = pad_ids([features["shape_ids"][i] for i in indices])
+    batch = {"attention_mask": mask, "ner_labels": ner, "shape_ids": shapes,
              "labels": torch.tensor([features["label"][i] for i in indices])}
     if cache is None:
         batch["input_ids"] = input_ids
@@ -218,6 +220,12 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+# Settings a resumed run must share with the checkpoint it continues (others, like show_progress, may change).
+RESUME_MUST_MATCH = ("epochs", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio", "max_grad_norm", "w_cls",
+                     "w_ner", "freeze_encoder", "freeze_layers", "freeze_classifier", "freeze_ner", "attention_dropout",
+                     "mixed_precision", "seed", "bucket_batches")
+
+
 class MultiTaskTrainer:
     """Trains a MultiTaskSentenceTransformer on rows with words / ner_tags / label. See the module docstring."""
 
@@ -239,6 +247,13 @@ class MultiTaskTrainer:
         self.pad_id = model.tokenizer.pad_token_id or 0
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         self.history = []
+
+    def _data_fingerprint(self):
+        import hashlib
+
+        f = self.train_features
+        payload = json.dumps([f["input_ids"], f["ner_labels"], [int(y) for y in f["label"]]]).encode()
+        return hashlib.sha1(payload).hexdigest()
 
     # ----------------------------------------------------------------- freezing
     def _apply_freezing(self):
@@ -325,7 +340,12 @@ class MultiTaskTrainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
         model, optimizer = acc.prepare(model, optimizer)
-        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None}
+        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
+                 "data": self._data_fingerprint()}
+        if acc.is_main_process and os.path.isdir(self.checkpoint_dir):
+            for leftover in os.listdir(self.checkpoint_dir):  # temp dirs of a write that was killed half-way
+                if leftover.startswith("."):
+                    shutil.rmtree(os.path.join(self.checkpoint_dir, leftover), ignore_errors=True)
         if c.resume and os.path.isdir(os.path.join(self.checkpoint_dir, "last")):
             state = self._load_checkpoint(os.path.join(self.checkpoint_dir, "last"), optimizer, scheduler)
             acc.print(f"resumed from {self.checkpoint_dir}/last at epoch {state['epoch'] + 1}, "
@@ -354,7 +374,7 @@ class MultiTaskTrainer:
                 batch = collate(self.train_features, batches[step], self.pad_id, cache)
                 batch = {k: v.to(acc.device) for k, v in batch.items()}
                 out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                            token_embeddings=batch.get("token_embeddings"))
+                            token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"])
                 cls_loss = ce(out["cls_logits"].float(), batch["labels"])
                 ner_loss = ce(out["ner_logits"].float().flatten(0, 1), batch["ner_labels"].flatten())
                 loss = (c.w_cls * cls_loss if self.train_cls else 0) + (c.w_ner * ner_loss if self.train_ner else 0)
@@ -459,12 +479,26 @@ class MultiTaskTrainer:
         try:
             with open(os.path.join(path, "trainer_state.json")) as f:
                 saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint '{path}' is unreadable ({e}); delete {self.checkpoint_dir} (or use "
+                                  "another output_dir) to start afresh.") from e
+        if saved.get("data") != self._data_fingerprint():
+            raise CheckpointError(
+                f"{self.checkpoint_dir} holds a run on other training data; use another output_dir, delete the "
+                "checkpoints, or set resume=False.")
+        current = asdict(self.config)
+        changed = sorted(k for k in RESUME_MUST_MATCH if saved.get("config", {}).get(k) != current[k])
+        if changed:
+            raise CheckpointError(
+                f"{self.checkpoint_dir} holds a run with other settings ({', '.join(changed)} differ); resuming it "
+                "would mix two runs. Use another output_dir, delete the checkpoints, or set resume=False.")
+        try:
             model = self.accelerator.unwrap_model(self.model)
             model.load_state_dict(load_file(os.path.join(path, "model.safetensors")))
             extra = torch.load(os.path.join(path, "training_state.pt"), weights_only=False)
             optimizer.load_state_dict(extra["optimizer"])
             scheduler.load_state_dict(extra["scheduler"])
-        except (RuntimeError, ValueError, KeyError, json.JSONDecodeError, EOFError) as e:
+        except Exception as e:  # torn or foreign files: safetensors, pickle and shape errors alike
             raise CheckpointError(
                 f"checkpoint '{path}' does not fit this model or run ({str(e).splitlines()[0][:200]}); "
                 f"delete {self.checkpoint_dir} (or use another output_dir) to start afresh.") from e
@@ -507,7 +541,7 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None):
         batch = {k: v.to(device) for k, v in collate(features, idx, pad_id, cache).items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                        token_embeddings=batch.get("token_embeddings"))
+                        token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"])
         cls = out["cls_logits"].argmax(-1).cpu()
         tag_ids = out["ner_logits"].argmax(-1).cpu()
         first = (batch["ner_labels"] != IGNORE_INDEX).cpu()

@@ -24,8 +24,9 @@ def seed_style_epoch(model, rows, tags, batch_size, seed):
     from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 
     tag_to_id = {t: i for i, t in enumerate(tags)}
-    ids, _, labels = tokenize_words(model.tokenizer, list(rows["words"]), 128,
-                                    [[tag_to_id[t] for t in r] for r in rows["ner_tags"]])
+    enc = tokenize_words(model.tokenizer, list(rows["words"]), 128,
+                         [[tag_to_id[t] for t in r] for r in rows["ner_tags"]])
+    ids, labels = enc["input_ids"], enc["labels"]
     n = len(ids)
     input_ids = torch.zeros(n, 128, dtype=torch.long)
     mask = torch.zeros(n, 128, dtype=torch.long)

@@ -4,8 +4,8 @@ import torch
 
 from create_ner_dataset import build_tag_list
 from helpers import TOY_ROWS, tiny_multitask
-from multi_task_sentence_transformer import (IGNORE_INDEX, MultiTaskSentenceTransformer, bio_to_spans,
-                                             tokenize_words)
+from multi_task_sentence_transformer import (IGNORE_INDEX, WORD_SHAPES, MultiTaskSentenceTransformer, bio_to_spans,
+                                             tokenize_words, word_shape)
 from sentence_transformer import ModelLoadError
 
 TEXTS = ["Apple buys Google in Paris", "", "   ", "naïve café in 東京 😀 " * 3, "word " * 3000,
@@ -32,7 +32,8 @@ def test_encoder_is_the_sentence_transformer_module():
 def test_labels_on_first_wordpiece_only():
     model = tiny_multitask()
     words = [["Unbelievably", "long", "Schwarzenegger", "x"]]
-    ids, positions, labels = tokenize_words(model.tokenizer, words, 64, [[1, 2, 3, 4]])
+    enc = tokenize_words(model.tokenizer, words, 64, [[1, 2, 3, 4]])
+    ids, positions, labels = enc["input_ids"], enc["positions"], enc["labels"]
     pieces = model.tokenizer.convert_ids_to_tokens(ids[0])
     labelled = [(pieces[t], lab) for t, lab in enumerate(labels[0]) if lab != IGNORE_INDEX]
     assert [lab for _, lab in labelled] == [1, 2, 3, 4]
@@ -40,6 +41,17 @@ def test_labels_on_first_wordpiece_only():
     assert labels[0][0] == IGNORE_INDEX and labels[0][-1] == IGNORE_INDEX  # [CLS], [SEP]
     assert sum(p.startswith("##") for p in pieces) > 0  # some words really were split
     assert positions[0] == [t for t, lab in enumerate(labels[0]) if lab != IGNORE_INDEX]
+
+
+def test_word_shapes_follow_each_piece():
+    model = tiny_multitask()
+    words = [["NASA", "launches", "Schwarzenegger", "iPhone", "2004", "!", "I"]]
+    enc = tokenize_words(model.tokenizer, words, 64)
+    assert [WORD_SHAPES[word_shape(w)] for w in words[0]] == ["UPPER", "lower", "Title", "mIxed", "digit", "other",
+                                                              "Title"]
+    pieces = enc["shape_ids"][0]
+    assert pieces[0] == 0 and pieces[-1] == 0 and len(pieces) == len(enc["input_ids"][0])
+    assert [pieces[t] for t in enc["positions"][0]] == [word_shape(w) for w in words[0]]
 
 
 def test_bio_to_spans():
@@ -94,7 +106,7 @@ def test_predict_rejects_non_strings():
 
 def test_save_load_round_trip(tmp_path):
     model = tiny_multitask(seed=3)
-    torch.nn.init.normal_(model.ner_head[1].weight, std=1.0)  # make NER output non-trivial
+    torch.nn.init.normal_(model.ner_head.linear.weight, std=1.0)  # make NER output non-trivial
     path = model.save_pretrained(tmp_path / "m")
     loaded = MultiTaskSentenceTransformer.from_pretrained(path)
     assert loaded.tags == model.tags and loaded.label_names == model.label_names

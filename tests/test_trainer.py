@@ -171,7 +171,7 @@ def test_metrics():
 def test_evaluate_scores_words_not_padding():
     model = tiny_multitask()
     rows = {"words": [["a"], ["b"] * 40], "ner_tags": [["O"], ["O"] * 40], "label": [0, 1]}
-    model.ner_head[1].bias.data[:] = -10
-    model.ner_head[1].bias.data[0] = 10  # always predict O
+    model.ner_head.linear.bias.data[:] = -10
+    model.ner_head.linear.bias.data[0] = 10  # always predict O
     m = evaluate(model, rows)
     assert m["ner"]["f1"] == 0.0 and m["ner"]["per_type"] == {}  # no entities, none predicted, padding unscored

@@ -1,0 +1,109 @@
+"""main.py end to end: the real packaged encoder, real spaCy and the shared data, on a few dozen rows."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+MAIN = str(ROOT / "main.py")
+
+
+def run_main(args, cwd, check=True, timeout=600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, MAIN, *args], cwd=cwd, capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"main.py {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, ag_news_dir):
+    cwd = tmp_path_factory.mktemp("main_run")
+    proc = run_main(["--dataset", ag_news_dir, "--max-train-rows", "60", "--max-test-rows", "24", "--epochs", "1",
+                     "--output-dir", "out", "--save-every-steps", "0"], cwd)
+    return cwd, proc
+
+
+def test_default_flags_run_end_to_end(small_run):
+    cwd, proc = small_run
+    out = cwd / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results["rows"] == {"train": 54, "val": 6, "test": 24}
+    assert 0 <= results["test"]["accuracy"] <= 1 and "f1" in results["test"]["ner"]
+    for name in ("model/heads.safetensors", "model/encoder/model.safetensors", "metrics.jsonl",
+                 "training_curves.png", "confusion_matrix.png"):
+        assert (out / name).exists(), name
+    assert "topic accuracy" in proc.stdout and "Example predictions" in proc.stdout
+    assert "wall time" in proc.stdout
+
+
+def test_saved_model_loads_and_predicts(small_run):
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    cwd, _ = small_run
+    model = MultiTaskSentenceTransformer.from_pretrained(cwd / "out" / "model")
+    text = "Apple opens a store in Paris, France."
+    p = model.predict(text)
+    assert p["label"] in model.label_names and 0 < p["score"] <= 1
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in p["entities"])
+
+
+def test_predict_and_eval_conll_modes(small_run, conll_valid):
+    cwd, _ = small_run
+    proc = run_main(["--output-dir", "out", "--predict", "Apple opens a store in Paris."], cwd)
+    assert "->" in proc.stdout and any(name in proc.stdout for name in ("World", "Sports", "Business", "Sci/Tech"))
+    lines = open(conll_valid).read().split("\n\n")[:40]  # a few documents' worth of sentences
+    small = cwd / "small_conll.txt"
+    small.write_text("\n\n".join(lines) + "\n")
+    proc = run_main(["--output-dir", "out", "--eval-conll", str(small)], cwd)
+    assert "micro" in proc.stdout and "spaCy P" in proc.stdout
+    result = json.loads((cwd / "out" / "conll_eval.json").read_text())
+    assert 0 <= result["spacy"]["f1"] <= 1 and 0 <= result["model"]["f1"] <= 1
+    assert result["spacy"]["f1"] > 0.3  # the teacher really tagged the gold words
+
+
+def test_second_run_reuses_cached_dataset(small_run, ag_news_dir):
+    cwd, _ = small_run
+    proc = run_main(["--dataset", ag_news_dir, "--max-train-rows", "60", "--max-test-rows", "24", "--epochs", "1",
+                     "--output-dir", "out"], cwd)
+    assert "labelling" not in proc.stdout  # the cache was hit; spaCy never ran
+    assert "resumed from" in proc.stdout  # the finished run was not trained again
+
+
+def test_help_lists_flags_with_defaults(tmp_path):
+    proc = run_main(["--help"], tmp_path)
+    for flag in ("--model-name", "--pooling", "--dataset", "--epochs", "--freeze-encoder", "--mixed-precision",
+                 "--output-dir", "--compare-freezing", "--eval-conll", "--predict"):
+        assert flag in proc.stdout, flag
+    assert "default: 3" in proc.stdout.replace("\n", " ").replace("  ", " ")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "two"], "invalid int value"),
+    (["--pooling", "median"], "--pooling must be one of mean, cls, max"),
+    (["--dropped-entity-types", "DATE,FOO"], "unknown entity type"),
+    (["--mixed-precision", "fp8"], "--mixed-precision must be one of"),
+    (["--val-fraction", "1.5"], "--val-fraction"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--eval-conll", "no/such/file.txt"], "no file at"),
+    (["--no-such-flag"], "unrecognized arguments"),
+])
+def test_bad_flags_fail_before_any_work(tmp_path, args, message):
+    proc = run_main(args + ["--output-dir", "out"], tmp_path, check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
+
+
+def test_unreachable_dataset_says_how_to_use_a_local_copy(tmp_path):
+    proc = run_main(["--dataset", "no-such-org/no-such-dataset", "--output-dir", "out"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "../shared/data/ag_news" in proc.stderr.splitlines()[-2]
+
+
+def test_predict_without_a_saved_model(tmp_path):
+    proc = run_main(["--output-dir", "nothing_here", "--predict", "hello"], tmp_path, check=False)
+    assert proc.returncode == 1 and "save_pretrained" in proc.stderr.splitlines()[-2]
