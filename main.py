@@ -21,7 +21,7 @@ MAX_TRAIN_ROWS = 0                # 0 = all train rows; else a stratified, seede
 MAX_TEST_ROWS = 0                 # 0 = all test rows
 VAL_FRACTION = 0.1                # validation split carved from train (stratified) for model selection
 LABEL_PROCESSES = 1               # spaCy processes for labelling
-EPOCHS = 3                        # training epochs
+EPOCHS = 4                        # training epochs
 BATCH_SIZE = 32                   # training batch size
 LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for bert-base-uncased)
 HEAD_LR = 1e-3                    # learning rate of the two heads
@@ -155,10 +155,11 @@ def load_data(a):
 def run_experiment(a, data, output_dir, **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once."""
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, seed_everything
 
     train, val, test, tags = data
     config = train_config(a, output_dir, **config_overrides)
+    seed_everything(a.seed)  # the heads' initialisation too
     model = MultiTaskSentenceTransformer(a.model_name, tags=tags, pooling=a.pooling, max_length=a.max_length,
                                          classifier_dropout=a.dropout, ner_dropout=a.dropout, clean=a.clean_text)
     trainer = MultiTaskTrainer(model, train, val, config)

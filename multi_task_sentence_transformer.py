@@ -261,6 +261,11 @@ class MultiTaskSentenceTransformer(nn.Module):
             )
         with open(os.path.join(path, CONFIG_NAME)) as f:
             config = json.load(f)
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ModelLoadError(
+                f"'{path}' was saved in format {config.get('format_version')}, this code reads format "
+                f"{FORMAT_VERSION} (the NER head changed); retrain it with main.py, or load it with the code "
+                "version that wrote it.")
         encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
                                       max_length=config["max_length"])
         model = cls(encoder, label_names=config["label_names"], tags=config["tags"], clean=config["clean"],

@@ -341,7 +341,7 @@ class MultiTaskTrainer:
             optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
         model, optimizer = acc.prepare(model, optimizer)
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
-                 "data": self._data_fingerprint()}
+                 "data": self._data_fingerprint(), "loss_sums": {"cls": 0.0, "ner": 0.0, "n": 0}}
         if acc.is_main_process and os.path.isdir(self.checkpoint_dir):
             for leftover in os.listdir(self.checkpoint_dir):  # temp dirs of a write that was killed half-way
                 if leftover.startswith("."):
@@ -367,7 +367,9 @@ class MultiTaskTrainer:
             batches = length_grouped_batches(self.train_lengths, c.batch_size, c.seed, epoch,
                                              c.bucket_batches)
             batches = batches[acc.process_index::acc.num_processes][:batches_per_epoch]
-            sums = {"cls": 0.0, "ner": 0.0, "n": 0}
+            if state["step_in_epoch"] == 0:
+                state["loss_sums"] = {"cls": 0.0, "ner": 0.0, "n": 0}
+            sums = state["loss_sums"]  # part of the checkpoint, so a resumed epoch reports the same mean losses
             bar = tqdm(total=batches_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {epoch + 1}/{c.epochs}",
                        disable=not self._show_progress())
             for step in range(state["step_in_epoch"], batches_per_epoch):

@@ -103,12 +103,14 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     def crash_after_second_mid_epoch_save(name, state, *args):
         original(name, state, *args)
         calls["n"] += 1
-        if calls["n"] == 4:  # mid-epoch 2
+        if calls["n"] == 3:  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (here)
             raise KeyboardInterrupt
 
     cut._save_checkpoint = crash_after_second_mid_epoch_save
     with pytest.raises(KeyboardInterrupt):
         cut.train()
+    saved = json.loads((tmp_path / "cut" / "run" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert (saved["epoch"], saved["step_in_epoch"]) == (1, 1)  # really stopped mid-epoch
     resumed = MultiTaskTrainer(tiny_multitask(seed=7), TOY_ROWS, TOY_ROWS, config(tmp_path / "cut", epochs=3,
                                                                                   save_every_steps=2, resume=True))
     history = resumed.train()
