@@ -19,7 +19,9 @@ from sentence_transformer import ModelLoadError, SentenceTransformer, atomic_wri
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
-FORMAT_VERSION = 2  # 2: the NER head sees word shapes
+FORMAT_VERSION = 3  # 2: the NER head sees word shapes; 3: so does the encoder's input
+# Modules saved in heads.safetensors (everything outside the Hugging Face encoder directory).
+HEAD_MODULES = ("classifier", "ner_head", "input_shape_embedding")
 IGNORE_INDEX = -100
 
 
@@ -132,6 +134,10 @@ class MultiTaskSentenceTransformer(nn.Module):
         hidden = encoder.hidden_size
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
         self.ner_head = NerHead(hidden, len(self.tags), ner_dropout)
+        # Word shapes added to the encoder's input embeddings (zero at start: the pretrained encoder is unchanged),
+        # so every layer can see capitalisation in context. Part of the encoder for freezing.
+        self.input_shape_embedding = nn.Embedding(len(WORD_SHAPES), hidden)
+        nn.init.zeros_(self.input_shape_embedding.weight)
 
     @property
     def tokenizer(self):
@@ -148,14 +154,20 @@ class MultiTaskSentenceTransformer(nn.Module):
         shape_ids [B, T]: each token's word shape (tokenize_words); None counts every token as 'pad' (unknown).
         Pass token_embeddings (cached outputs of a frozen encoder) instead of input_ids to skip the encoder.
         """
+        if shape_ids is None:
+            reference = input_ids if input_ids is not None else token_embeddings[..., 0]
+            shape_ids = torch.zeros(reference.shape[:2], dtype=torch.long, device=reference.device)
         if token_embeddings is None:
-            out = self.encoder(input_ids, attention_mask, token_type_ids)
+            out = self.encode_tokens(input_ids, attention_mask, shape_ids, token_type_ids)
             token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
-        if shape_ids is None:
-            shape_ids = torch.zeros(token_embeddings.shape[:2], dtype=torch.long, device=token_embeddings.device)
         return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings, shape_ids)}
+
+    def encode_tokens(self, input_ids, attention_mask, shape_ids, token_type_ids=None):
+        """The shared encoder's output (token and sentence embeddings) with word shapes added to its input."""
+        return self.encoder(input_ids, attention_mask, token_type_ids,
+                            extra_input_embeddings=self.input_shape_embedding(shape_ids))
 
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -239,8 +251,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         def write(directory):
             os.makedirs(os.path.join(directory, ENCODER_DIR))
             self.encoder.save_to(os.path.join(directory, ENCODER_DIR))
-            heads = {f"classifier.{k}": v for k, v in self.classifier.state_dict().items()}
-            heads.update({f"ner_head.{k}": v for k, v in self.ner_head.state_dict().items()})
+            heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
             save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
             with open(os.path.join(directory, CONFIG_NAME), "w") as f:
                 json.dump(self.config_dict(), f, indent=2)
@@ -272,10 +283,9 @@ class MultiTaskSentenceTransformer(nn.Module):
                     classifier_dropout=config["classifier_dropout"], ner_dropout=config["ner_dropout"])
         heads = load_file(os.path.join(path, HEADS_NAME))
         try:
-            model.classifier.load_state_dict({k[len("classifier."):]: v for k, v in heads.items()
-                                              if k.startswith("classifier.")})
-            model.ner_head.load_state_dict({k[len("ner_head."):]: v for k, v in heads.items()
-                                            if k.startswith("ner_head.")})
+            for name in HEAD_MODULES:
+                getattr(model, name).load_state_dict({k[len(name) + 1:]: v for k, v in heads.items()
+                                                      if k.startswith(name + ".")})
         except RuntimeError as e:
             raise ModelLoadError(
                 f"The heads in '{path}' do not match its {CONFIG_NAME} ({len(config['label_names'])} labels, "

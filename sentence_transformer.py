@@ -212,9 +212,17 @@ class SentenceTransformer(nn.Module):
         texts, _ = check_texts(texts)
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        """Returns {'token_embeddings': [B, T, H], 'sentence_embedding': [B, H], 'attention_mask': [B, T]}."""
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+    def forward(self, input_ids, attention_mask, token_type_ids=None, extra_input_embeddings=None):
+        """Returns {'token_embeddings': [B, T, H], 'sentence_embedding': [B, H], 'attention_mask': [B, T]}.
+
+        extra_input_embeddings [B, T, H], if given, is added to the word embeddings before the first layer
+        (the multi-task model feeds word-shape embeddings this way).
+        """
+        if extra_input_embeddings is None:
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        else:
+            embeds = self.encoder.get_input_embeddings()(input_ids) + extra_input_embeddings
+            out = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids)
         tokens = out.last_hidden_state
         sentence = pool(tokens, attention_mask, self.pooling)
         if self.display_token_embeddings:

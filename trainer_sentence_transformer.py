@@ -263,14 +263,14 @@ class MultiTaskTrainer:
             p.requires_grad_(".pooler." not in name)  # BERT's pooler feeds nothing here: the heads pool themselves
         frozen = []
         if c.freeze_encoder:
-            frozen.append(m.encoder)
+            frozen += [m.encoder, m.input_shape_embedding]
         elif c.freeze_layers:
             bert = m.encoder.encoder
             layers = bert.encoder.layer
             if c.freeze_layers > len(layers):
                 raise ValueError(f"freeze_layers={c.freeze_layers} but the encoder has {len(layers)} layers; "
                                  f"use freeze_encoder=True to freeze all of it.")
-            frozen += [bert.embeddings, *layers[:c.freeze_layers]]
+            frozen += [bert.embeddings, m.input_shape_embedding, *layers[:c.freeze_layers]]
         if c.freeze_classifier:
             frozen.append(m.classifier)
         if c.freeze_ner:
@@ -289,7 +289,7 @@ class MultiTaskTrainer:
         c = self.config
         groups = {}
         for name, p in self.trainable:
-            head = name.startswith(("classifier.", "ner_head."))
+            head = name.startswith(("classifier.", "ner_head.", "input_shape_embedding."))  # new parts: head_lr
             decay = p.ndim > 1 and "LayerNorm" not in name and "layer_norm" not in name
             lr = (c.head_lr or c.lr) if head else c.lr
             groups.setdefault((lr, decay), []).append(p)
@@ -304,7 +304,8 @@ class MultiTaskTrainer:
         """Token embeddings of the frozen encoder for every row (unpadded, fp32, on CPU)."""
         from tqdm.auto import tqdm
 
-        encoder = self.accelerator.unwrap_model(self.model).encoder.eval()
+        model = self.accelerator.unwrap_model(self.model)
+        model.encoder.eval()
         ids = features["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         cache = [None] * len(ids)
@@ -313,7 +314,9 @@ class MultiTaskTrainer:
             batch = order[start:start + bs]
             input_ids, mask = pad_ids([ids[i] for i in batch], self.pad_id)
             with self.accelerator.autocast():
-                out = encoder(input_ids.to(self.accelerator.device), mask.to(self.accelerator.device))
+                shapes, _ = pad_ids([features["shape_ids"][i] for i in batch])
+                out = model.encode_tokens(input_ids.to(self.accelerator.device), mask.to(self.accelerator.device),
+                                          shapes.to(self.accelerator.device))
             tokens = out["token_embeddings"].float().cpu()
             for row, i in enumerate(batch):
                 cache[i] = tokens[row, :len(ids[i])].clone()
