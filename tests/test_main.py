@@ -107,3 +107,10 @@ def test_unreachable_dataset_says_how_to_use_a_local_copy(tmp_path):
 def test_predict_without_a_saved_model(tmp_path):
     proc = run_main(["--output-dir", "nothing_here", "--predict", "hello"], tmp_path, check=False)
     assert proc.returncode == 1 and "save_pretrained" in proc.stderr.splitlines()[-2]
+
+
+def test_missing_model_dir_flag(tmp_path, ag_news_dir):
+    proc = run_main(["--dataset", ag_news_dir, "--model-name", "./no/such/model", "--max-train-rows", "20",
+                     "--max-test-rows", "8", "--output-dir", "out"], tmp_path, check=False)
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
+    assert not (tmp_path / "out" / "model").exists()

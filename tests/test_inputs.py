@@ -1,0 +1,90 @@
+"""Bad and awkward input, end to end: each gives a defined result or a clear error that names the fix.
+
+More cases live beside the code they check (test_sentence_transformer, test_create_ner_dataset, test_multi_task,
+test_trainer, test_main); this module covers the paths that cross modules.
+"""
+import pytest
+
+from helpers import TOY_ROWS, tiny_multitask
+
+AWKWARD = ["", " \t\n ", "x" * 10_000, "Zürich – São Paulo 東京 😀🚀", "Übermensch GmbH\u200b announces"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_multitask()
+
+
+def test_empty_lists(model):
+    assert model.predict([]) == []
+    assert model.predict_tags([]) == []
+    assert model.encoder.encode([]).shape == (0, 32)
+    assert model.encoder.encode([], output="token") == []
+
+
+def test_awkward_texts_give_defined_results(model):
+    results = model.predict(AWKWARD)
+    assert len(results) == len(AWKWARD)
+    assert results[0]["entities"] == [] and results[1]["entities"] == []
+    for text, r in zip(AWKWARD, results):
+        assert r["label"] in model.label_names
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in r["entities"])
+    tokens = model.encoder.encode(AWKWARD, output="token")
+    assert len(tokens[2]) == model.encoder.max_length  # the 10,000-character text is truncated
+
+
+@pytest.mark.parametrize("bad", [None, 42, b"bytes", ["fine", None], ["fine", 3.5], ["fine", b"x"]])
+def test_non_text_is_a_type_error_everywhere(model, bad):
+    with pytest.raises(TypeError, match="str"):
+        model.predict(bad)
+    with pytest.raises(TypeError, match="str"):
+        model.encoder.encode(bad)
+
+
+def test_long_rows_are_truncated_in_training(tmp_path):
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig, prepare_features
+
+    model = tiny_multitask()
+    rows = {"words": [["word"] * 5000, ["short"]], "ner_tags": [["O"] * 5000, ["O"]], "label": [0, 1]}
+    features = prepare_features(rows, model)
+    assert max(len(ids) for ids in features["input_ids"]) == model.encoder.max_length
+    config = TrainConfig(epochs=1, batch_size=2, output_dir=str(tmp_path), show_progress=False, plots=False,
+                         resume=False, save_every_steps=0, mixed_precision="no")
+    metrics = MultiTaskTrainer(model, rows, rows, config).train()[-1]["val"]
+    assert 0 <= metrics["accuracy"] <= 1  # words beyond max_length are scored as 'O', not dropped
+
+
+def test_unknown_spacy_model_names_both_install_routes():
+    from create_ner_dataset import SpacyModelNotFound, load_spacy
+
+    with pytest.raises(SpacyModelNotFound) as err:
+        load_spacy("xx_no_such_pipeline")
+    assert "spacy download" in str(err.value) and "pip install" in str(err.value)
+
+
+def test_trainer_rejects_bad_config():
+    from trainer_sentence_transformer import TrainConfig
+
+    for bad in ({"epochs": -1}, {"batch_size": 0}, {"lr": 0}, {"mixed_precision": "fp8"}, {"warmup_ratio": 1.5},
+                {"attention_dropout": 2.0}):
+        with pytest.raises(ValueError, match="TrainConfig"):
+            TrainConfig(**bad)
+
+
+def test_freeze_more_layers_than_exist(tmp_path):
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
+
+    with pytest.raises(ValueError, match="freeze_encoder=True"):
+        MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, TrainConfig(freeze_layers=9, output_dir=str(tmp_path)))
+
+
+def test_fp16_on_cpu_names_the_alternatives(tmp_path):
+    import torch
+
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid on a CUDA machine")
+    with pytest.raises(ValueError, match="bf16' or 'no'"):
+        MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, TrainConfig(mixed_precision="fp16",
+                                                                       output_dir=str(tmp_path)))

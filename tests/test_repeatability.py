@@ -1,0 +1,31 @@
+"""Repeatability: the same flags and seed twice give the same dataset cache key, tag ids, metrics and weights (CPU)."""
+import json
+import os
+import subprocess
+
+from main_runs import command, comparable, env
+
+
+
+def test_same_dataset_cache_key_and_tags(ag_news_dir):
+    from create_ner_dataset import build_tag_list, dataset_cache_key
+
+    assert dataset_cache_key(ag_news_dir, 300, 80) == dataset_cache_key(ag_news_dir, 300, 80)
+    assert dataset_cache_key(ag_news_dir, 300, 80) != dataset_cache_key(ag_news_dir, 300, 81)
+    assert build_tag_list() == build_tag_list()
+
+
+def test_same_flags_and_seed_repeat_exactly(tmp_path, tiny_model_dir, ag_news_dir, reference):
+    from safetensors.torch import load_file
+
+    subprocess.run(command(tiny_model_dir, ag_news_dir), cwd=tmp_path, env=env(), check=True, capture_output=True)
+    a = json.loads((tmp_path / "out" / "results.json").read_text())
+    b = json.loads((reference / "out" / "results.json").read_text())
+    assert comparable(a) == comparable(b)
+    assert os.listdir(tmp_path / ".cache" / "ner_datasets") == os.listdir(reference / ".cache" / "ner_datasets")
+    config_a = json.loads((tmp_path / "out" / "model" / "multitask_config.json").read_text())
+    config_b = json.loads((reference / "out" / "model" / "multitask_config.json").read_text())
+    assert config_a["tags"] == config_b["tags"]
+    for name in ("heads.safetensors", "encoder/model.safetensors"):
+        wa, wb = load_file(tmp_path / "out" / "model" / name), load_file(reference / "out" / "model" / name)
+        assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa), name
