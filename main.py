@@ -116,6 +116,12 @@ def check_args(parser, a):
         build_tag_list(dropped_types(a))
     except ValueError as e:
         problems.append(f"--dropped-entity-types: {e}")
+    from sentence_transformer import ModelLoadError, resolve_model_path
+
+    try:
+        resolve_model_path(a.model_name)  # a missing local directory is caught here; hub ids are tried later
+    except ModelLoadError as e:
+        problems.append(f"--model-name: {e}")
     if a.eval_conll and not os.path.isfile(a.eval_conll):
         problems.append(f"--eval-conll: no file at {a.eval_conll}")
     if problems:
@@ -148,6 +154,11 @@ def load_data(a):
         ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
                                   max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
                                   dropped_types=dropped_types(a), clean=a.clean_text, n_process=a.label_processes)
+    n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(ds["train"].features["label"].names)
+    if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
+        raise ValueError(f"--val-fraction {a.val_fraction} of {len(ds['train'])} train rows gives {n_val} validation "
+                         f"rows; each split needs at least one row per topic ({n_labels}): use more rows "
+                         "(--max-train-rows) or another --val-fraction.")
     split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
     return split["train"], split["test"], ds["test"], tags
 

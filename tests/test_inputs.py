@@ -7,7 +7,7 @@ import pytest
 
 from helpers import TOY_ROWS, tiny_multitask
 
-AWKWARD = ["", " \t\n ", "x" * 10_000, "Zürich – São Paulo 東京 😀🚀", "Übermensch GmbH\u200b announces"]
+AWKWARD = ["", " \t\n ", "word " * 2_000, "Zürich – São Paulo 東京 😀🚀", "Übermensch GmbH\u200b announces"]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def test_awkward_texts_give_defined_results(model):
         assert all(text[e["start"]:e["end"]] == e["text"] for e in r["entities"])
     tokens = model.encoder.encode(AWKWARD, output="token")
     assert len(tokens[2]) == model.encoder.max_length  # the 10,000-character text is truncated
+    one_long_word = model.predict("x" * 10_000)  # one word of 10,000 characters: BERT reads it as [UNK]
+    assert all(e["text"] == "x" * 10_000 for e in one_long_word["entities"])
 
 
 @pytest.mark.parametrize("bad", [None, 42, b"bytes", ["fine", None], ["fine", 3.5], ["fine", b"x"]])

@@ -112,5 +112,11 @@ def test_predict_without_a_saved_model(tmp_path):
 def test_missing_model_dir_flag(tmp_path, ag_news_dir):
     proc = run_main(["--dataset", ag_news_dir, "--model-name", "./no/such/model", "--max-train-rows", "20",
                      "--max-test-rows", "8", "--output-dir", "out"], tmp_path, check=False)
-    assert proc.returncode == 1 and "does not exist" in proc.stderr
-    assert not (tmp_path / "out" / "model").exists()
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
+
+
+def test_too_few_rows_for_a_validation_split(tmp_path, ag_news_dir):
+    proc = run_main(["--dataset", ag_news_dir, "--max-train-rows", "20", "--max-test-rows", "8",
+                     "--output-dir", "out"], tmp_path, check=False)
+    assert proc.returncode == 1 and "--max-train-rows" in proc.stderr.splitlines()[-2]
