@@ -355,15 +355,15 @@ class MultiTaskTrainer:
                       f"step {state['step_in_epoch']} of {batches_per_epoch}")
         cache = val_cache = None
         encoder_frozen = c.freeze_encoder
+        first_epoch, first_start = state["epoch"], time.perf_counter()
         if encoder_frozen and c.feature_cache and state["epoch"] < c.epochs:
-            start = time.perf_counter()
             cache = self._encode_cache(self.train_features, "caching encoder outputs")
             val_cache = self._encode_cache(self.val_features, "caching val outputs") if self.val_features else None
-            self.cache_seconds = time.perf_counter() - start
 
         ce = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
         for epoch in range(state["epoch"], c.epochs):
-            epoch_start = time.perf_counter()
+            # the first epoch's time includes building the feature cache, if any
+            epoch_start = first_start if epoch == first_epoch else time.perf_counter()
             model.train()
             if encoder_frozen:
                 acc.unwrap_model(model).encoder.eval()  # frozen: no dropout, so cached and live features agree
