@@ -99,11 +99,14 @@ class NerHead(nn.Module):
         self.hidden = nn.Linear(hidden + (2 * window + 1) * shape_dim, hidden)
         self.linear = nn.Linear(hidden, n_tags)
 
-    def forward(self, token_embeddings, shape_ids):
+    def forward(self, token_embeddings, shape_ids, positions=None):
+        """Logits [B, T, n_tags]; with a boolean positions mask [B, T], only those tokens: [n_selected, n_tags]."""
         padded = nn.functional.pad(shape_ids, (self.window, self.window))  # shape 0 ('pad') beyond the ends
         length = shape_ids.shape[1]
-        windows = [padded[:, k:k + length] for k in range(2 * self.window + 1)]
-        shapes = self.shape_embedding(torch.stack(windows, -1)).flatten(-2).to(token_embeddings.dtype)
+        windows = torch.stack([padded[:, k:k + length] for k in range(2 * self.window + 1)], -1)
+        if positions is not None:
+            token_embeddings, windows = token_embeddings[positions], windows[positions]
+        shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
         features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
         return self.linear(nn.functional.gelu(self.hidden(features)))
 
@@ -148,10 +151,12 @@ class MultiTaskSentenceTransformer(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
-                shape_ids=None):
+                shape_ids=None, ner_positions=None):
         """{'cls_logits': [B, n_labels], 'ner_logits': [B, T, n_tags]}.
 
         shape_ids [B, T]: each token's word shape (tokenize_words); None counts every token as 'pad' (unknown).
+        ner_positions [B, T] (bool): tag only these tokens (e.g. first wordpieces); ner_logits is then
+        [n_selected, n_tags], in row-major order. Training uses it to skip tokens that carry no label.
         Pass token_embeddings (cached outputs of a frozen encoder) instead of input_ids to skip the encoder.
         """
         if shape_ids is None:
@@ -162,7 +167,7 @@ class MultiTaskSentenceTransformer(nn.Module):
             token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
-        return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings, shape_ids)}
+        return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions)}
 
     def encode_tokens(self, input_ids, attention_mask, shape_ids, token_type_ids=None):
         """The shared encoder's output (token and sentence embeddings) with word shapes added to its input."""

@@ -378,10 +378,14 @@ class MultiTaskTrainer:
             for step in range(state["step_in_epoch"], batches_per_epoch):
                 batch = collate(self.train_features, batches[step], self.pad_id, cache)
                 batch = {k: v.to(acc.device) for k, v in batch.items()}
+                labelled = batch["ner_labels"] != IGNORE_INDEX  # first wordpieces: the NER head runs on these only
                 out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                            token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"])
+                            token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
+                            ner_positions=labelled)
                 cls_loss = ce(out["cls_logits"].float(), batch["labels"])
-                ner_loss = ce(out["ner_logits"].float().flatten(0, 1), batch["ner_labels"].flatten())
+                # mean over labelled words; a batch without words (all texts empty) adds 0, not NaN
+                ner_logits = out["ner_logits"].float()
+                ner_loss = ce(ner_logits, batch["ner_labels"][labelled]) if len(ner_logits) else ner_logits.sum()
                 loss = (c.w_cls * cls_loss if self.train_cls else 0) + (c.w_ner * ner_loss if self.train_ner else 0)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(

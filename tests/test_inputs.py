@@ -90,3 +90,13 @@ def test_fp16_on_cpu_names_the_alternatives(tmp_path):
     with pytest.raises(ValueError, match="bf16' or 'no'"):
         MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, TrainConfig(mixed_precision="fp16",
                                                                        output_dir=str(tmp_path)))
+
+
+def test_batch_of_empty_texts_trains_without_nan(tmp_path):
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
+
+    rows = {"words": [[], [], ["Paris"], []], "ner_tags": [[], [], ["B-GPE"], []], "label": [0, 1, 2, 3]}
+    config = TrainConfig(epochs=2, batch_size=2, output_dir=str(tmp_path), show_progress=False, plots=False,
+                         resume=False, save_every_steps=0, mixed_precision="no")
+    history = MultiTaskTrainer(tiny_multitask(), rows, rows, config).train()  # a batch may hold no word at all
+    assert all(r["train_ner_loss"] == r["train_ner_loss"] for r in history)  # not NaN
