@@ -245,8 +245,8 @@ def _bar_chart(rows, path):
     for k, (label, col) in enumerate([("topic accuracy", 1), ("topic macro-F1", 2), ("NER F1", 3)]):
         ax.bar(x + (k - 1) * 0.27, [r[col] for r in rows], 0.27, label=label)
     ax.set_xticks(x, [r[0] for r in rows], fontsize=8)
-    ax.set(ylim=(0, 1), ylabel="test score", title="Freezing strategies")
-    ax.legend(loc="lower right")
+    ax.set(ylim=(0, 1.15), ylabel="test score", title="Freezing strategies")
+    ax.legend(loc="upper center", ncols=3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
