@@ -219,9 +219,13 @@ def compare_freezing(a, data):
     for name, overrides in strategies:
         print(f"\n=== {name}")
         out = os.path.join(a.output_dir, "compare", name.split(" (")[0].replace(" ", "_"))
-        results, _ = run_experiment(a, data, out, **overrides)
-        t = results["test"]
-        rows.append((name, t["accuracy"], t["macro_f1"], t["ner"]["f1"], results["train_seconds"]))
+        finished = run_experiment(a, data, out, **overrides)
+        if finished is None:  # not the main process (DDP): only the main one reports
+            continue
+        t = finished[0]["test"]
+        rows.append((name, t["accuracy"], t["macro_f1"], t["ner"]["f1"], finished[0]["train_seconds"]))
+    if not rows:
+        return
     table = ["| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | train time (s) |",
              "|---|---|---|---|---|"]
     table += [f"| {n} | {acc:.4f} | {f1:.4f} | {ner:.4f} | {sec:.0f} |" for n, acc, f1, ner, sec in rows]

@@ -120,3 +120,14 @@ def test_too_few_rows_for_a_validation_split(tmp_path, ag_news_dir):
     proc = run_main(["--dataset", ag_news_dir, "--max-train-rows", "20", "--max-test-rows", "8",
                      "--output-dir", "out"], tmp_path, check=False)
     assert proc.returncode == 1 and "--max-train-rows" in proc.stderr.splitlines()[-2]
+
+
+def test_compare_freezing_writes_table_and_chart(tmp_path, ag_news_dir, tiny_model_dir):
+    proc = run_main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--compare-freezing",
+                     "--max-train-rows", "60", "--max-test-rows", "24", "--epochs", "1", "--output-dir", "out"],
+                    tmp_path)
+    table = (tmp_path / "out" / "compare_freezing.md").read_text().splitlines()
+    assert [row.split(" | ")[0].lstrip("| ") for row in table[2:]] == [
+        "nothing frozen", "encoder frozen (feature cache)", "classifier head frozen", "NER head frozen"]
+    assert (tmp_path / "out" / "compare_freezing.png").stat().st_size > 1000
+    assert "compare_freezing.md" in proc.stdout
