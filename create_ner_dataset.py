@@ -440,25 +440,16 @@ def _load_source(source: str):
 
     if _is_local(source) and not os.path.isdir(source):
         raise DatasetSourceError(f"AG News source folder {source!r} does not exist; {LOCAL_SOURCE_HINT}.")
-    if not _is_local(source) and not datasets.config.HF_HUB_OFFLINE and not _hub_reachable():
-        raise DatasetSourceError(f"cannot reach the Hugging Face Hub to load {source!r}; {LOCAL_SOURCE_HINT}, "
-                                 "or set HF_HUB_OFFLINE=1 to use a cached copy.")
+    if not _is_local(source) and not datasets.config.HF_HUB_OFFLINE:
+        from sentence_transformer import hub_reachable  # one quick probe instead of minutes of retries
+
+        if not hub_reachable():
+            raise DatasetSourceError(f"cannot reach the Hugging Face Hub to load {source!r}; {LOCAL_SOURCE_HINT}, "
+                                     "or set HF_HUB_OFFLINE=1 to use a cached copy.")
     try:
         return datasets.load_dataset(source)
     except (OSError, datasets.exceptions.DatasetNotFoundError) as e:
         raise DatasetSourceError(f"cannot load AG News from {source!r} ({type(e).__name__}); {LOCAL_SOURCE_HINT}.") from e
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    import socket
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _check_source(dd, source: str) -> None:

@@ -61,7 +61,7 @@ def resolve_model_path(name):
     return name
 
 
-def _hub_reachable(timeout=3.0):
+def hub_reachable(timeout=3.0):
     """One quick TCP connect to the hub, so an offline machine fails in seconds instead of retrying."""
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
         return False
@@ -88,7 +88,7 @@ def load_encoder_and_tokenizer(name):
                     AutoTokenizer.from_pretrained(path, local_files_only=True))
         except OSError:
             pass
-        if not _hub_reachable():
+        if not hub_reachable():
             raise ModelLoadError(
                 f"Cannot load '{name}': the Hugging Face Hub is not reachable (offline) and it is not in the "
                 f"local cache. {OFFLINE_HINT}"
