@@ -50,17 +50,19 @@ def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
     """Wordpiece ids for pre-split words, their word shapes, and word-aligned labels when tag ids are given.
 
     Returns a dict of per-row lists: input_ids; shape_ids (each piece carries its word's WORD_SHAPES index,
-    0 on special tokens); positions (index of each word's first wordpiece); labels (only with tag ids): the
+    0 on special tokens); positions (index of each word's first wordpiece) and word_index (which word each
+    of those is: words that become zero wordpieces have none); labels (only with tag ids): the
     word's tag id on its first wordpiece, IGNORE_INDEX on every other piece and on special tokens. Words cut
     off by truncation at max_length have no position (callers treat them as 'O').
     """
     enc = tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length)
-    out = {"input_ids": enc["input_ids"], "shape_ids": [], "positions": [], "labels": []}
+    out = {"input_ids": enc["input_ids"], "shape_ids": [], "positions": [], "word_index": [], "labels": []}
     for row, words in enumerate(words_batch):
         word_ids = enc.word_ids(row)
         shapes = [word_shape(w) for w in words]
         firsts = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
         out["positions"].append(firsts)
+        out["word_index"].append([word_ids[t] for t in firsts])
         out["shape_ids"].append([0 if w is None else shapes[w] for w in word_ids])
         if tag_ids_batch is not None:
             row_labels = [IGNORE_INDEX] * len(word_ids)
@@ -192,8 +194,9 @@ class MultiTaskSentenceTransformer(nn.Module):
             probs = out["cls_logits"].float().softmax(-1).cpu()
             tag_ids = out["ner_logits"].argmax(-1).cpu()
             for row, i in enumerate(batch):
-                word_tags = [self.tags[tag_ids[row, t]] for t in positions[i]]
-                word_tags += ["O"] * (len(words_batch[i]) - len(word_tags))  # truncated words
+                word_tags = ["O"] * len(words_batch[i])  # truncated words and words with no wordpiece stay 'O'
+                for t, w in zip(positions[i], enc["word_index"][i]):
+                    word_tags[w] = self.tags[tag_ids[row, t]]
                 results[i] = (probs[row], word_tags)
         self.train(was_training)
         return results
@@ -231,16 +234,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         if not isinstance(words_batch, (list, tuple)) or not all(
                 isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
             raise TypeError("predict_tags expects a list of word lists (list[list[str]]).")
-        # Words that would vanish in wordpiece tokenization (e.g. a lone zero-width char) get 'O'.
-        kept = [[i for i, w in enumerate(ws) if self.tokenizer.tokenize(w)] for ws in words_batch]
-        runs = self._run([[ws[i] for i in k] for ws, k in zip(words_batch, kept)], batch_size) if words_batch else []
-        out = []
-        for ws, k, (_, tags) in zip(words_batch, kept, runs):
-            full = ["O"] * len(ws)
-            for i, tag in zip(k, tags):
-                full[i] = tag
-            out.append(full)
-        return out
+        return [tags for _, tags in self._run([list(ws) for ws in words_batch], batch_size)] if words_batch else []
 
     # ----------------------------------------------------------------- save / load
     def config_dict(self):

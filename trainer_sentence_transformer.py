@@ -133,13 +133,14 @@ def prepare_features(rows, model, batch_size=1000):
     if bad:
         raise ValueError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} "
                          f"({len(bad)} such rows); fix the labels or the model's label_names.")
-    features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "label": labels, "ner_tags": tags}
+    features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "word_index": [], "label": labels, "ner_tags": tags}
     for start in range(0, len(words), batch_size):
         enc = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length,
                              [[tag_to_id[t] for t in row] for row in tags[start:start + batch_size]])
         features["input_ids"] += enc["input_ids"]
         features["shape_ids"] += enc["shape_ids"]
         features["ner_labels"] += enc["labels"]
+        features["word_index"] += enc["word_index"]
     return features
 
 
@@ -556,8 +557,10 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None):
         first = (batch["ner_labels"] != IGNORE_INDEX).cpu()
         for row, i in enumerate(idx):
             preds[i] = int(cls[row])
-            tags = [model.tags[t] for t in tag_ids[row][first[row]].tolist()]
-            word_preds[i] = tags + ["O"] * (len(features["ner_tags"][i]) - len(tags))  # truncated words
+            tags = ["O"] * len(features["ner_tags"][i])  # truncated words and words with no wordpiece stay 'O'
+            for w, t in zip(features["word_index"][i], tag_ids[row][first[row]].tolist()):
+                tags[w] = model.tags[t]
+            word_preds[i] = tags
     model.train(was_training)
     metrics = classification_metrics(features["label"], preds, len(model.label_names))
     metrics["ner"] = ner_metrics([list(t) for t in features["ner_tags"]], word_preds)
