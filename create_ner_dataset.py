@@ -23,9 +23,8 @@ import os
 import random
 import re
 import shutil
-import time
+import tempfile
 import unicodedata
-import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -540,16 +539,6 @@ def _read_cache(path: Path, key: str):
         return None
 
 
-def _clean_stale_temp_dirs(cache_dir: Path, max_age_s: float = 3600) -> None:
-    """Remove temp folders of interrupted writes older than max_age_s (younger ones may belong to a running job)."""
-    for p in cache_dir.glob(".tmp-*"):
-        try:
-            if time.time() - p.stat().st_mtime > max_age_s:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
 def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, seed=42, spacy_model="en_core_web_sm",
                    dropped_types=DEFAULT_DROPPED_TYPES, clean=True, batch_size=256, n_process=1,
                    cache_dir=".cache/ner_datasets", show_progress=True):
@@ -610,9 +599,11 @@ def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> No
     """Save atomically: write everything into a temp folder beside `final`, then rename it."""
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+    from sentence_transformer import recover_interrupted_writes, writer_tag
+
     final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temp_dirs(final.parent)
-    tmp = final.parent / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    recover_interrupted_writes(final.parent)  # temp folders of writers that were killed
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{writer_tag()}", dir=final.parent))
     bars_were_on = not are_progress_bars_disabled()
     try:
         if not show_progress:

@@ -188,9 +188,7 @@ def run_experiment(a, data, output_dir, **config_overrides):
     results = {"test": test_metrics, "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "flags": vars(a)}
-    with open(os.path.join(output_dir, "results.json.tmp"), "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(os.path.join(output_dir, "results.json.tmp"), os.path.join(output_dir, "results.json"))
+    write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     return results, best
 
 
@@ -230,11 +228,17 @@ def compare_freezing(a, data):
              "|---|---|---|---|---|"]
     table += [f"| {n} | {acc:.4f} | {f1:.4f} | {ner:.4f} | {sec:.0f} |" for n, acc, f1, ner, sec in rows]
     path = os.path.join(a.output_dir, "compare_freezing.md")
-    with open(path, "w") as f:
-        f.write("\n".join(table) + "\n")
+    write_text_atomic(path, "\n".join(table) + "\n")
     print("\n" + "\n".join(table))
     _bar_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
     print(f"\nwrote {path}")
+
+
+def write_text_atomic(path, text):
+    """Write to path.tmp, then rename: a killed run never leaves a torn file under the real name."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def _bar_chart(rows, path):
@@ -252,8 +256,9 @@ def _bar_chart(rows, path):
     ax.set(ylim=(0, 1.15), ylabel="test score", title="Freezing strategies")
     ax.legend(loc="upper center", ncols=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path + ".tmp.png", dpi=100)
     plt.close(fig)
+    os.replace(path + ".tmp.png", path)
 
 
 def eval_conll(a, model):
@@ -303,8 +308,7 @@ def main(argv=None):
         if a.eval_conll:
             results = eval_conll(a, model)
             os.makedirs(a.output_dir, exist_ok=True)
-            with open(os.path.join(a.output_dir, "conll_eval.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            write_text_atomic(os.path.join(a.output_dir, "conll_eval.json"), json.dumps(results, indent=2))
         return 0
     start = time.perf_counter()
     data = load_data(a)

@@ -19,16 +19,15 @@ import json
 import math
 import os
 import random
-import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
-from sentence_transformer import atomic_write_dir, pad_ids
+from sentence_transformer import atomic_write_dir, pad_ids, recover_interrupted_writes
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
 
@@ -346,10 +345,10 @@ class MultiTaskTrainer:
         model, optimizer = acc.prepare(model, optimizer)
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
                  "data": self._data_fingerprint(), "loss_sums": {"cls": 0.0, "ner": 0.0, "n": 0}}
-        if acc.is_main_process and os.path.isdir(self.checkpoint_dir):
-            for leftover in os.listdir(self.checkpoint_dir):  # temp dirs of a write that was killed half-way
-                if leftover.startswith("."):
-                    shutil.rmtree(os.path.join(self.checkpoint_dir, leftover), ignore_errors=True)
+        if acc.is_main_process:  # folders of a write killed half-way (checkpoint, best_model): tidy or restore
+            for folder in (self.checkpoint_dir, c.output_dir):
+                recover_interrupted_writes(folder)
+        acc.wait_for_everyone()
         if c.resume and os.path.isdir(os.path.join(self.checkpoint_dir, "last")):
             state = self._load_checkpoint(os.path.join(self.checkpoint_dir, "last"), optimizer, scheduler)
             acc.print(f"resumed from {self.checkpoint_dir}/last at epoch {state['epoch'] + 1}, "

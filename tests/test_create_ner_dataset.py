@@ -284,11 +284,14 @@ def test_rewrite_over_partial_dir(tmp_path):
     key = cnd.dataset_cache_key(str(src))
     (cache / key).mkdir(parents=True)
     (cache / key / "junk").write_text("partial")
-    stale = cache / ".tmp-stale"
-    stale.mkdir()
-    import os
+    import socket
+    import subprocess
+    import sys
 
-    os.utime(stale, (0, 0))
+    writer = subprocess.Popen([sys.executable, "-c", "pass"])  # a writer that is gone
+    writer.wait()
+    stale = cache / f".{key}.tmp-{writer.pid}@{socket.gethostname()}~x"
+    stale.mkdir()
     dd, tags = cnd.create_dataset(str(src), cache_dir=str(cache), show_progress=False)
     assert not stale.exists() and not (cache / key / "junk").exists()
     assert [p.name for p in cache.iterdir()] == [key]

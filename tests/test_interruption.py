@@ -5,9 +5,7 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
-import pytest
 
 from main_runs import command, comparable, env
 
@@ -58,3 +56,32 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_model_dir, ag_news
     proc = subprocess.run(command(tiny_model_dir, ag_news_dir) + ["--lr", "1e-3"], cwd=tmp_path, env=env(),
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "lr differ" in proc.stderr
+
+
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_a_killed_write_are_tidied_and_a_parked_version_restored(tmp_path):
+    from sentence_transformer import atomic_write_dir, recover_interrupted_writes
+
+    host, dead = __import__("socket").gethostname(), dead_pid()
+    # killed while writing best_model: a half-written temp folder
+    (tmp_path / f".best_model.tmp-{dead}@{host}~abc" / "encoder").mkdir(parents=True)
+    # killed between the two renames of last: target gone, previous version parked
+    parked = tmp_path / f".last.old-{dead}@{host}~def" / "x"
+    parked.mkdir(parents=True)
+    (parked / "state.json").write_text("previous")
+    # a writer that is still running (this process): left alone
+    live = tmp_path / f".model.tmp-{os.getpid()}@{host}~ghi"
+    live.mkdir()
+    removed = recover_interrupted_writes(tmp_path)
+    assert sorted(removed) == [f".best_model.tmp-{dead}@{host}~abc", f".last.old-{dead}@{host}~def"]
+    assert (tmp_path / "last" / "state.json").read_text() == "previous"
+    assert live.is_dir()
+    # atomic_write_dir tidies the same way before it writes
+    (tmp_path / f".best_model.tmp-{dead}@{host}~jkl").mkdir()
+    atomic_write_dir(tmp_path / "best_model", lambda d: open(os.path.join(d, "f"), "w").close())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "best_model", "last"]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from create_ner_dataset import build_tag_list
-from helpers import TOY_ROWS, tiny_multitask
+from helpers import tiny_multitask
 from multi_task_sentence_transformer import (IGNORE_INDEX, WORD_SHAPES, MultiTaskSentenceTransformer, bio_to_spans,
                                              tokenize_words, word_shape)
 from sentence_transformer import ModelLoadError
