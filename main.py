@@ -166,7 +166,8 @@ def load_data(a):
 def run_experiment(a, data, output_dir, **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once."""
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, seed_everything
+    from trainer_sentence_transformer import (MultiTaskTrainer, evaluate, plot_confusion, seed_everything,
+                                              write_text_atomic)
 
     train, val, test, tags = data
     config = train_config(a, output_dir, **config_overrides)
@@ -227,18 +228,13 @@ def compare_freezing(a, data):
     table = ["| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | train time (s) |",
              "|---|---|---|---|---|"]
     table += [f"| {n} | {acc:.4f} | {f1:.4f} | {ner:.4f} | {sec:.0f} |" for n, acc, f1, ner, sec in rows]
+    from trainer_sentence_transformer import write_text_atomic
+
     path = os.path.join(a.output_dir, "compare_freezing.md")
     write_text_atomic(path, "\n".join(table) + "\n")
     print("\n" + "\n".join(table))
     _bar_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
     print(f"\nwrote {path}")
-
-
-def write_text_atomic(path, text):
-    """Write to path.tmp, then rename: a killed run never leaves a torn file under the real name."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def _bar_chart(rows, path):
@@ -248,6 +244,8 @@ def _bar_chart(rows, path):
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from trainer_sentence_transformer import save_figure
+
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(9, 4))
     for k, (label, col) in enumerate([("topic accuracy", 1), ("topic macro-F1", 2), ("NER F1", 3)]):
@@ -256,9 +254,7 @@ def _bar_chart(rows, path):
     ax.set(ylim=(0, 1.15), ylabel="test score", title="Freezing strategies")
     ax.legend(loc="upper center", ncols=3)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    save_figure(fig, path)
 
 
 def eval_conll(a, model):
@@ -306,6 +302,8 @@ def main(argv=None):
         if a.predict:
             print_predictions(model, a.predict)
         if a.eval_conll:
+            from trainer_sentence_transformer import write_text_atomic
+
             results = eval_conll(a, model)
             os.makedirs(a.output_dir, exist_ok=True)
             write_text_atomic(os.path.join(a.output_dir, "conll_eval.json"), json.dumps(results, indent=2))

@@ -522,10 +522,7 @@ class MultiTaskTrainer:
             return
         os.makedirs(self.config.output_dir, exist_ok=True)
         path = os.path.join(self.config.output_dir, "metrics.jsonl")
-        with open(path + ".tmp", "w") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
-        os.replace(path + ".tmp", path)
+        write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in self.history))
         if self.config.plots:
             plot_history(self.history, os.path.join(self.config.output_dir, "training_curves.png"))
 
@@ -588,6 +585,20 @@ def plot_history(history, path):
         right.set(xlabel="epoch", ylabel="score", title="Validation")
         right.legend()
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_text_atomic(path, text):
+    """Write to path.tmp, then rename: a killed run never leaves a torn file under the real name."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def save_figure(fig, path):
+    """Save a matplotlib figure the same way (temp name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.savefig(path + ".tmp.png", dpi=100)
     plt.close(fig)
     os.replace(path + ".tmp.png", path)
@@ -609,6 +620,4 @@ def plot_confusion(matrix, labels, path, title="Confusion matrix"):
             ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
                     color="white" if matrix[i, j] > matrix.max() / 2 else "black")
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
+    save_figure(fig, path)

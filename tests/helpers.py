@@ -37,3 +37,13 @@ TOY_ROWS = {
                  ["O", "B-ORG", "I-ORG", "O", "O", "B-EVENT", "I-EVENT"], ["B-ORG", "O", "B-PRODUCT"]] * 4,
     "label": [3, 1, 0, 2, 1, 3] * 4,
 }
+
+
+def dead_pid():
+    """The pid of a process that has already exited (to fake a writer killed mid-write)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

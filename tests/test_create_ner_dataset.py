@@ -285,12 +285,10 @@ def test_rewrite_over_partial_dir(tmp_path):
     (cache / key).mkdir(parents=True)
     (cache / key / "junk").write_text("partial")
     import socket
-    import subprocess
-    import sys
 
-    writer = subprocess.Popen([sys.executable, "-c", "pass"])  # a writer that is gone
-    writer.wait()
-    stale = cache / f".{key}.tmp-{writer.pid}@{socket.gethostname()}~x"
+    from helpers import dead_pid
+
+    stale = cache / f".{key}.tmp-{dead_pid()}@{socket.gethostname()}~x"  # a writer that is gone
     stale.mkdir()
     dd, tags = cnd.create_dataset(str(src), cache_dir=str(cache), show_progress=False)
     assert not stale.exists() and not (cache / key / "junk").exists()

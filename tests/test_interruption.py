@@ -3,10 +3,10 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
-import sys
 
-
+from helpers import dead_pid
 from main_runs import command, comparable, env
 
 
@@ -58,16 +58,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_model_dir, ag_news
     assert proc.returncode == 1 and "lr differ" in proc.stderr
 
 
-def dead_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_leftovers_of_a_killed_write_are_tidied_and_a_parked_version_restored(tmp_path):
     from sentence_transformer import atomic_write_dir, recover_interrupted_writes
 
-    host, dead = __import__("socket").gethostname(), dead_pid()
+    host, dead = socket.gethostname(), dead_pid()
     # killed while writing best_model: a half-written temp folder
     (tmp_path / f".best_model.tmp-{dead}@{host}~abc" / "encoder").mkdir(parents=True)
     # killed between the two renames of last: target gone, previous version parked
