@@ -22,8 +22,6 @@ import json
 import os
 import random
 import re
-import shutil
-import tempfile
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -596,29 +594,26 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
 
 
 def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> None:
-    """Save atomically: write everything into a temp folder beside `final`, then rename it."""
+    """Save atomically (atomic_io.atomic_write_dir: a temp folder beside `final`, then renamed)."""
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    from sentence_transformer import recover_interrupted_writes, writer_tag
+    from atomic_io import atomic_write_dir
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    recover_interrupted_writes(final.parent)  # temp folders of writers that were killed
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{writer_tag()}", dir=final.parent))
+    if final.exists() and _read_cache(final, key) is not None:
+        return  # a concurrent writer finished the same cache first
+    meta = {"key": key, "tags": tags, "settings": settings,
+            "num_rows": {name: len(split) for name, split in dd.items()}}
+
+    def write(tmp):
+        dd.save_to_disk(tmp)
+        Path(tmp, "meta.json").write_text(json.dumps(meta, indent=1))
+        Path(tmp, "tags.json").write_text(json.dumps(tags))
+
     bars_were_on = not are_progress_bars_disabled()
     try:
         if not show_progress:
             disable_progress_bars()
-        dd.save_to_disk(str(tmp))
-        meta = {"key": key, "tags": tags, "settings": settings,
-                "num_rows": {name: len(split) for name, split in dd.items()}}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        (tmp / "tags.json").write_text(json.dumps(tags))
-        if final.exists():  # a partial/foreign leftover, or a concurrent writer's finished copy
-            if _read_cache(final, key) is not None:
-                return
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        atomic_write_dir(final, write)
     finally:
         if bars_were_on:
             enable_progress_bars()
-        shutil.rmtree(tmp, ignore_errors=True)

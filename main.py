@@ -166,8 +166,8 @@ def load_data(a):
 def run_experiment(a, data, output_dir, **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once."""
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import (MultiTaskTrainer, evaluate, plot_confusion, seed_everything,
-                                              write_text_atomic)
+    from atomic_io import write_text_atomic
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, seed_everything
 
     train, val, test, tags = data
     config = train_config(a, output_dir, **config_overrides)
@@ -228,7 +228,7 @@ def compare_freezing(a, data):
     table = ["| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | train time (s) |",
              "|---|---|---|---|---|"]
     table += [f"| {n} | {acc:.4f} | {f1:.4f} | {ner:.4f} | {sec:.0f} |" for n, acc, f1, ner, sec in rows]
-    from trainer_sentence_transformer import write_text_atomic
+    from atomic_io import write_text_atomic
 
     path = os.path.join(a.output_dir, "compare_freezing.md")
     write_text_atomic(path, "\n".join(table) + "\n")
@@ -244,7 +244,7 @@ def _bar_chart(rows, path):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from trainer_sentence_transformer import save_figure
+    from atomic_io import save_figure
 
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -302,7 +302,7 @@ def main(argv=None):
         if a.predict:
             print_predictions(model, a.predict)
         if a.eval_conll:
-            from trainer_sentence_transformer import write_text_atomic
+            from atomic_io import write_text_atomic
 
             results = eval_conll(a, model)
             os.makedirs(a.output_dir, exist_ok=True)

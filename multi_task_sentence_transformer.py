@@ -14,7 +14,9 @@ import os
 import torch
 from torch import nn
 
-from sentence_transformer import ModelLoadError, SentenceTransformer, atomic_write_dir, check_texts, pad_ids, pool
+from atomic_io import atomic_write_dir
+from sentence_transformer import (ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids,
+                                  pool)
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
@@ -184,11 +186,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.eval()
         enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
         ids, positions = enc["input_ids"], enc["positions"]
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         results = [None] * len(ids)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            input_ids, mask = pad_ids([ids[i] for i in batch], self.tokenizer.pad_token_id or 0)
+        for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
             shapes, _ = pad_ids([enc["shape_ids"][i] for i in batch])
             out = self(input_ids.to(self.device), mask.to(self.device), shape_ids=shapes.to(self.device))
             probs = out["cls_logits"].float().softmax(-1).cpu()
@@ -249,7 +248,7 @@ class MultiTaskSentenceTransformer(nn.Module):
 
         def write(directory):
             os.makedirs(os.path.join(directory, ENCODER_DIR))
-            self.encoder.save_to(os.path.join(directory, ENCODER_DIR))
+            self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
             heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
             save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
             with open(os.path.join(directory, CONFIG_NAME), "w") as f:

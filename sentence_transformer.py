@@ -10,15 +10,13 @@ Nothing is loaded at import time.
 """
 import json
 import os
-import re
-import shutil
 import socket
-import tempfile
-import time
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
+
+from atomic_io import atomic_write_dir
 
 POOLING_MODES = ("mean", "cls", "max")
 PRECISIONS = ("fp32", "bf16")
@@ -134,6 +132,17 @@ def pad_ids(id_lists, pad_value=0):
     return ids, mask
 
 
+def length_sorted_batches(id_lists, batch_size, pad_id=0):
+    """Yield (indices, input_ids [B, T], attention_mask [B, T]) over rows sorted longest first, each batch padded to
+    its own longest row. Callers store each result at its index, which restores the input order (sorting by length
+    keeps padding, and so wasted compute, small)."""
+    order = sorted(range(len(id_lists)), key=lambda i: -len(id_lists[i]))
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        input_ids, mask = pad_ids([id_lists[i] for i in indices], pad_id)
+        yield indices, input_ids, mask
+
+
 def check_texts(texts):
     """A list of strings (a single string becomes a list of one); anything else is a clear TypeError."""
     if isinstance(texts, str):
@@ -146,77 +155,6 @@ def check_texts(texts):
                 f"texts[{i}] is {type(t).__name__}, not str; pass strings only (decode bytes, drop None, str() numbers)."
             )
     return list(texts), False
-
-
-_TEMP_NAME = re.compile(r"^\.(?P<base>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)@(?P<host>[^~/]*)~")
-
-
-def writer_tag():
-    """Names this process in temp folder names (".<target>.tmp-<writer_tag><random>"), so a later run can tell a dead
-    writer's leftovers from a live one's (see recover_interrupted_writes)."""
-    return f"{os.getpid()}@{socket.gethostname()}~"
-
-
-def _writer_is_gone(pid, host, mtime, max_age_s):
-    if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:  # alive, just not ours to signal
-            return False
-        return False
-    return time.time() - mtime > max_age_s  # written from another host (shared disk): only when clearly stale
-
-
-def recover_interrupted_writes(folder, max_age_s=3600):
-    """Tidy what killed atomic_write_dir calls left in folder: delete dead writers' temp folders and, where a kill fell
-    between the two renames (target gone, previous version parked in an .old- folder), put the previous version back.
-    Returns the names removed. Leftovers of writers still running are not touched."""
-    try:
-        names = sorted(os.listdir(folder), key=lambda n: "tmp" in n)  # .old- first: restore before deleting temps
-    except OSError:
-        return []
-    removed = []
-    for name in names:
-        m = _TEMP_NAME.match(name)
-        full = os.path.join(folder, name)
-        try:
-            if not m or not _writer_is_gone(int(m["pid"]), m["host"], os.stat(full).st_mtime, max_age_s):
-                continue
-            target, parked = os.path.join(folder, m["base"]), os.path.join(full, "x")
-            if m["kind"] == "old" and os.path.exists(parked) and not os.path.exists(target):
-                os.rename(parked, target)
-        except OSError:
-            continue
-        shutil.rmtree(full, ignore_errors=True)
-        removed.append(name)
-    return removed
-
-
-def atomic_write_dir(path, write):
-    """Call write(tmp_dir) on a fresh temp dir beside path, then swap it into place; never leaves a half-written path.
-
-    A run killed mid-write (SIGKILL, power loss) leaves a temp folder behind; the next write to the same path removes
-    it (and restores the previous version if the kill fell between the two renames).
-    """
-    path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    recover_interrupted_writes(parent)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-{writer_tag()}", dir=parent)
-    old = None
-    try:
-        write(tmp)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-{writer_tag()}", dir=parent)
-            os.rename(path, os.path.join(old, "x"))
-        os.rename(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 class SentenceTransformer(nn.Module):
@@ -313,19 +251,15 @@ class SentenceTransformer(nn.Module):
         self.eval()
         device = self.device
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"] if texts else []
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         if show_progress_bar is None:
             show_progress_bar = len(texts) > 10 * batch_size
-        starts = range(0, len(order), batch_size)
+        batches = length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0)
         if show_progress_bar:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="encode", unit="batch")
-        pad_id = self.tokenizer.pad_token_id or 0
+            batches = tqdm(batches, total=-(-len(ids) // batch_size), desc="encode", unit="batch")
         results = [None] * len(texts)
-        for start in starts:
-            batch = order[start:start + batch_size]
-            input_ids, mask = pad_ids([ids[i] for i in batch], pad_id)
+        for batch, input_ids, mask in batches:
             input_ids, mask = input_ids.to(device), mask.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 out = self(input_ids, mask)
@@ -357,32 +291,31 @@ class SentenceTransformer(nn.Module):
     def config_dict(self):
         return {"pooling": self.pooling, "max_length": self.max_length}
 
-    def save(self, path):
+    def save_pretrained(self, path):
         """Write the encoder and tokenizer (HF format) plus a small JSON config; atomic (temp dir, then rename)."""
-        return atomic_write_dir(path, self.save_to)
+        return atomic_write_dir(path, self.write_files)
 
-    def save_to(self, directory):
-        """Write encoder, tokenizer and config into an existing directory (no atomicity of its own)."""
+    def write_files(self, directory):
+        """Write encoder, tokenizer and config into an existing directory (no atomicity of its own; the multi-task
+        model calls it inside its own atomic write)."""
         self.encoder.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.config_dict(), f, indent=2)
 
-    save_pretrained = save
-
     @classmethod
-    def load(cls, path, device=None, **overrides):
-        """Load a directory written by save(); keyword overrides (e.g. pooling='cls') win over the saved config."""
+    def from_pretrained(cls, path, device=None, **overrides):
+        """Load a directory written by save_pretrained(); keyword overrides (e.g. pooling='cls') win over the saved
+        config."""
         path = os.fspath(path)
         config_file = os.path.join(path, CONFIG_NAME)
         if not os.path.isfile(config_file):
             raise ModelLoadError(
-                f"'{path}' is not a saved SentenceTransformer (no {CONFIG_NAME}); save one with model.save(dir), "
-                "or construct SentenceTransformer(path) to load a plain Hugging Face model directory."
+                f"'{path}' is not a saved SentenceTransformer (no {CONFIG_NAME}); save one with "
+                "model.save_pretrained(dir), or construct SentenceTransformer(path) to load a plain Hugging Face model "
+                "directory."
             )
         with open(config_file) as f:
             config = json.load(f)
         config.update(overrides)
         return cls(path, pooling=config["pooling"], max_length=config["max_length"], device=device)
-
-    from_pretrained = load

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
-from sentence_transformer import atomic_write_dir, pad_ids, recover_interrupted_writes
+from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
+from sentence_transformer import length_sorted_batches, pad_ids
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
 
@@ -307,12 +308,10 @@ class MultiTaskTrainer:
         model = self.accelerator.unwrap_model(self.model)
         model.encoder.eval()
         ids = features["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         cache = [None] * len(ids)
         bs = self.config.eval_batch_size
-        for start in tqdm(range(0, len(order), bs), desc=desc, disable=not self._show_progress()):
-            batch = order[start:start + bs]
-            input_ids, mask = pad_ids([ids[i] for i in batch], self.pad_id)
+        for batch, input_ids, mask in tqdm(length_sorted_batches(ids, bs, self.pad_id), total=-(-len(ids) // bs),
+                                           desc=desc, disable=not self._show_progress()):
             with self.accelerator.autocast():
                 shapes, _ = pad_ids([features["shape_ids"][i] for i in batch])
                 out = model.encode_tokens(input_ids.to(self.accelerator.device), mask.to(self.accelerator.device),
@@ -539,11 +538,9 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None):
     device = model.device
     pad_id = model.tokenizer.pad_token_id or 0
     ids = features["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     preds, word_preds = [0] * len(ids), [None] * len(ids)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx, _, _ in length_sorted_batches(ids, batch_size):
         batch = {k: v.to(device) for k, v in collate(features, idx, pad_id, cache).items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
@@ -586,22 +583,6 @@ def plot_history(history, path):
         right.legend()
     fig.tight_layout()
     save_figure(fig, path)
-
-
-def write_text_atomic(path, text):
-    """Write to path.tmp, then rename: a killed run never leaves a torn file under the real name."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
-def save_figure(fig, path):
-    """Save a matplotlib figure the same way (temp name, then rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def plot_confusion(matrix, labels, path, title="Confusion matrix"):

@@ -59,7 +59,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_model_dir, ag_news
 
 
 def test_leftovers_of_a_killed_write_are_tidied_and_a_parked_version_restored(tmp_path):
-    from sentence_transformer import atomic_write_dir, recover_interrupted_writes
+    from atomic_io import atomic_write_dir, recover_interrupted_writes
 
     host, dead = socket.gethostname(), dead_pid()
     # killed while writing best_model: a half-written temp folder

@@ -136,8 +136,8 @@ def test_missing_local_path(tmp_path):
 
 def test_save_load_round_trip(tmp_path):
     model = tiny_sentence_transformer(pooling="max", max_length=48)
-    path = model.save(tmp_path / "st")
-    loaded = SentenceTransformer.load(path)
+    path = model.save_pretrained(tmp_path / "st")
+    loaded = SentenceTransformer.from_pretrained(path)
     assert loaded.pooling == "max" and loaded.max_length == 48
     assert np.allclose(model.encode(MIXED), loaded.encode(MIXED), atol=1e-6)
     assert [p.name for p in tmp_path.iterdir()] == ["st"]
@@ -145,7 +145,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_load_rejects_plain_directory(tmp_path):
     with pytest.raises(ModelLoadError, match="save"):
-        SentenceTransformer.load(tmp_path)
+        SentenceTransformer.from_pretrained(tmp_path)
 
 
 def test_display_token_embeddings(capsys):
