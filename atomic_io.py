@@ -3,15 +3,33 @@ so a run killed mid-write (SIGKILL, power loss) never leaves a torn file under t
 
 Temporary folders name their writer (".<target>.tmp-<pid>@<host>~<random>"), so a later run can tell a dead writer's
 leftovers from a live one's and tidy them (recover_interrupted_writes). Standard library only.
+
+kill_point(name) lets a test SIGKILL the process at a named point, the same on any machine: MTST_KILL_AT="train:5"
+kills it the 5th time it passes kill_point("train"). Points: label (after each text spaCy labelled), train (after
+each optimizer step), write:<name> (a file or folder written under its temporary name, not yet renamed; <name> is
+the target's base name: last, best_model, model, results.json, metrics.jsonl, the dataset cache key...) and
+swap:<name> (between atomic_write_dir's two renames: the previous version parked, the new one not yet in place).
 """
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import time
 
 _TEMP_NAME = re.compile(r"^\.(?P<base>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)@(?P<host>[^~/]*)~")
+_passes = {}  # kill_point name -> times this process passed it
+
+
+def kill_point(name):
+    """SIGKILL this process the N-th time it gets here when MTST_KILL_AT is "<name>:<N>" (a test hook; no-op otherwise)."""
+    spec = os.environ.get("MTST_KILL_AT")
+    if not spec or spec.rpartition(":")[0] != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] == int(spec.rpartition(":")[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def writer_tag():
@@ -70,9 +88,11 @@ def atomic_write_dir(path, write):
     old = None
     try:
         write(tmp)
+        kill_point("write:" + os.path.basename(path))
         if os.path.exists(path):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-{writer_tag()}", dir=parent)
             os.rename(path, os.path.join(old, "x"))
+            kill_point("swap:" + os.path.basename(path))
         os.rename(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -87,6 +107,7 @@ def write_text_atomic(path, text):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path + ".tmp", "w") as f:
         f.write(text)
+    kill_point("write:" + os.path.basename(path))
     os.replace(path + ".tmp", path)
 
 

@@ -408,7 +408,13 @@ def label_texts(texts, nlp, dropped_types=DEFAULT_DROPPED_TYPES, batch_size=256,
         from tqdm.auto import tqdm
 
         docs = tqdm(docs, total=len(texts), desc="spaCy NER", unit="doc")
-    return [doc_to_words_tags(doc, kept) for doc in docs]
+    from atomic_io import kill_point
+
+    labelled = []
+    for doc in docs:
+        labelled.append(doc_to_words_tags(doc, kept))
+        kill_point("label")
+    return labelled
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cac
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
 FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left out)
 FREEZE_NER = False                # freeze the NER head (its loss is then left out)
-MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and on CPUs with bf16 instructions)
+MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 100            # mid-epoch checkpoint interval (resume continues from the last one)
 OUTPUT_DIR = "outputs/default"    # checkpoints, model/, results.json, plots
@@ -67,10 +67,8 @@ def parse_args(argv=None):
             parser.add_argument(option, default=default, action=argparse.BooleanOptionalAction, help=comments[name])
         else:
             parser.add_argument(option, default=default, type=type(default), help=comments[name])
-    parser.add_argument("--compare-freezing", action="store_true",
-                        help="train the freezing strategies on the same data and seed; write a table and a chart")
-    parser.add_argument("--eval-conll", metavar="FILE", help="tag a CoNLL file with a saved model and with spaCy")
-    parser.add_argument("--predict", nargs="+", metavar="TEXT", help="print label and entities from a saved model")
+    for option, settings, _ in MODES:
+        parser.add_argument(option, **settings)
     parser.add_argument("--model-dir", help="saved model for --eval-conll / --predict (default OUTPUT_DIR/model)")
     args = parser.parse_args(argv)
     check_args(parser, args)
@@ -133,14 +131,13 @@ def dropped_types(a):
 
 
 def train_config(a, output_dir=None, **overrides):
+    """TrainConfig from the flags whose lower-case names are TrainConfig fields (a new such flag needs no edit here)."""
+    from dataclasses import fields
+
     from trainer_sentence_transformer import TrainConfig
 
-    settings = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, head_lr=a.head_lr, weight_decay=a.weight_decay,
-                    warmup_ratio=a.warmup_ratio, w_cls=a.w_cls, w_ner=a.w_ner, freeze_encoder=a.freeze_encoder,
-                    freeze_layers=a.freeze_layers, freeze_classifier=a.freeze_classifier, freeze_ner=a.freeze_ner,
-                    mixed_precision=a.mixed_precision, seed=a.seed, save_every_steps=a.save_every_steps,
-                    output_dir=output_dir or a.output_dir)
-    settings.update(overrides)
+    settings = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if f.name.upper() in FLAG_NAMES}
+    settings.update(output_dir=output_dir or a.output_dir, **overrides)
     return TrainConfig(**settings)
 
 
@@ -150,6 +147,7 @@ def load_data(a):
 
     from create_ner_dataset import create_dataset
 
+    start = time.perf_counter()
     with PartialState().main_process_first():  # under DDP, one process labels and the others read the cache
         ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
                                   max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
@@ -160,6 +158,8 @@ def load_data(a):
                          f"rows; each split needs at least one row per topic ({n_labels}): use more rows "
                          "(--max-train-rows) or another --val-fraction.")
     split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
+    print(f"data: {len(split['train'])} train / {len(split['test'])} validation / {len(ds['test'])} test rows, "
+          f"{len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
     return split["train"], split["test"], ds["test"], tags
 
 
@@ -210,8 +210,9 @@ def print_predictions(model, texts):
         print(f"- {text}\n    -> {p['label']} ({p['score']:.2f}); {spans}")
 
 
-def compare_freezing(a, data):
-    """The seed's freezing strategies on the same data and seed: a markdown table and a bar chart."""
+def compare_freezing(a):
+    """Mode --compare-freezing: the freezing strategies on the same data and seed, a markdown table and a bar chart."""
+    data = load_data(a)
     strategies = [("nothing frozen", {}), ("encoder frozen (feature cache)", {"freeze_encoder": True}),
                   ("classifier head frozen", {"freeze_classifier": True}), ("NER head frozen", {"freeze_ner": True})]
     rows = []
@@ -289,35 +290,12 @@ def eval_conll(a, model):
     return {"model": ours, "spacy": theirs}
 
 
-def main(argv=None):
-    a = parse_args(argv)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-
-    if a.predict or a.eval_conll:
-        model = MultiTaskSentenceTransformer.from_pretrained(a.model_dir or os.path.join(a.output_dir, "model"))
-        if a.predict:
-            print_predictions(model, a.predict)
-        if a.eval_conll:
-            from atomic_io import write_text_atomic
-
-            results = eval_conll(a, model)
-            os.makedirs(a.output_dir, exist_ok=True)
-            write_text_atomic(os.path.join(a.output_dir, "conll_eval.json"), json.dumps(results, indent=2))
-        return 0
+def train_mode(a):
+    """The default mode: train, evaluate the validation-selected checkpoint on the test split, print the results."""
     start = time.perf_counter()
-    data = load_data(a)
-    print(f"data: {len(data[0])} train / {len(data[1])} validation / {len(data[2])} test rows, "
-          f"{len(data[3])} BIO tags ({time.perf_counter() - start:.0f}s)")
-    if a.compare_freezing:
-        compare_freezing(a, data)
-        return 0
-    out = run_experiment(a, data, a.output_dir)
-    if out is None:
-        return 0
+    out = run_experiment(a, load_data(a), a.output_dir)
+    if out is None:  # not the main process (DDP): only the main one reports
+        return
     results, model = out
     print_results(results)
     print("\nExample predictions:")
@@ -328,6 +306,47 @@ def main(argv=None):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"\nwall time {total / 60:.1f} min, peak memory (RSS) {peak:.0f} MiB; model saved to {a.output_dir}/model, "
           f"results in {a.output_dir}/results.json")
+
+
+def saved_model(a):
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    return MultiTaskSentenceTransformer.from_pretrained(a.model_dir or os.path.join(a.output_dir, "model"))
+
+
+def eval_conll_mode(a):
+    """Mode --eval-conll FILE: model vs spaCy teacher on a CoNLL file; prints a table, writes conll_eval.json."""
+    from atomic_io import write_text_atomic
+
+    results = eval_conll(a, saved_model(a))
+    os.makedirs(a.output_dir, exist_ok=True)
+    write_text_atomic(os.path.join(a.output_dir, "conll_eval.json"), json.dumps(results, indent=2))
+
+
+def predict_mode(a):
+    """Mode --predict TEXT ...: label and entities of each text from a saved model."""
+    print_predictions(saved_model(a), a.predict)
+
+
+# Modes: an option, its argparse settings and the function it runs instead of train_mode(). Several given: each runs, in
+# this order (which is also their order in --help). A new mode is one line here and its function.
+MODES = [
+    ("--compare-freezing", dict(action="store_true", help="train the freezing strategies on the same data and seed; "
+                                                          "write a table and a chart"), compare_freezing),
+    ("--eval-conll", dict(metavar="FILE", help="tag a CoNLL file with a saved model and with spaCy"), eval_conll_mode),
+    ("--predict", dict(nargs="+", metavar="TEXT", help="print label and entities from a saved model"), predict_mode),
+]
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    chosen = [run for option, _, run in MODES if getattr(a, option[2:].replace("-", "_"))]
+    for run in chosen or [train_mode]:
+        run(a)
     return 0
 
 

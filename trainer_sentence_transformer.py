@@ -28,6 +28,7 @@ from torch import nn
 
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
+from atomic_io import kill_point
 from sentence_transformer import length_sorted_batches, pad_ids
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
@@ -221,10 +222,10 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-# Settings a resumed run must share with the checkpoint it continues (others, like show_progress, may change).
-RESUME_MUST_MATCH = ("epochs", "batch_size", "lr", "head_lr", "weight_decay", "warmup_ratio", "max_grad_norm", "w_cls",
-                     "w_ner", "freeze_encoder", "freeze_layers", "freeze_classifier", "freeze_ner", "attention_dropout",
-                     "mixed_precision", "seed", "bucket_batches")
+# TrainConfig settings a resumed run may change: where and how it reports, how often it checkpoints, how it batches
+# evaluation. Every other field (a new one too) must equal the checkpoint's, or two runs would be mixed.
+RESUME_MAY_DIFFER = ("output_dir", "resume", "show_progress", "plots", "save_every_steps", "eval_batch_size",
+                     "eval_only")
 
 
 class MultiTaskTrainer:
@@ -403,6 +404,7 @@ class MultiTaskTrainer:
                 state["step_in_epoch"] = step + 1
                 bar.update(1)
                 bar.set_postfix(cls=f"{sums['cls'] / sums['n']:.3f}", ner=f"{sums['ner'] / sums['n']:.3f}")
+                kill_point("train")  # a test hook (MTST_KILL_AT=train:N), before this step is checkpointed
                 if c.save_every_steps and state["global_step"] % c.save_every_steps == 0 \
                         and state["step_in_epoch"] < batches_per_epoch:
                     self._save_checkpoint("last", state, optimizer, scheduler)
@@ -495,7 +497,7 @@ class MultiTaskTrainer:
                 f"{self.checkpoint_dir} holds a run on other training data; use another output_dir, delete the "
                 "checkpoints, or set resume=False.")
         current = asdict(self.config)
-        changed = sorted(k for k in RESUME_MUST_MATCH if saved.get("config", {}).get(k) != current[k])
+        changed = sorted(k for k in current if k not in RESUME_MAY_DIFFER and saved.get("config", {}).get(k) != current[k])
         if changed:
             raise CheckpointError(
                 f"{self.checkpoint_dir} holds a run with other settings ({', '.join(changed)} differ); resuming it "

@@ -21,10 +21,43 @@ def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):
     return SentenceTransformer(pooling=pooling, max_length=max_length, encoder=encoder, tokenizer=tokenizer)
 
 
+def quiet_config(output_dir, **kwargs):
+    """A TrainConfig for tests: one epoch of batch 8, fp32, no progress bars, plots, checkpoints or resume."""
+    from trainer_sentence_transformer import TrainConfig
+
+    settings = dict(epochs=1, batch_size=8, output_dir=str(output_dir), show_progress=False, plots=False,
+                    save_every_steps=0, resume=False, mixed_precision="no")
+    return TrainConfig(**{**settings, **kwargs})
+
+
 def tiny_multitask(seed=0, tags=None, **kwargs):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     return MultiTaskSentenceTransformer(tiny_sentence_transformer(seed=seed), tags=tags, **kwargs)
+
+
+def tag_capitalised_words(model, kind="ORG"):
+    """Set the NER head so that every run of capitalised words (Title or UPPER shape) is one `kind` entity and all
+    else is O: a known, deterministic tagger (a random head often predicts no entity at all, which lets offset checks
+    pass vacuously). Returns the model."""
+    from multi_task_sentence_transformer import WORD_SHAPES
+
+    head, tags = model.ner_head, model.tags
+    dim = head.shape_embedding.embedding_dim
+    n = head.hidden.in_features - (2 * head.window + 1) * dim  # the token embedding comes first, then the shapes
+    capital = [WORD_SHAPES.index("Title"), WORD_SHAPES.index("UPPER")]
+    with torch.no_grad():
+        head.shape_embedding.weight.copy_(torch.eye(len(WORD_SHAPES), dim))  # shape s -> unit vector s
+        for module in (head.hidden, head.linear):
+            module.weight.zero_()
+            module.bias.zero_()
+        for unit, k in ((0, head.window), (1, head.window - 1)):  # unit 0: this word capitalised; 1: the one before
+            head.hidden.weight[unit, [n + k * dim + s for s in capital]] = 1.0
+        o, b, i = tags.index("O"), tags.index(f"B-{kind}"), tags.index(f"I-{kind}")
+        head.linear.bias[o] = 0.5  # gelu(1) = 0.84: B wins when only this word is capitalised, I when both are
+        head.linear.weight[b, 0], head.linear.weight[b, 1] = 2.0, -2.0
+        head.linear.weight[i, 0], head.linear.bias[i] = 2.0, -0.9
+    return model
 
 
 # A handful of labelled rows in the dataset's format (words, ner_tags, label), enough to overfit.

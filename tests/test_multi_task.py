@@ -3,13 +3,20 @@ import pytest
 import torch
 
 from create_ner_dataset import build_tag_list
-from helpers import tiny_multitask
+from helpers import tag_capitalised_words, tiny_multitask
 from multi_task_sentence_transformer import (IGNORE_INDEX, WORD_SHAPES, MultiTaskSentenceTransformer, bio_to_spans,
                                              tokenize_words, word_shape)
 from sentence_transformer import ModelLoadError
 
 TEXTS = ["Apple buys Google in Paris", "", "   ", "naïve café in 東京 😀 " * 3, "word " * 3000,
          "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters"]
+# Each text with the entities a NER head that tags runs of capitalised words finds (helpers.tag_capitalised_words).
+ENTITY_TEXTS = [("Apple buys Google in Paris", ["Apple", "Google", "Paris"]), ("", []), ("   ", []),
+                ("naïve Café in 東京 😀 São Paulo", ["Café", "São Paulo"]),
+                ("Barack Obama visits the U.N. in New York", ["Barack Obama", "U.N.", "New York"]),
+                ("word " * 3000 + "Paris", []),  # Paris lies beyond max_length
+                ("Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters &lt;b&gt;Corp&lt;/b&gt;",
+                 ["Oil", "Reuters &lt;b&gt;Corp"])]  # one span across the markup, in the raw string
 
 
 def test_forward_shapes():
@@ -75,16 +82,15 @@ def test_predict_offsets_index_the_raw_string(monkeypatch):
     assert {"Oil", "Reuters", "#36;", "Corp", "analysts"} <= found  # '$' in the clean text maps back to its escape
 
 
-@pytest.mark.parametrize("text", TEXTS)
-def test_predict_awkward_texts(text):
-    model = tiny_multitask()
+@pytest.mark.parametrize("text, entities", ENTITY_TEXTS)
+def test_predict_awkward_texts(text, entities):
+    model = tag_capitalised_words(tiny_multitask())
     out = model.predict(text)
     assert set(out) == {"label", "score", "entities"}
     assert out["label"] in model.label_names and 0 < out["score"] <= 1
+    assert [e["text"] for e in out["entities"]] == entities
     for e in out["entities"]:
-        assert text[e["start"]:e["end"]] == e["text"]
-    if not text.strip():
-        assert out["entities"] == []
+        assert text[e["start"]:e["end"]] == e["text"] and e["type"] == "ORG"
 
 
 def test_predict_tags_one_per_word():
@@ -105,12 +111,14 @@ def test_predict_rejects_non_strings():
 
 
 def test_save_load_round_trip(tmp_path):
-    model = tiny_multitask(seed=3)
-    torch.nn.init.normal_(model.ner_head.linear.weight, std=1.0)  # make NER output non-trivial
+    model = tag_capitalised_words(tiny_multitask(seed=3))
     path = model.save_pretrained(tmp_path / "m")
     loaded = MultiTaskSentenceTransformer.from_pretrained(path)
     assert loaded.tags == model.tags and loaded.label_names == model.label_names
-    assert model.predict(TEXTS) == loaded.predict(TEXTS)
+    expected = model.predict(TEXTS)
+    assert [e["text"] for e in expected[0]["entities"]] == ["Apple", "Google", "Paris"]  # the heads' state is seen
+    assert loaded.predict(TEXTS) == expected
+    assert tiny_multitask(seed=3).predict(TEXTS) != expected  # a model without those heads differs
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp dirs left
 
 

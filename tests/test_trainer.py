@@ -5,18 +5,15 @@ import pytest
 import torch
 
 from create_ner_dataset import build_tag_list
-from helpers import TOY_ROWS, tiny_multitask
-from trainer_sentence_transformer import (MultiTaskTrainer, TrainConfig, TrainingDiverged, classification_metrics,
-                                          evaluate, length_grouped_batches, ner_metrics, prepare_features)
+from helpers import TOY_ROWS, quiet_config, tiny_multitask
+from trainer_sentence_transformer import (MultiTaskTrainer, TrainingDiverged, classification_metrics, evaluate,
+                                          length_grouped_batches, ner_metrics, prepare_features)
 
 TAGS = build_tag_list()
 
 
 def config(tmp_path, **kw):
-    settings = dict(epochs=1, batch_size=8, lr=1e-3, output_dir=str(tmp_path / "run"), show_progress=False,
-                    plots=False, save_every_steps=0, resume=False, mixed_precision="no")
-    settings.update(kw)
-    return TrainConfig(**settings)
+    return quiet_config(tmp_path / "run", **{"lr": 1e-3, **kw})
 
 
 def snapshot(model):
@@ -60,10 +57,19 @@ def test_freezing_everything_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="Nothing to train"):
         MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None,
                          config(tmp_path, freeze_encoder=True, freeze_classifier=True, freeze_ner=True))
-    trainer = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None,
+    model = tiny_multitask()
+    with torch.no_grad():  # a topic head that always says label 3
+        model.classifier[1].weight.zero_()
+        model.classifier[1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
+    trainer = MultiTaskTrainer(model, TOY_ROWS, None,
                                config(tmp_path, freeze_encoder=True, freeze_classifier=True, freeze_ner=True,
                                       eval_only=True))
-    assert trainer.evaluate(TOY_ROWS)["accuracy"] >= 0
+    metrics = trainer.evaluate(TOY_ROWS)  # eval_only: evaluating works where training is refused
+    with pytest.raises(ValueError, match="evaluate"):
+        trainer.train()
+    counts = [TOY_ROWS["label"].count(y) for y in range(4)]
+    assert metrics["accuracy"] == counts[3] / len(TOY_ROWS["label"])
+    assert metrics["confusion_matrix"] == [[0, 0, 0, n] for n in counts]
 
 
 def test_feature_cache_gives_the_same_head_updates(tmp_path):
@@ -171,10 +177,24 @@ def test_metrics():
     assert n["precision"] == 1.0 and n["recall"] == 0.5 and n["per_type"]["ORG"]["f1"] == 1.0
 
 
-def test_evaluate_scores_words_not_padding():
+def test_evaluate_scores_words_not_padding(monkeypatch):
+    """Padding predicts an entity on every padded position; only the words' tags may reach the score."""
     model = tiny_multitask()
-    rows = {"words": [["a"], ["b"] * 40], "ner_tags": [["O"], ["O"] * 40], "label": [0, 1]}
-    model.ner_head.linear.bias.data[:] = -10
-    model.ner_head.linear.bias.data[0] = 10  # always predict O
+    rows = {"words": [["Paris"], ["b"] * 40], "ner_tags": [["B-GPE"], ["O"] * 40], "label": [0, 1]}
+    paris = model.tokenizer.convert_tokens_to_ids("paris")
+    forward, padded = model.forward, []
+
+    def tagging_forward(input_ids=None, attention_mask=None, **kwargs):
+        out = forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        tags = torch.full(input_ids.shape, model.tags.index("O"))
+        tags[input_ids == paris] = model.tags.index("B-GPE")
+        tags[attention_mask == 0] = model.tags.index("B-ORG")
+        padded.append(int((attention_mask == 0).sum()))
+        out["ner_logits"] = 10.0 * torch.nn.functional.one_hot(tags, len(model.tags)).float()
+        return out
+
+    monkeypatch.setattr(model, "forward", tagging_forward)
     m = evaluate(model, rows)
-    assert m["ner"]["f1"] == 0.0 and m["ner"]["per_type"] == {}  # no entities, none predicted, padding unscored
+    assert sum(padded) >= 39  # the one-word row really was padded (to the 40-word row's length)
+    assert m["ner"]["per_type"] == {"GPE": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}}
+    assert m["ner"]["f1"] == 1.0
