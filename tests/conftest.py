@@ -14,18 +14,21 @@ AG_NEWS_DIR = SHARED_DATA / "ag_news"
 CONLL_VALID = SHARED_DATA / "conll2003" / "valid.txt"
 
 
+def _shared(path, probe=""):
+    """path (a file, or a folder holding probe) of the shared data, or a failure that names SHARED_DATA."""
+    if not (path / probe).exists():
+        pytest.fail(f"{path / probe} not found; set SHARED_DATA to the folder holding ag_news/ and conll2003/")
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def ag_news_dir():
-    if not (AG_NEWS_DIR / "train.parquet").exists():
-        pytest.fail(f"shared data not found at {AG_NEWS_DIR}; set SHARED_DATA to the folder holding ag_news/")
-    return str(AG_NEWS_DIR)
+    return _shared(AG_NEWS_DIR, "train.parquet")
 
 
 @pytest.fixture(scope="session")
 def conll_valid():
-    if not CONLL_VALID.exists():
-        pytest.fail(f"CoNLL file not found at {CONLL_VALID}; set SHARED_DATA to the folder holding conll2003/")
-    return str(CONLL_VALID)
+    return _shared(CONLL_VALID)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,17 @@
 """create_ner_dataset: real spaCy (NER only), the shared AG News and CoNLL data, the packaged BERT tokenizer."""
 import json
+import os
 import re
 import shutil
+import socket
 import time
 from collections import Counter
 
 import pytest
 
 import create_ner_dataset as cnd
+from atomic_io import recover_interrupted_writes
+from helpers import dead_pid
 
 TRAIN_ROWS = 100  # the test split is labelled in full (3,800 rows)
 
@@ -80,7 +84,6 @@ def test_import_is_light():
 
 def test_tag_list_is_fixed():
     tags = cnd.build_tag_list()
-    assert tags == cnd.build_tag_list()
     assert tags == cnd.build_tag_list(tuple(reversed(cnd.DEFAULT_DROPPED_TYPES)))
     assert tags == cnd.build_tag_list(list(cnd.DEFAULT_DROPPED_TYPES))
     assert tags[0] == "O"
@@ -260,10 +263,17 @@ def test_interrupted_write_is_not_read_back(labelled, ag_news_dir, cache_dir, tm
     key = cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS)
     good = cache_dir / key
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    # a complete-looking temp folder from a crashed writer
-    shutil.copytree(good, tmp_path / f".tmp-{key}-123-abcdef01")
+    # complete copies left under temp names (atomic_io's scheme): a writer killed before its rename, a live writer
+    host = socket.gethostname()
+    dead = tmp_path / f".{key}.tmp-{dead_pid()}@{host}~abc"
+    live = tmp_path / f".{key}.tmp-{os.getpid()}@{host}~def"
+    shutil.copytree(good, dead)
+    shutil.copytree(good, live)
     with pytest.raises(SpacyCalled):
         cnd.create_dataset(ag_news_dir, max_train_rows=TRAIN_ROWS, cache_dir=str(tmp_path), show_progress=False)
+    assert recover_interrupted_writes(tmp_path) == [dead.name]  # the next write's tidy-up removes the dead one only
+    assert live.is_dir()
+    shutil.rmtree(live)
     # a final folder whose write did not finish (no meta.json), or holds garbage
     shutil.copytree(good, tmp_path / key)
     (tmp_path / key / "meta.json").unlink()
@@ -284,15 +294,13 @@ def test_rewrite_over_partial_dir(tmp_path):
     key = cnd.dataset_cache_key(str(src))
     (cache / key).mkdir(parents=True)
     (cache / key / "junk").write_text("partial")
-    import socket
-
-    from helpers import dead_pid
-
     stale = cache / f".{key}.tmp-{dead_pid()}@{socket.gethostname()}~x"  # a writer that is gone
     stale.mkdir()
+    live = cache / f".{key}.tmp-{os.getpid()}@{socket.gethostname()}~y"  # a writer still at work
+    live.mkdir()
     dd, tags = cnd.create_dataset(str(src), cache_dir=str(cache), show_progress=False)
-    assert not stale.exists() and not (cache / key / "junk").exists()
-    assert [p.name for p in cache.iterdir()] == [key]
+    assert not (cache / key / "junk").exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted([key, live.name])  # the dead writer's temp is tidied
     assert dd["test"]["text"] == ["Tokyo", ""] and dd["test"]["words"][1] == []  # empty text: zero words
     assert dd["train"]["ner_tags"][0][0] == "B-GPE"
 
@@ -335,24 +343,17 @@ def _write_source(folder, splits, columns=("text", "label"), fmt="parquet"):
     return folder
 
 
-def test_missing_split(tmp_path, monkeypatch):
+@pytest.mark.parametrize("splits, columns, fmt, message", [
+    ({"train": (["a", "b"], [0, 1])}, ("text", "label"), "parquet", r"'test'.*train.parquet"),  # a split missing
+    ({"train": (["a"], [0]), "test": (["b"], [1])}, ("text", "topic"), "csv",  # a column missing
+     r"\['label'\].*'text' \(string\) and 'label'"),
+    ({"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])}, ("text", "label"), "parquet",  # label out of range
+     r"'train', row 2: label 7"),
+])
+def test_bad_source_layout_is_a_clear_error(tmp_path, monkeypatch, splits, columns, fmt, message):
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    src = _write_source(tmp_path / "src", {"train": (["a", "b"], [0, 1])})
-    with pytest.raises(ValueError, match=r"'test'.*train.parquet"):
-        cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
-
-
-def test_missing_column(tmp_path, monkeypatch):
-    monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    src = _write_source(tmp_path / "src", {"train": (["a"], [0]), "test": (["b"], [1])}, ("text", "topic"), "csv")
-    with pytest.raises(ValueError, match=r"\['label'\].*'text' \(string\) and 'label'"):
-        cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
-
-
-def test_label_out_of_range(tmp_path, monkeypatch):
-    monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    src = _write_source(tmp_path / "src", {"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])})
-    with pytest.raises(ValueError, match=r"'train', row 2: label 7"):
+    src = _write_source(tmp_path / "src", splits, columns, fmt)
+    with pytest.raises(ValueError, match=message):
         cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
 
 
@@ -417,11 +418,13 @@ def test_is_valid_bio():
         assert not cnd.is_valid_bio(bad)
 
 
-def test_ontonotes_mapping():
-    assert cnd.ONTONOTES_TO_CONLL == {
-        "PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "NORP": "MISC", "EVENT": "MISC",
-        "PRODUCT": "MISC", "WORK_OF_ART": "MISC", "LANGUAGE": "MISC", "LAW": "MISC"}
+def test_ontonotes_mapping(conll_valid):
+    conll_types = {t[2:] for _, tags in cnd.read_conll(conll_valid) for t in tags if t != "O"}
+    assert set(cnd.ONTONOTES_TO_CONLL.values()) <= conll_types  # onto types the CoNLL file really has
     assert set(cnd.ONTONOTES_TO_CONLL) <= set(cnd.SPACY_ENTITY_TYPES)
+    kept = {t[2:] for t in cnd.build_tag_list() if t != "O"}
+    assert kept <= set(cnd.ONTONOTES_TO_CONLL)  # every type the model learns is scored on CoNLL, none dropped
+    assert [cnd.ONTONOTES_TO_CONLL[t] for t in ("PERSON", "ORG", "GPE", "LOC")] == ["PER", "ORG", "LOC", "LOC"]
     tags = ["B-PERSON", "I-PERSON", "O", "B-DATE", "I-DATE", "B-GPE", "B-FAC", "I-FAC", "B-MONEY", "B-NORP"]
     assert cnd.map_tags(tags, cnd.ONTONOTES_TO_CONLL) == [
         "B-PER", "I-PER", "O", "O", "O", "B-LOC", "B-LOC", "I-LOC", "O", "B-MISC"]

@@ -2,17 +2,23 @@
 import json
 import os
 import subprocess
+import sys
 
-from main_runs import command, comparable, env
+from main_runs import ROOT, command, comparable, env
+
+FRESH_PROCESS = ("import json, sys; from create_ner_dataset import build_tag_list, dataset_cache_key; "
+                 "print(json.dumps([dataset_cache_key(sys.argv[1], 300, 80), build_tag_list()]))")
 
 
-
-def test_same_dataset_cache_key_and_tags(ag_news_dir):
+def test_cache_key_and_tags_are_the_same_in_every_process(ag_news_dir):
+    """Other hash seeds (set and dict order of strings) must not change the key or the tag ids."""
     from create_ner_dataset import build_tag_list, dataset_cache_key
 
-    assert dataset_cache_key(ag_news_dir, 300, 80) == dataset_cache_key(ag_news_dir, 300, 80)
-    assert dataset_cache_key(ag_news_dir, 300, 80) != dataset_cache_key(ag_news_dir, 300, 81)
-    assert build_tag_list() == build_tag_list()
+    runs = [json.loads(subprocess.run([sys.executable, "-c", FRESH_PROCESS, ag_news_dir], cwd=ROOT, check=True,
+                                      env=dict(env(), PYTHONHASHSEED=seed), capture_output=True, text=True).stdout)
+            for seed in ("1", "2")]
+    assert runs[0] == runs[1] == [dataset_cache_key(ag_news_dir, 300, 80), build_tag_list()]
+    assert runs[0][0] != dataset_cache_key(ag_news_dir, 300, 81)
 
 
 def test_same_flags_and_seed_repeat_exactly(tmp_path, tiny_model_dir, ag_news_dir, reference):

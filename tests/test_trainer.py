@@ -127,6 +127,18 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
         assert torch.equal(p.detach(), full_weights[name]), name
 
 
+def test_resume_refuses_other_training_settings_only(tmp_path):
+    from trainer_sentence_transformer import CheckpointError
+
+    MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config(tmp_path)).train()
+    for change in ({"lr": 2e-3}, {"bucket_batches": 7}, {"feature_cache": False}):  # not listed: must match
+        with pytest.raises(CheckpointError, match=f"{next(iter(change))} differ"):
+            MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config(tmp_path, resume=True, **change)).train()
+    resumed = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS,
+                               config(tmp_path, resume=True, save_every_steps=5, eval_batch_size=3, plots=True))
+    assert len(resumed.train()) == 1  # the finished run is picked up, not trained again
+
+
 def test_outputs_written(tmp_path):
     cfg = config(tmp_path, epochs=2, plots=True)
     MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, cfg).train()
