@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import socket
-import time
 from collections import Counter
 
 import pytest
@@ -231,9 +230,7 @@ def test_label_texts_bio_edge_cases():
 
 def test_cache_hit_never_calls_spacy(labelled, ag_news_dir, cache_dir, monkeypatch):
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    t0 = time.perf_counter()
     dd, tags = cnd.create_dataset(ag_news_dir, max_train_rows=TRAIN_ROWS, cache_dir=str(cache_dir), show_progress=False)
-    assert time.perf_counter() - t0 <= 2.0
     assert tags == labelled[1]
     assert dd["test"]["ner_tags"][:50] == labelled[0]["test"]["ner_tags"][:50]
     key = cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS)
@@ -360,12 +357,14 @@ def test_bad_source_layout_is_a_clear_error(tmp_path, monkeypatch, splits, colum
 def test_source_not_found_fails_fast(tmp_path, monkeypatch):
     import datasets
 
+    def no_network(*args):
+        raise AssertionError("the network was tried")  # fast = no connection attempt (no retries to wait out)
+
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     for source in (str(tmp_path / "nope"), "no-such-org-xyz/no-such-dataset"):
-        t0 = time.perf_counter()
         with pytest.raises(cnd.DatasetSourceError, match=r"source='\.\./shared/data/ag_news'"):
             cnd.create_dataset(source, cache_dir=None, show_progress=False)
-        assert time.perf_counter() - t0 < 10
     assert issubclass(cnd.DatasetSourceError, OSError)
 
 
