@@ -481,7 +481,7 @@ class MultiTaskTrainer:
             for step in range(state["step_in_epoch"], batches_per_epoch):
                 global_batch = batches[step]  # every process walks the same global batches and takes its share
                 rows, weight = process_share(global_batch, rank, n_proc, owned_only=cache is not None)
-                batch = {k: v.to(acc.device) for k, v in collate(self.train_features, rows, self.pad_id, cache).items()}
+                batch = to_device(collate(self.train_features, rows, self.pad_id, cache), acc.device)
                 out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                             token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
                             ner_positions=(batch["ner_rows"], batch["ner_cols"]))  # first wordpieces only
@@ -629,9 +629,10 @@ class MultiTaskTrainer:
         model = acc.unwrap_model(self.model)
         check_resumable(saved, self.checkpoint_dir, data_fingerprint(self.train_features), self.config,
                         run_settings(model, acc, self.precision))
+        device = "cpu" if acc.device.type == "cpu" else str(acc.device)  # safetensors refuses "cpu:0"
         try:
-            model.load_state_dict(load_file(os.path.join(path, "model.safetensors"), device=str(acc.device)))
-            extra = torch.load(os.path.join(path, "training_state.pt"), map_location=acc.device, weights_only=True)
+            model.load_state_dict(load_file(os.path.join(path, "model.safetensors"), device=device))
+            extra = torch.load(os.path.join(path, "training_state.pt"), map_location=device, weights_only=True)
             optimizer.load_state_dict(extra["optimizer"])
             scheduler.load_state_dict(extra["scheduler"])
             rng = extra["rng"][acc.process_index]
@@ -654,6 +655,13 @@ class MultiTaskTrainer:
         write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in self.history))
         if self.config.plots:
             plot_history(self.history, os.path.join(self.config.output_dir, "training_curves.png"))
+
+
+def to_device(batch, device):
+    """Copy a batch to the device; on CUDA from pinned memory without blocking (a plain copy waits: a host sync)."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def cross_entropy(logits, targets):
