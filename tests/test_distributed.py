@@ -123,3 +123,13 @@ def test_a_launch_this_process_did_not_join_is_an_error(monkeypatch):
     check_joined(2)
     monkeypatch.delenv("WORLD_SIZE")
     check_joined(1)
+
+
+def test_a_nan_on_one_process_stops_every_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           str(ROOT / "tests" / "ddp_nan_run.py"), str(tmp_path / "out")], capture_output=True, text=True,
+                          env=dict(env(), OMP_NUM_THREADS="1"), timeout=300)  # a hang would outlast the timeout
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        assert f"process {rank} stopped: loss became non-finite (NaN or inf) at epoch 1, by step 1" in proc.stdout, \
+            proc.stdout + proc.stderr[-2000:]
