@@ -442,27 +442,9 @@ class MultiTaskTrainer:
         total_steps = max(1, batches_per_epoch * c.epochs)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total_steps), total_steps)
         model, optimizer = acc.prepare(self.model, optimizer)  # not the scheduler: it steps once per global batch
-        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
-                 "data": data_fingerprint(self.train_features), "loss_sums": {"cls": 0.0, "ner": 0.0, "n": 0}}
-        if acc.is_main_process:  # folders of a write killed half-way (checkpoint, best_model): tidy or restore
-            for folder in (self.checkpoint_dir, c.output_dir):
-                recover_interrupted_writes(folder)
-        acc.wait_for_everyone()
-        if c.resume and os.path.isdir(os.path.join(self.checkpoint_dir, "last")):
-            state = self._load_checkpoint(os.path.join(self.checkpoint_dir, "last"), optimizer, scheduler)
-            self._write_logs()  # a kill between the last save and the logs must not lose an epoch's line
-            acc.print(f"resumed from {self.checkpoint_dir}/last at epoch {state['epoch'] + 1}, "
-                      f"step {state['step_in_epoch']} of {batches_per_epoch}")
-        cache = val_cache = None
+        state = self._start_or_resume(optimizer, scheduler, batches_per_epoch)
         first_epoch, first_start = state["epoch"], time.perf_counter()
-        if c.freeze_encoder and c.feature_cache and state["epoch"] < c.epochs:  # each process caches its rows only
-            unwrapped, bs, show = acc.unwrap_model(model), c.eval_batch_size, self._show_progress()
-            cache = encode_cache(unwrapped, self.train_features, range(rank, len(self.train_lengths), n_proc), acc,
-                                 bs, show, "caching encoder outputs")
-            if self.val_features is not None:
-                val_cache = encode_cache(unwrapped, self.val_features,
-                                         range(rank, len(self.val_features["label"]), n_proc), acc, bs, show,
-                                         "caching val outputs")
+        cache, val_cache = self._feature_caches(model) if state["epoch"] < c.epochs else (None, None)
         running = torch.zeros(3, dtype=torch.float64, device=acc.device)  # cls, ner, non-finite steps: on device
         self._last_save = time.monotonic()
 
@@ -539,6 +521,35 @@ class MultiTaskTrainer:
             acc.unwrap_model(model).save_pretrained(os.path.join(c.output_dir, "best_model"))
         acc.wait_for_everyone()  # best_model is complete before any process reads it
         return self.history
+
+    def _start_or_resume(self, optimizer, scheduler, batches_per_epoch):
+        """The loop state: fresh, or from checkpoints/last (which also restores model, optimizer, scheduler, RNG)."""
+        c, acc = self.config, self.accelerator
+        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
+                 "data": data_fingerprint(self.train_features), "loss_sums": {"cls": 0.0, "ner": 0.0, "n": 0}}
+        if acc.is_main_process:  # folders of a write killed half-way (checkpoint, best_model): tidy or restore
+            for folder in (self.checkpoint_dir, c.output_dir):
+                recover_interrupted_writes(folder)
+        acc.wait_for_everyone()
+        if c.resume and os.path.isdir(os.path.join(self.checkpoint_dir, "last")):
+            state = self._load_checkpoint(os.path.join(self.checkpoint_dir, "last"), optimizer, scheduler)
+            self._write_logs()  # a kill between the last save and the logs must not lose an epoch's line
+            acc.print(f"resumed from {self.checkpoint_dir}/last at epoch {state['epoch'] + 1}, "
+                      f"step {state['step_in_epoch']} of {batches_per_epoch}")
+        return state
+
+    def _feature_caches(self, model):
+        """(train, val) caches of the frozen encoder's outputs, each process its own rows only; else (None, None)."""
+        c, acc = self.config, self.accelerator
+        if not (c.freeze_encoder and c.feature_cache):
+            return None, None
+        unwrapped, n_proc, rank = acc.unwrap_model(model), acc.num_processes, acc.process_index
+        caches = []
+        for features, desc in ((self.train_features, "caching encoder outputs"), (self.val_features, "caching val")):
+            mine = range(rank, len(features["label"]), n_proc) if features is not None else None
+            caches.append(None if features is None else encode_cache(unwrapped, features, mine, acc,
+                                                                     c.eval_batch_size, self._show_progress(), desc))
+        return tuple(caches)
 
     def _sync_losses(self, running, sums, epoch, step):
         """Add the running loss sums of every process to sums; stop every process on a non-finite loss.
