@@ -5,7 +5,7 @@
     python main.py --compare-freezing                      # the freezing strategies side by side
     python main.py --eval-conll ../shared/data/conll2003/valid.txt   # model vs spaCy teacher on human labels
     python main.py --predict "Apple opens a store in Paris."
-    accelerate launch main.py ...                          # several GPUs / nodes (DDP)
+    torchrun --nproc_per_node 2 main.py ...                # several processes: GPUs, nodes or CPU (DDP)
 
 Edit the flags below, or override any of them on the command line (--epochs 1, --freeze-encoder, ...).
 """
@@ -22,7 +22,7 @@ MAX_TEST_ROWS = 0                 # 0 = all test rows
 VAL_FRACTION = 0.1                # validation split carved from train (stratified) for model selection
 LABEL_PROCESSES = 1               # spaCy processes for labelling
 EPOCHS = 4                        # training epochs
-BATCH_SIZE = 32                   # training batch size
+BATCH_SIZE = 32                   # training batch size (global: split over the processes of a DDP run)
 LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for bert-base-uncased)
 HEAD_LR = 1e-3                    # learning rate of the two heads
 WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
@@ -36,7 +36,8 @@ FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left
 FREEZE_NER = False                # freeze the NER head (its loss is then left out)
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
-SAVE_EVERY_STEPS = 100            # mid-epoch checkpoint interval (resume continues from the last one)
+SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
+SAVE_EVERY_MINUTES = 5.0          # ... or every N minutes, whichever comes first (0 = off); epoch ends always save
 OUTPUT_DIR = "outputs/default"    # checkpoints, model/, results.json, plots
 EXAMPLES = [                      # printed with their predictions after training
     "Apple unveils a new iPhone at its headquarters in Cupertino, California.",
@@ -99,7 +100,9 @@ def check_args(parser, a):
     for name in ("max_length", "batch_size", "label_processes"):
         if getattr(a, name) < 1:
             problems.append(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("epochs", "max_train_rows", "max_test_rows", "freeze_layers", "save_every_steps"):
+    if a.epochs < 1:
+        problems.append("--epochs must be >= 1 (to use a saved model without training: --predict or --eval-conll)")
+    for name in ("max_train_rows", "max_test_rows", "freeze_layers", "save_every_steps", "save_every_minutes"):
         if getattr(a, name) < 0:
             problems.append(f"--{name.replace('_', '-')} must be >= 0")
     if not 0 < a.val_fraction < 1:
@@ -143,12 +146,11 @@ def train_config(a, output_dir=None, **overrides):
 
 def load_data(a):
     """(train, val, test, tags): the cached silver dataset, with validation carved from train."""
-    from accelerate import PartialState
-
     from create_ner_dataset import create_dataset
+    from trainer_sentence_transformer import distributed_state
 
     start = time.perf_counter()
-    with PartialState().main_process_first():  # under DDP, one process labels and the others read the cache
+    with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
         ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
                                   max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
                                   dropped_types=dropped_types(a), clean=a.clean_text, n_process=a.label_processes)
@@ -167,28 +169,30 @@ def run_experiment(a, data, output_dir, **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once."""
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
     from atomic_io import write_text_atomic
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, seed_everything
+    from accelerate.utils import set_seed
+
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion
 
     train, val, test, tags = data
     config = train_config(a, output_dir, **config_overrides)
-    seed_everything(a.seed)  # the heads' initialisation too
+    set_seed(a.seed)  # the heads' initialisation too
     model = MultiTaskSentenceTransformer(a.model_name, tags=tags, pooling=a.pooling, max_length=a.max_length,
                                          classifier_dropout=a.dropout, ner_dropout=a.dropout, clean=a.clean_text)
     trainer = MultiTaskTrainer(model, train, val, config)
     start = time.perf_counter()
     history = trainer.train()
     train_seconds = time.perf_counter() - start
-    if not trainer.accelerator.is_main_process:
-        return None
     best = MultiTaskSentenceTransformer.from_pretrained(os.path.join(output_dir, "best_model"))
     best.to(trainer.accelerator.device)
-    test_metrics = evaluate(best, test, precision=trainer.precision)
+    test_metrics = evaluate(best, test, precision=trainer.precision, accelerator=trainer.accelerator)  # sharded
+    if not trainer.accelerator.is_main_process:
+        return None
     best.save_pretrained(os.path.join(output_dir, "model"))
     plot_confusion(test_metrics["confusion_matrix"], best.label_names, os.path.join(output_dir, "confusion_matrix.png"),
                    "Test confusion matrix")
     results = {"test": test_metrics, "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
-               "precision": trainer.precision, "flags": vars(a)}
+               "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes, "flags": vars(a)}
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     return results, best
 
@@ -293,6 +297,10 @@ def eval_conll(a, model):
 def train_mode(a):
     """The default mode: train, evaluate the validation-selected checkpoint on the test split, print the results."""
     start = time.perf_counter()
+    from trainer_sentence_transformer import distributed_state
+
+    state = distributed_state()
+    state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
     out = run_experiment(a, load_data(a), a.output_dir)
     if out is None:  # not the main process (DDP): only the main one reports
         return

@@ -101,6 +101,8 @@ def test_help_lists_flags_with_defaults(tmp_path):
     (["--mixed-precision", "fp8"], "--mixed-precision must be one of"),
     (["--val-fraction", "1.5"], "--val-fraction"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--save-every-minutes", "-1"], "--save-every-minutes must be >= 0"),
     (["--eval-conll", "no/such/file.txt"], "no file at"),
     (["--no-such-flag"], "unrecognized arguments"),
 ])

@@ -37,6 +37,8 @@ def test_both_losses_fall_when_overfitting(tmp_path):
     ({"freeze_layers": 1}, ["encoder.encoder.embeddings.", "input_shape_embedding.",
                             "encoder.encoder.encoder.layer.0."]),
     ({"freeze_encoder": True, "freeze_ner": True}, ["encoder.", "input_shape_embedding.", "ner_head."]),
+    ({"w_cls": 0}, ["classifier."]),  # a loss weight of 0 freezes its head
+    ({"w_ner": 0}, ["ner_head."]),
 ])
 def test_freezing_leaves_exactly_the_frozen_parts_unchanged(tmp_path, freeze, frozen_prefixes):
     model = tiny_multitask()
@@ -210,3 +212,108 @@ def test_evaluate_scores_words_not_padding(monkeypatch):
     assert sum(padded) >= 39  # the one-word row really was padded (to the 40-word row's length)
     assert m["ner"]["per_type"] == {"GPE": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}}
     assert m["ner"]["f1"] == 1.0
+
+
+def test_a_bad_step_never_reaches_a_checkpoint(tmp_path):
+    """NaN from the third step on, checked only every 10 steps: the check before each save stops it at step 3
+    (the epoch's end), and the checkpoint of step 2 is the last one written."""
+    model = tiny_multitask()
+    calls = {"n": 0}
+    forward = model.forward
+
+    def nan_from_third_call(*args, **kwargs):
+        calls["n"] += 1
+        out = forward(*args, **kwargs)
+        if calls["n"] >= 3:
+            out["cls_logits"] = out["cls_logits"] * float("nan")
+        return out
+
+    model.forward = nan_from_third_call
+    trainer = MultiTaskTrainer(model, TOY_ROWS, None, config(tmp_path, epochs=2, save_every_steps=2,
+                                                             log_every_steps=10))
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        trainer.train()
+    last = tmp_path / "run" / "checkpoints" / "last"
+    assert json.loads((last / "trainer_state.json").read_text())["global_step"] == 2
+    from safetensors.torch import load_file
+
+    assert all(torch.isfinite(v).all() for v in load_file(last / "model.safetensors").values())
+    assert not (tmp_path / "run" / "best_model").exists()
+
+
+def test_resume_refuses_other_pooling_dropout_or_precision(tmp_path):
+    import trainer_sentence_transformer as tst
+
+    MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, config(tmp_path)).train()
+    again = config(tmp_path, resume=True)
+    cls_pooled = tiny_multitask()
+    cls_pooled.encoder.pooling = "cls"
+    for model, setting in ((cls_pooled, "pooling"), (tiny_multitask(classifier_dropout=0.3), "classifier_dropout")):
+        with pytest.raises(tst.CheckpointError, match=f"{setting} differ"):
+            MultiTaskTrainer(model, TOY_ROWS, None, again).train()
+    elsewhere = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, again)
+    elsewhere.precision = "bf16"  # what 'auto' resolves to on another machine (one process holds one precision)
+    with pytest.raises(tst.CheckpointError, match="precision differ"):
+        elsewhere.train()
+
+
+class _Planted:
+    """Unpickling this runs code (touches a file): what a shared checkpoint must not be able to do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (pathlib.Path(self.path),)
+
+
+def test_training_state_loads_weights_only(tmp_path):
+    import trainer_sentence_transformer as tst
+
+    MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, config(tmp_path)).train()
+    state_file = tmp_path / "run" / "checkpoints" / "last" / "training_state.pt"
+    state = torch.load(state_file, weights_only=True)  # RNG, optimizer, scheduler: plain types and tensors
+    marker = tmp_path / "code_ran"
+    torch.save({**state, "planted": _Planted(str(marker))}, state_file)
+    with pytest.raises(tst.CheckpointError, match="does not fit"):
+        MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, config(tmp_path, resume=True)).train()
+    assert not marker.exists()
+
+
+def test_resume_rewrites_logs_a_kill_left_short(tmp_path):
+    MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config(tmp_path, epochs=2)).train()
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text().splitlines()[0] + "\n")  # killed after the last save, before the logs
+    MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config(tmp_path, epochs=2, resume=True)).train()
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2]
+
+
+def test_evaluate_never_iterates_a_dataset(monkeypatch):
+    import datasets
+
+    def boom(*args):
+        raise AssertionError("evaluate read the whole dataset row by row")
+
+    monkeypatch.setattr(datasets.Dataset, "__contains__", boom, raising=False)  # `x in ds` iterates every row
+    rows = datasets.Dataset.from_dict(TOY_ROWS)
+    assert evaluate(tiny_multitask(), rows)["confusion_matrix"] is not None
+
+
+def test_epochs_zero_is_an_error_unless_only_evaluating(tmp_path):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        config(tmp_path, epochs=0)
+    config(tmp_path, epochs=0, eval_only=True)
+
+
+def test_process_share_splits_each_global_batch():
+    from trainer_sentence_transformer import process_share
+
+    batch = [7, 3, 9, 4, 0, 8]
+    shares = [process_share(batch, rank, 2, owned_only=False) for rank in range(2)]
+    assert shares == [([7, 9, 0], 1.0), ([3, 4, 8], 1.0)]
+    assert [process_share(batch, rank, 2, owned_only=True) for rank in range(2)] == [([4, 0, 8], 1.0),
+                                                                                      ([7, 3, 9], 1.0)]
+    assert process_share([5], 1, 2, owned_only=False) == ([5], 0.0)  # no row of its own: a stand-in, weight 0
+    assert process_share([5], 0, 2, owned_only=True) == ([0], 0.0)

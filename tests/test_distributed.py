@@ -1,0 +1,135 @@
+"""Several processes (DDP on CPU, gloo): two real processes started by torch.distributed.run give the 1-process result.
+
+main.py runs on the shared data with a tiny random BERT whose dropout is 0 (with dropout, each process draws its
+own masks, so only the dropout-free run can match 1 process number for number). Measured on this machine
+(300 rows, 3 epochs, batch 8): epoch losses differ by at most 2.2e-8 (relative), validation and test metrics are
+identical, final weights differ by at most 2.3e-5. The tolerances below leave margin for other machines.
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from main_runs import ROOT, env
+
+LOSS_RTOL = 1e-6     # measured 2.2e-8
+WEIGHT_ATOL = 5e-4   # measured 2.3e-5 (Adam amplifies summation-order noise on near-zero gradients)
+ARGS = ["--max-train-rows", "300", "--max-test-rows", "80", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3",
+        "--head-lr", "1e-2", "--dropout", "0", "--mixed-precision", "no", "--save-every-steps", "5",
+        "--output-dir", "out"]
+
+
+def main_command(model_dir, data_dir, processes):
+    launcher = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run",
+                                                        "--nproc_per_node", str(processes)]
+    return launcher + [str(ROOT / "main.py"), "--model-name", str(model_dir), "--dataset", data_dir, *ARGS]
+
+
+def run(cwd, model_dir, data_dir, processes, **extra_env):
+    proc = subprocess.run(main_command(model_dir, data_dir, processes), cwd=cwd, capture_output=True, text=True,
+                          env=dict(env(), OMP_NUM_THREADS="1", **extra_env), timeout=600)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def dropout_free_model_dir(tmp_path_factory):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import sentence_transformer
+
+    path = tmp_path_factory.mktemp("dropout_free") / "bert"
+    tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def fresh_dir(tmp_path_factory, name, reference):
+    """A working folder holding the labelled dataset cache of the shared reference run (same rows and seed)."""
+    cwd = tmp_path_factory.mktemp(name)
+    shutil.copytree(reference / ".cache", cwd / ".cache")
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory, dropout_free_model_dir, ag_news_dir, reference):
+    runs = {}
+    for processes in (1, 2):
+        cwd = fresh_dir(tmp_path_factory, f"p{processes}", reference)
+        proc = run(cwd, dropout_free_model_dir, ag_news_dir, processes)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[processes] = (cwd, proc)
+    return runs
+
+
+def results(cwd):
+    return json.loads((cwd / "out" / "results.json").read_text())
+
+
+def test_two_processes_give_the_one_process_result(one_and_two):
+    from safetensors.torch import load_file
+
+    (one, one_proc), (two, two_proc) = one_and_two[1], one_and_two[2]
+    assert "processes: 1" in one_proc.stdout and "processes: 2 (MULTI_CPU)" in two_proc.stdout
+    a, b = results(one), results(two)
+    assert (a["num_processes"], b["num_processes"]) == (1, 2)
+    assert [r["global_step"] for r in b["history"]] == [r["global_step"] for r in a["history"]] == [34, 68, 102]
+    for ra, rb in zip(a["history"], b["history"]):
+        for key in ("train_cls_loss", "train_ner_loss"):
+            assert rb[key] == pytest.approx(ra[key], rel=LOSS_RTOL), (ra["epoch"], key)
+        assert rb["val"] == ra["val"]  # sharded over the two processes and gathered
+    assert a["history"][-1]["val"]["ner"]["f1"] > 0.2 and a["history"][-1]["val"]["accuracy"] > 0.5  # it learnt
+    assert b["test"] == a["test"] and b["best_epoch"] == a["best_epoch"]
+    for name in ("heads.safetensors", "encoder/model.safetensors"):
+        wa, wb = load_file(one / "out" / "model" / name), load_file(two / "out" / "model" / name)
+        assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < WEIGHT_ATOL, name
+
+
+def test_killed_two_process_run_resumes_exactly_and_refuses_one_process(tmp_path_factory, one_and_two, monkeypatch,
+                                                                        dropout_free_model_dir, ag_news_dir,
+                                                                        reference):
+    cwd = fresh_dir(tmp_path_factory, "killed", reference)
+    killed = run(cwd, dropout_free_model_dir, ag_news_dir, 2, MTST_EXIT_AT_STEP="43")  # epoch 2, after save at 40
+    assert killed.returncode != 0 and not (cwd / "out" / "results.json").exists()
+    state = json.loads((cwd / "out" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert (state["global_step"], state["run"]["num_processes"]) == (40, 2)
+    resumed = run(cwd, dropout_free_model_dir, ag_news_dir, 2)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and "step 6 of 34" in resumed.stdout
+    strip = lambda r: (r["test"], [{k: v for k, v in e.items() if k != "train_seconds"} for e in r["history"]])
+    assert strip(results(cwd)) == strip(results(one_and_two[2][0]))  # same processes: bit for bit
+
+    import main
+    from trainer_sentence_transformer import CheckpointError
+
+    monkeypatch.chdir(cwd)  # one process on the 2-process checkpoint: refused, naming the setting
+    with pytest.raises(CheckpointError, match="num_processes differ"):
+        main.main(["--model-name", str(dropout_free_model_dir), "--dataset", ag_news_dir, *ARGS])
+
+
+def test_a_launch_this_process_did_not_join_is_an_error(monkeypatch):
+    from trainer_sentence_transformer import check_joined
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="each would train alone"):
+        check_joined(1)
+    check_joined(2)
+    monkeypatch.delenv("WORLD_SIZE")
+    check_joined(1)
+
+
+def test_a_nan_on_one_process_stops_every_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           str(ROOT / "tests" / "ddp_nan_run.py"), str(tmp_path / "out")], capture_output=True, text=True,
+                          env=dict(env(), OMP_NUM_THREADS="1"), timeout=300)  # a hang would outlast the timeout
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        assert f"process {rank} stopped: loss became non-finite (NaN or inf) at epoch 1, by step 1" in proc.stdout, \
+            proc.stdout + proc.stderr[-2000:]
