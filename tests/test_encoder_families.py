@@ -85,6 +85,16 @@ def test_encoder_family(family, bert_vocab, roberta_tokenizer_dir, ag_texts, tmp
     assert st.attention_dropout == 0.0
     assert st.encode("A short text.").shape == (HIDDEN,)
     assert st.encode(["word " * 2000]).shape == (1, HIDDEN)  # truncated to what the positions allow
+    saved = tokenizer.model_max_length
+    try:
+        tokenizer.model_max_length = 100
+        assert SentenceTransformer(encoder=encoder, tokenizer=tokenizer, max_length=4096).max_length == 100
+        tokenizer.model_max_length = int(1e30)  # unset: the usable position embeddings decide (RoBERTa: 514 - 2)
+        unset = SentenceTransformer(encoder=encoder, tokenizer=tokenizer, max_length=4096)
+        assert unset.max_length == 512
+        assert unset.encode(["word " * 2000]).shape == (1, HIDDEN)
+    finally:
+        tokenizer.model_max_length = saved
 
     model = MultiTaskSentenceTransformer(st)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
