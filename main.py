@@ -30,6 +30,7 @@ WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNor
 W_CLS = 1.0                       # loss weight of topic classification
 W_NER = 3.0                       # loss weight of NER (3: measured +0.08 NER F1 for -0.004 accuracy vs 1)
 DROPOUT = 0.1                     # dropout before each head
+ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
 FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left out)
@@ -109,8 +110,8 @@ def check_args(parser, a):
         problems.append("--val-fraction must be between 0 and 1")
     if a.lr <= 0 or a.head_lr <= 0:
         problems.append("--lr and --head-lr must be > 0")
-    if not 0 <= a.dropout < 1:
-        problems.append("--dropout must be in [0, 1)")
+    if not 0 <= a.dropout < 1 or not 0 <= a.attention_dropout < 1:
+        problems.append("--dropout and --attention-dropout must be in [0, 1)")
     try:
         from create_ner_dataset import build_tag_list
 
@@ -177,7 +178,8 @@ def run_experiment(a, data, output_dir, **config_overrides):
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
     model = MultiTaskSentenceTransformer(a.model_name, tags=tags, pooling=a.pooling, max_length=a.max_length,
-                                         classifier_dropout=a.dropout, ner_dropout=a.dropout, clean=a.clean_text)
+                                         classifier_dropout=a.dropout, ner_dropout=a.dropout, clean=a.clean_text,
+                                         attention_dropout=a.attention_dropout)
     trainer = MultiTaskTrainer(model, train, val, config)
     start = time.perf_counter()
     history = trainer.train()

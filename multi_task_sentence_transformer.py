@@ -21,14 +21,17 @@ from sentence_transformer import (ModelLoadError, SentenceTransformer, check_tex
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
-FORMAT_VERSION = 3  # 2: the NER head sees word shapes; 3: so does the encoder's input
+FORMAT_VERSION = 4  # 2: the NER head sees word shapes; 3: so did the encoder's input; 4: the NER head only (+context)
 # Modules saved in heads.safetensors (everything outside the Hugging Face encoder directory).
-HEAD_MODULES = ("classifier", "ner_head", "input_shape_embedding")
+HEAD_MODULES = ("classifier", "ner_head")
+NER_WINDOW = 4   # word shapes of +-N neighbouring tokens reach the NER head
+NER_CONTEXT = 1  # the NER head's hidden layer reads +-N neighbouring tokens (0 = the token alone)
 IGNORE_INDEX = -100
 
 
 # Word shapes the NER head sees next to the (uncased) token embedding: spaCy's teacher leans on capitalisation,
-# which an uncased wordpiece vocabulary cannot show. 0 is padding / special tokens.
+# which an uncased wordpiece vocabulary cannot show. 0 is padding / special tokens. They enter through the NER head
+# only: the shared encoder reads token ids alone, so it stays exactly the exported sentence transformer.
 WORD_SHAPES = ("pad", "lower", "Title", "UPPER", "mIxed", "digit", "other")
 
 
@@ -75,39 +78,51 @@ def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
 
 
 def bio_to_spans(tags):
-    """[(type, first_word, end_word_exclusive)] from BIO tags; a stray I- (or an I- of another type) starts a span."""
-    spans, current = [], None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, kind = tag.partition("-")
-        if current and (prefix != "I" or kind != current[0]):
-            spans.append((current[0], current[1], i))
-            current = None
-        if prefix == "B" or (prefix == "I" and current is None):
-            current = (kind, i)
-    return spans
+    """[(type, first_word, end_word_exclusive)] from BIO tags; a stray I- (or an I- of another type) starts a span
+    (seqeval's get_entities, whose end is inclusive)."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
 
 
 class NerHead(nn.Module):
     """Per-token tag logits from the token embedding and the word shapes in a window around the token.
 
     The uncased encoder cannot see capitalisation, which spaCy's teacher leans on (it reads shapes in a window
-    of +-4 tokens); the head gets the shapes of the token and its `window` neighbours on each side, and a hidden
-    layer lets shape and meaning interact (a linear head could only add a per-shape bias).
+    of +-4 tokens). Case enters the model here only: the head gets the shapes of the token and its `window`
+    neighbours on each side, and a hidden layer lets shape and meaning interact (a linear head could only add a
+    per-shape bias). With context > 0 that hidden layer is a convolution over [token embedding; shapes] of the
+    token and its `context` neighbours, so a word's tag can also depend on how its neighbours read and are cased.
+    The head stays one layer wide (cheap next to the encoder), which keeps the frozen-encoder feature cache fast.
     """
 
-    def __init__(self, hidden, n_tags, dropout=0.1, shape_dim=16, window=2):
+    def __init__(self, hidden, n_tags, dropout=0.1, shape_dim=16, window=2, context=0):
         super().__init__()
-        self.window = window
+        self.window, self.context = window, context
         self.dropout = nn.Dropout(dropout)
         self.shape_embedding = nn.Embedding(len(WORD_SHAPES), shape_dim)
-        self.hidden = nn.Linear(hidden + (2 * window + 1) * shape_dim, hidden)
+        features = hidden + (2 * window + 1) * shape_dim
+        if context:
+            self.hidden = nn.Conv1d(features, hidden, kernel_size=2 * context + 1, padding=context)
+        else:
+            self.hidden = nn.Linear(features, hidden)
         self.linear = nn.Linear(hidden, n_tags)
 
-    def forward(self, token_embeddings, shape_ids, positions=None):
-        """Logits [B, T, n_tags]; with a boolean positions mask [B, T], only those tokens: [n_selected, n_tags]."""
+    def forward(self, token_embeddings, shape_ids, positions=None, attention_mask=None):
+        """Logits [B, T, n_tags]; with a boolean positions mask [B, T], only those tokens: [n_selected, n_tags].
+        attention_mask [B, T] zeroes padding before the context layer (so padding never reaches a token)."""
         padded = nn.functional.pad(shape_ids, (self.window, self.window))  # shape 0 ('pad') beyond the ends
         length = shape_ids.shape[1]
         windows = torch.stack([padded[:, k:k + length] for k in range(2 * self.window + 1)], -1)
+        if self.context:
+            if attention_mask is not None:
+                token_embeddings = token_embeddings * attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+            shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
+            features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
+            hidden = self.hidden(features.transpose(1, 2)).transpose(1, 2)
+            if positions is not None:
+                hidden = hidden[positions]
+            return self.linear(nn.functional.gelu(hidden))
         if positions is not None:
             token_embeddings, windows = token_embeddings[positions], windows[positions]
         shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
@@ -125,12 +140,17 @@ class MultiTaskSentenceTransformer(nn.Module):
     """
 
     def __init__(self, encoder=None, label_names=None, tags=None, classifier_dropout=0.1, ner_dropout=0.1,
-                 pooling="mean", max_length=256, clean=True):
+                 pooling="mean", max_length=256, clean=True, attention_dropout=0.0, ner_window=NER_WINDOW,
+                 ner_context=NER_CONTEXT):
         super().__init__()
         import create_ner_dataset as cnd
 
         if not isinstance(encoder, SentenceTransformer):
-            encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length)
+            encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length,
+                                          attention_dropout=attention_dropout)
+        elif attention_dropout is not None and encoder.attention_dropout != attention_dropout:
+            raise ValueError(f"The given encoder has attention_dropout={encoder.attention_dropout}, not "
+                             f"{attention_dropout}; build it with that setting, or pass attention_dropout=None.")
         self.encoder = encoder
         self.label_names = list(label_names if label_names is not None else cnd.AG_NEWS_LABELS)
         self.tags = list(tags if tags is not None else cnd.build_tag_list())
@@ -138,13 +158,10 @@ class MultiTaskSentenceTransformer(nn.Module):
             raise ValueError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
         self.clean = clean
         self.classifier_dropout, self.ner_dropout = classifier_dropout, ner_dropout
+        self.ner_window, self.ner_context = ner_window, ner_context
         hidden = encoder.hidden_size
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
-        self.ner_head = NerHead(hidden, len(self.tags), ner_dropout)
-        # Word shapes added to the encoder's input embeddings (zero at start: the pretrained encoder is unchanged),
-        # so every layer can see capitalisation in context. Part of the encoder for freezing.
-        self.input_shape_embedding = nn.Embedding(len(WORD_SHAPES), hidden)
-        nn.init.zeros_(self.input_shape_embedding.weight)
+        self.ner_head = NerHead(hidden, len(self.tags), ner_dropout, window=ner_window, context=ner_context)
 
     @property
     def tokenizer(self):
@@ -167,16 +184,12 @@ class MultiTaskSentenceTransformer(nn.Module):
             reference = input_ids if input_ids is not None else token_embeddings[..., 0]
             shape_ids = torch.zeros(reference.shape[:2], dtype=torch.long, device=reference.device)
         if token_embeddings is None:
-            out = self.encode_tokens(input_ids, attention_mask, shape_ids, token_type_ids)
+            out = self.encoder(input_ids, attention_mask, token_type_ids)  # the sentence transformer, unchanged
             token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
-        return {"cls_logits": self.classifier(sentence), "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions)}
-
-    def encode_tokens(self, input_ids, attention_mask, shape_ids, token_type_ids=None):
-        """The shared encoder's output (token and sentence embeddings) with word shapes added to its input."""
-        return self.encoder(input_ids, attention_mask, token_type_ids,
-                            extra_input_embeddings=self.input_shape_embedding(shape_ids))
+        return {"cls_logits": self.classifier(sentence),
+                "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions, attention_mask)}
 
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -240,7 +253,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         return {"format_version": FORMAT_VERSION, "label_names": self.label_names, "tags": self.tags,
                 "pooling": self.encoder.pooling, "max_length": self.encoder.max_length, "clean": self.clean,
                 "classifier_dropout": self.classifier_dropout, "ner_dropout": self.ner_dropout,
-                "hidden_size": self.encoder.hidden_size}
+                "attention_dropout": self.encoder.attention_dropout, "ner_window": self.ner_window,
+                "ner_context": self.ner_context, "hidden_size": self.encoder.hidden_size}
 
     def save_pretrained(self, path):
         """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
@@ -273,12 +287,14 @@ class MultiTaskSentenceTransformer(nn.Module):
         if config.get("format_version") != FORMAT_VERSION:
             raise ModelLoadError(
                 f"'{path}' was saved in format {config.get('format_version')}, this code reads format "
-                f"{FORMAT_VERSION} (the NER head changed); retrain it with main.py, or load it with the code "
+                f"{FORMAT_VERSION} (the NER head or the encoder's input changed); retrain it with main.py, or load it with the code "
                 "version that wrote it.")
         encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
-                                      max_length=config["max_length"])
+                                      max_length=config["max_length"], attention_dropout=config["attention_dropout"])
         model = cls(encoder, label_names=config["label_names"], tags=config["tags"], clean=config["clean"],
-                    classifier_dropout=config["classifier_dropout"], ner_dropout=config["ner_dropout"])
+                    classifier_dropout=config["classifier_dropout"], ner_dropout=config["ner_dropout"],
+                    attention_dropout=config["attention_dropout"], ner_window=config["ner_window"],
+                    ner_context=config["ner_context"])
         heads = load_file(os.path.join(path, HEADS_NAME))
         try:
             for name in HEAD_MODULES:
@@ -293,25 +309,21 @@ class MultiTaskSentenceTransformer(nn.Module):
         return model.to(device) if device is not None else model
 
     def export_sentence_transformers(self, path):
-        """A folder that `sentence_transformers.SentenceTransformer(path)` loads: this encoder plus its pooling."""
+        """A folder that `sentence_transformers.SentenceTransformer(path)` loads: this encoder plus its pooling.
+
+        The encoder is exactly what the heads read (no input of its own besides token ids), so the exported
+        embeddings are the ones model.encoder.encode() gives. Written by sentence-transformers' own Transformer and
+        Pooling modules."""
+        from sentence_transformers import SentenceTransformer as Reference
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
         enc = self.encoder
 
         def write(directory):
-            enc.encoder.save_pretrained(directory)
+            enc.encoder.save_pretrained(directory)  # the HF files Transformer() reads, then re-saves beside its own
             enc.tokenizer.save_pretrained(directory)
-            with open(os.path.join(directory, "sentence_bert_config.json"), "w") as f:
-                json.dump({"max_seq_length": enc.max_length, "do_lower_case": False}, f, indent=2)
-            os.makedirs(os.path.join(directory, "1_Pooling"))
-            with open(os.path.join(directory, "1_Pooling", "config.json"), "w") as f:
-                json.dump({"word_embedding_dimension": enc.hidden_size,
-                           "pooling_mode_cls_token": enc.pooling == "cls",
-                           "pooling_mode_mean_tokens": enc.pooling == "mean",
-                           "pooling_mode_max_tokens": enc.pooling == "max",
-                           "pooling_mode_mean_sqrt_len_tokens": False}, f, indent=2)
-            modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                       {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-            with open(os.path.join(directory, "modules.json"), "w") as f:
-                json.dump(modules, f, indent=2)
+            transformer = Transformer(directory, max_seq_length=enc.max_length)
+            pooling = Pooling(enc.hidden_size, pooling_mode=enc.pooling)
+            Reference(modules=[transformer, pooling], device="cpu").save(directory)
 
         return atomic_write_dir(path, write)
-

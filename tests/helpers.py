@@ -9,9 +9,10 @@ def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2):
 
     tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512)
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512,
+                        attention_probs_dropout_prob=0.0)  # the models' default attention dropout
     torch.manual_seed(seed)
-    return BertModel(config), tokenizer
+    return BertModel(config, add_pooling_layer=False), tokenizer
 
 
 def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):

@@ -149,6 +149,33 @@ def test_export_sentence_transformers(tmp_path):
     assert np.abs(ref.encode(texts) - model.encoder.encode(texts)).max() < 1e-5
 
 
+def test_export_after_training_is_what_the_heads_read(tmp_path):
+    """After real training steps: sentence-transformers' load of the export, model.encoder.encode() and the sentence
+    embedding the classifier reads inside predict() are one and the same."""
+    from sentence_transformers import SentenceTransformer as Reference
+
+    from helpers import TOY_ROWS
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
+
+    model = tiny_multitask(seed=2)
+    before = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
+    config = TrainConfig(epochs=2, batch_size=8, lr=3e-3, warmup_ratio=0, output_dir=str(tmp_path / "run"),
+                         show_progress=False, plots=False, save_every_steps=0, resume=False, mixed_precision="no")
+    MultiTaskTrainer(model, TOY_ROWS, None, config).train()
+    assert all(not torch.equal(before[n], p) for n, p in model.encoder.named_parameters())  # the encoder trained
+    texts = [" ".join(words) for words in TOY_ROWS["words"][:6]] + ["NASA and the European Union meet in Geneva"]
+    ours = model.encoder.encode(texts)
+    exported = Reference(str(model.export_sentence_transformers(tmp_path / "st")), device="cpu").encode(texts)
+    assert np.abs(exported - ours).max() < 1e-5
+    model.eval()
+    with torch.no_grad():
+        probs = model.classifier(torch.from_numpy(ours)).softmax(-1)
+    predicted = model.predict(texts)
+    assert [p["label"] for p in predicted] == [model.label_names[i] for i in probs.argmax(-1)]
+    assert np.allclose([p["score"] for p in predicted], probs.max(-1).values.numpy(), atol=1e-5)
+    assert len({p["label"] for p in predicted}) > 1  # the trained classifier really tells texts apart
+
+
 def test_tags_must_start_with_o():
     with pytest.raises(ValueError, match="'O'"):
         tiny_multitask(tags=["B-ORG", "O"])

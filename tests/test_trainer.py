@@ -31,12 +31,12 @@ def test_both_losses_fall_when_overfitting(tmp_path):
 
 
 @pytest.mark.parametrize("freeze, frozen_prefixes", [
-    ({"freeze_encoder": True}, ["encoder.", "input_shape_embedding."]),
+    ({"freeze_encoder": True}, ["encoder."]),
     ({"freeze_classifier": True}, ["classifier."]),
     ({"freeze_ner": True}, ["ner_head."]),
-    ({"freeze_layers": 1}, ["encoder.encoder.embeddings.", "input_shape_embedding.",
+    ({"freeze_layers": 1}, ["encoder.encoder.embeddings.",
                             "encoder.encoder.encoder.layer.0."]),
-    ({"freeze_encoder": True, "freeze_ner": True}, ["encoder.", "input_shape_embedding.", "ner_head."]),
+    ({"freeze_encoder": True, "freeze_ner": True}, ["encoder.", "ner_head."]),
     ({"w_cls": 0}, ["classifier."]),  # a loss weight of 0 freezes its head
     ({"w_ner": 0}, ["ner_head."]),
 ])
