@@ -45,7 +45,9 @@ def tag_capitalised_words(model, kind="ORG"):
 
     head, tags = model.ner_head, model.tags
     dim = head.shape_embedding.embedding_dim
-    n = head.hidden.in_features - (2 * head.window + 1) * dim  # the token embedding comes first, then the shapes
+    conv = isinstance(head.hidden, torch.nn.Conv1d)  # with a context layer the hidden layer is a convolution
+    n_in = head.hidden.in_channels if conv else head.hidden.in_features
+    n = n_in - (2 * head.window + 1) * dim  # the token embedding comes first, then the shapes
     capital = [WORD_SHAPES.index("Title"), WORD_SHAPES.index("UPPER")]
     with torch.no_grad():
         head.shape_embedding.weight.copy_(torch.eye(len(WORD_SHAPES), dim))  # shape s -> unit vector s
@@ -53,7 +55,11 @@ def tag_capitalised_words(model, kind="ORG"):
             module.weight.zero_()
             module.bias.zero_()
         for unit, k in ((0, head.window), (1, head.window - 1)):  # unit 0: this word capitalised; 1: the one before
-            head.hidden.weight[unit, [n + k * dim + s for s in capital]] = 1.0
+            columns = [n + k * dim + s for s in capital]
+            if conv:  # only the centre tap: the word's own features (which hold its neighbours' shapes)
+                head.hidden.weight[unit, columns, head.context] = 1.0
+            else:
+                head.hidden.weight[unit, columns] = 1.0
         o, b, i = tags.index("O"), tags.index(f"B-{kind}"), tags.index(f"I-{kind}")
         head.linear.bias[o] = 0.5  # gelu(1) = 0.84: B wins when only this word is capitalised, I when both are
         head.linear.weight[b, 0], head.linear.weight[b, 1] = 2.0, -2.0
