@@ -322,13 +322,24 @@ def test_limited_dataset_rows(labelled, ag_raw):
 
 # ---------------------------------------------------------------- bad input
 
-def _write_source(folder, splits, columns=("text", "label"), fmt="parquet"):
+def _write_source(folder, splits, columns=("text", "label"), fmt="parquet", class_names=None):
+    """Hub-layout split files; class_names: store the label column as a ClassLabel (parquet only)."""
     import pandas as pd
 
     folder.mkdir(parents=True)
     for split, (texts, labels) in splits.items():
         df = pd.DataFrame({columns[0]: texts, columns[1]: labels})
-        if fmt == "parquet":
+        if class_names is not None:  # written with pyarrow: datasets would refuse ids outside the names
+            import datasets
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            features = datasets.Features({columns[0]: datasets.Value("string"),
+                                          columns[1]: datasets.ClassLabel(names=class_names)})
+            table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(
+                {"huggingface": json.dumps({"info": {"features": features.to_dict()}})})
+            pq.write_table(table, folder / f"{split}.parquet")
+        elif fmt == "parquet":
             df.to_parquet(folder / f"{split}.parquet")
         else:
             df.to_csv(folder / f"{split}.csv", index=False)
@@ -350,8 +361,11 @@ def test_missing_column(tmp_path, monkeypatch):
 
 
 def test_label_out_of_range(tmp_path, monkeypatch):
+    """A ClassLabel column's ids must name one of its classes (plain integer labels are class names: see
+    tests/test_data_sources.py)."""
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    src = _write_source(tmp_path / "src", {"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])})
+    src = _write_source(tmp_path / "src", {"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])},
+                        class_names=cnd.AG_NEWS_LABELS)
     with pytest.raises(ValueError, match=r"'train', row 2: label 7"):
         cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
 
