@@ -527,9 +527,10 @@ _HASHES: dict = {}
 
 
 def _file_digest(path: Path) -> str:
-    """sha256 of a file's bytes, remembered per (path, size, mtime) in this process."""
+    """sha256 of a file's bytes, remembered per (path, inode, size, mtime, ctime) in this process (a rewrite changes
+    ctime even when mtime is set back)."""
     st = path.stat()
-    memo = (str(path), st.st_size, st.st_mtime_ns)
+    memo = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if memo not in _HASHES:
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -913,7 +914,7 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
                          "needs at least 2: add rows of other classes, or check label_column (--label-column)")
     if "test" not in texts:
         try:
-            train_rows, test_rows = carve_test_split(labels["train"], test_fraction, seed)
+            train_rows, test_rows = carve_test_split([names[y] for y in labels["train"]], test_fraction, seed)
         except ValueError as e:
             raise ValueError(f"the data has no 'test' split, and a stratified one cannot be carved: {e}; add rows, "
                              "or give a test split (a folder with train.parquet and test.parquet, or train.csv and "
@@ -999,7 +1000,7 @@ def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> No
 #   label     = -1    the row has no topic label (ClassLabel's "no label" value): it adds no classification loss
 #   ner_tags  = None  the row has no NER tags: it adds no NER loss (not "all O"); `words`/`word_starts` still list
 #                     its words. A row with ner_tags = [] has zero words (and no NER loss either).
-# has_topic_label / has_ner_tags give the per-row masks a trainer needs.
+# has_topic_label / has_ner_tags give the per-row masks a trainer needs; without_task drops one task's labels.
 
 def has_topic_label(rows) -> list[bool]:
     """Per row: whether it carries a topic label (label != -1)."""
@@ -1009,6 +1010,19 @@ def has_topic_label(rows) -> list[bool]:
 def has_ner_tags(rows) -> list[bool]:
     """Per row: whether it carries NER tags (ner_tags is not None)."""
     return [t is not None for t in rows["ner_tags"]]
+
+
+def without_task(rows, task):
+    """A copy of rows (a datasets.Dataset) without one task's labels: task="ner" sets ner_tags to None (topic-only
+    rows, e.g. a set whose silver tags should not be trained on), task="topic" sets label to -1 (NER-only rows)."""
+    import datasets
+
+    if task not in ("ner", "topic"):
+        raise ValueError(f"task must be 'ner' or 'topic', got {task!r}")
+    data = rows.to_dict()
+    column, value = ("ner_tags", None) if task == "ner" else ("label", -1)
+    data[column] = [value] * rows.num_rows
+    return datasets.Dataset.from_dict(data, features=rows.features)
 
 
 def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=()):
