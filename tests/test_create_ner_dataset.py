@@ -327,30 +327,51 @@ def test_limited_dataset_rows(labelled, ag_raw):
 
 # ---------------------------------------------------------------- bad input
 
-def _write_source(folder, splits, columns=("text", "label"), fmt="parquet"):
+def _write_source(folder, splits, columns=("text", "label"), fmt="parquet", class_names=None):
+    """Hub-layout split files; class_names: store the label column as a ClassLabel (parquet only)."""
     import pandas as pd
 
     folder.mkdir(parents=True)
     for split, (texts, labels) in splits.items():
         df = pd.DataFrame({columns[0]: texts, columns[1]: labels})
-        if fmt == "parquet":
+        if class_names is not None:  # written with pyarrow: datasets would refuse ids outside the names
+            import datasets
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            features = datasets.Features({columns[0]: datasets.Value("string"),
+                                          columns[1]: datasets.ClassLabel(names=class_names)})
+            table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(
+                {"huggingface": json.dumps({"info": {"features": features.to_dict()}})})
+            pq.write_table(table, folder / f"{split}.parquet")
+        elif fmt == "parquet":
             df.to_parquet(folder / f"{split}.parquet")
         else:
             df.to_csv(folder / f"{split}.csv", index=False)
     return folder
 
 
-@pytest.mark.parametrize("splits, columns, fmt, message", [
-    ({"train": (["a", "b"], [0, 1])}, ("text", "label"), "parquet", r"'test'.*train.parquet"),  # a split missing
-    ({"train": (["a"], [0]), "test": (["b"], [1])}, ("text", "topic"), "csv",  # a column missing
-     r"\['label'\].*'text' \(string\) and 'label'"),
-    ({"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])}, ("text", "label"), "parquet",  # label out of range
-     r"'train', row 2: label 7"),
-])
-def test_bad_source_layout_is_a_clear_error(tmp_path, monkeypatch, splits, columns, fmt, message):
+def test_missing_split(tmp_path, monkeypatch):
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
-    src = _write_source(tmp_path / "src", splits, columns, fmt)
-    with pytest.raises(ValueError, match=message):
+    src = _write_source(tmp_path / "src", {"train": (["a", "b"], [0, 1])})
+    with pytest.raises(ValueError, match=r"'test'.*train.parquet"):
+        cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
+
+
+def test_missing_column(tmp_path, monkeypatch):
+    monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
+    src = _write_source(tmp_path / "src", {"train": (["a"], [0]), "test": (["b"], [1])}, ("text", "topic"), "csv")
+    with pytest.raises(ValueError, match=r"\['label'\].*'text' \(string\) and 'label'"):
+        cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
+
+
+def test_label_out_of_range(tmp_path, monkeypatch):
+    """A ClassLabel column's ids must name one of its classes (plain integer labels are class names: see
+    tests/test_data_sources.py)."""
+    monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
+    src = _write_source(tmp_path / "src", {"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])},
+                        class_names=cnd.AG_NEWS_LABELS)
+    with pytest.raises(ValueError, match=r"'train', row 2: label 7"):
         cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
 
 
