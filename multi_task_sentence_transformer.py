@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
-from sentence_transformer import (ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids,
-                                  pool)
+from sentence_transformer import (AUTOCAST_DTYPES, ModelLoadError, SentenceTransformer, check_texts,
+                                  length_sorted_batches, pad_ids, pool, resolve_precision)
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
@@ -145,6 +145,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         # so every layer can see capitalisation in context. Part of the encoder for freezing.
         self.input_shape_embedding = nn.Embedding(len(WORD_SHAPES), hidden)
         nn.init.zeros_(self.input_shape_embedding.weight)
+        self.fast = None  # a fast_inference.FastRunner when loaded from an export_fast() folder
 
     @property
     def tokenizer(self):
@@ -179,9 +180,24 @@ class MultiTaskSentenceTransformer(nn.Module):
                             extra_input_embeddings=self.input_shape_embedding(shape_ids))
 
     # ----------------------------------------------------------------- inference
+    def _forward_batch(self, input_ids, mask, shapes, precision, outputs):
+        """{name: CPU tensor} for the requested outputs (cls_logits, ner_logits, sentence_embedding) of one batch."""
+        if precision == "fast":
+            return {k: torch.from_numpy(v) for k, v in self.fast.run(input_ids, mask, shapes, outputs).items()}
+        from fast_inference import OUTPUT_NAMES, forward_all
+
+        device = self.device
+        with torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
+            out = forward_all(self, input_ids.to(device), mask.to(device), shapes.to(device))
+        return {k: v.float().cpu() for k, v in zip(OUTPUT_NAMES, out) if k in outputs}
+
     @torch.inference_mode()
-    def _run(self, words_batch, batch_size):
-        """Per row: (topic probabilities [n_labels], one tag per word) for pre-split words."""
+    def _run(self, words_batch, batch_size, precision="auto", outputs=("cls_logits", "ner_logits")):
+        """Per row: {'probs': topic probabilities [n_labels], 'tags': one tag per word, 'embedding': [H]} (the keys
+        `outputs` asks for) for pre-split words."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        precision = resolve_precision(precision, self.device, fast_available=self.fast is not None)
         was_training = self.training
         self.eval()
         enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
@@ -189,26 +205,29 @@ class MultiTaskSentenceTransformer(nn.Module):
         results = [None] * len(ids)
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
             shapes, _ = pad_ids([enc["shape_ids"][i] for i in batch])
-            out = self(input_ids.to(self.device), mask.to(self.device), shape_ids=shapes.to(self.device))
-            probs = out["cls_logits"].float().softmax(-1).cpu()
-            tag_ids = out["ner_logits"].argmax(-1).cpu()
+            out = self._forward_batch(input_ids, mask, shapes, precision, outputs)
+            probs = out["cls_logits"].softmax(-1) if "cls_logits" in out else None
+            tag_ids = out["ner_logits"].argmax(-1).tolist() if "ner_logits" in out else None
             for row, i in enumerate(batch):
-                word_tags = ["O"] * len(words_batch[i])  # truncated words and words with no wordpiece stay 'O'
-                for t, w in zip(positions[i], enc["word_index"][i]):
-                    word_tags[w] = self.tags[tag_ids[row, t]]
-                results[i] = (probs[row], word_tags)
+                result = {}
+                if probs is not None:
+                    result["probs"] = probs[row]
+                if tag_ids is not None:
+                    word_tags = ["O"] * len(words_batch[i])  # truncated words and words with no wordpiece stay 'O'
+                    row_tags = tag_ids[row]
+                    for t, w in zip(positions[i], enc["word_index"][i]):
+                        word_tags[w] = self.tags[row_tags[t]]
+                    result["tags"] = word_tags
+                if "sentence_embedding" in out:
+                    result["embedding"] = out["sentence_embedding"][row]
+                results[i] = result
         self.train(was_training)
         return results
 
-    def predict(self, texts, batch_size=32):
-        """Topic and entities for raw strings: {'label', 'score', 'entities': [{'text','type','start','end'}]}.
-
-        Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
-        internally. A single string gives one dict, a list gives a list of dicts.
-        """
+    def _prepare(self, texts):
+        """Per text: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word splitting."""
         from create_ner_dataset import clean_text_with_spans, split_words
 
-        texts, single = check_texts(texts)
         prepared = []
         for text in texts:
             # raw_starts[i]:raw_ends[i] is the stretch of the raw text that produced clean char i.
@@ -216,9 +235,22 @@ class MultiTaskSentenceTransformer(nn.Module):
                 text, range(len(text)), range(1, len(text) + 1))
             words, starts = split_words(clean)
             prepared.append((raw_starts, raw_ends, words, starts))
-        runs = self._run([p[2] for p in prepared], batch_size) if texts else []
+        return prepared
+
+    def predict(self, texts, batch_size=32, precision="auto"):
+        """Topic and entities for raw strings: {'label', 'score', 'entities': [{'text','type','start','end'}]}.
+
+        Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
+        internally. A single string gives one dict, a list gives a list of dicts.
+        precision: 'auto' (the exported fast path when loaded from an export_fast() folder on the CPU, else bf16
+        where the device runs it fast, else fp32), 'fp32', 'bf16', 'fp16' (CUDA) or 'fast'.
+        """
+        texts, single = check_texts(texts)
+        prepared = self._prepare(texts)
+        runs = self._run([p[2] for p in prepared], batch_size, precision) if texts else []
         results = []
-        for text, (raw_starts, raw_ends, words, starts), (probs, word_tags) in zip(texts, prepared, runs):
+        for text, (raw_starts, raw_ends, words, starts), run in zip(texts, prepared, runs):
+            probs, word_tags = run["probs"], run["tags"]
             entities = []
             for kind, first, end in bio_to_spans(word_tags):
                 s, e = starts[first], starts[end - 1] + len(words[end - 1])
@@ -228,12 +260,35 @@ class MultiTaskSentenceTransformer(nn.Module):
             results.append({"label": self.label_names[best], "score": float(probs[best]), "entities": entities})
         return results[0] if single else results
 
-    def predict_tags(self, words_batch, batch_size=32):
-        """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file)."""
+    def predict_tags(self, words_batch, batch_size=32, precision="auto"):
+        """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file); precision as in predict()."""
         if not isinstance(words_batch, (list, tuple)) or not all(
                 isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
             raise TypeError("predict_tags expects a list of word lists (list[list[str]]).")
-        return [tags for _, tags in self._run([list(ws) for ws in words_batch], batch_size)] if words_batch else []
+        if not words_batch:
+            resolve_precision(precision, self.device, fast_available=self.fast is not None)  # still check the flag
+            return []
+        runs = self._run([list(ws) for ws in words_batch], batch_size, precision, outputs=("ner_logits",))
+        return [r["tags"] for r in runs]
+
+    def encode(self, texts, batch_size=32, normalize=False, convert_to="numpy", precision="auto"):
+        """Sentence embeddings [N, H] (a single string: [H]) of the shared encoder, on exactly the input predict()
+        feeds it (cleaned text, spaCy words, word shapes); runs through the fast path like predict(). For token
+        embeddings or the bare encoder use model.encoder.encode()."""
+        if convert_to not in ("numpy", "tensor"):
+            raise ValueError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
+        texts, single = check_texts(texts)
+        words = [p[2] for p in self._prepare(texts)]
+        if texts:
+            runs = self._run(words, batch_size, precision, outputs=("sentence_embedding",))
+            emb = torch.stack([r["embedding"] for r in runs])
+        else:
+            resolve_precision(precision, self.device, fast_available=self.fast is not None)
+            emb = torch.empty(0, self.encoder.hidden_size)
+        if normalize:
+            emb = nn.functional.normalize(emb, p=2, dim=-1)
+        emb = emb[0] if single else emb
+        return emb.numpy() if convert_to == "numpy" else emb
 
     # ----------------------------------------------------------------- save / load
     def config_dict(self):
@@ -244,15 +299,30 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def save_pretrained(self, path):
         """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
+        return atomic_write_dir(path, self.write_files)
+
+    def write_files(self, directory):
+        """What save_pretrained writes, into an existing directory (no atomicity of its own)."""
         from safetensors.torch import save_file
 
+        os.makedirs(os.path.join(directory, ENCODER_DIR))
+        self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
+        heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
+        save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(self.config_dict(), f, indent=2)
+
+    def export_fast(self, path, quantize=None):
+        """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX
+        Runtime graph, see fast_inference.py). from_pretrained(path) loads it and predict / predict_tags / encode
+        then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
+        quantize: 'none' | 'ffn' | 'encoder' (default fast_inference.QUANTIZE). Atomic like save_pretrained."""
+        import fast_inference
+
         def write(directory):
-            os.makedirs(os.path.join(directory, ENCODER_DIR))
-            self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
-            heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
-            save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
-            with open(os.path.join(directory, CONFIG_NAME), "w") as f:
-                json.dump(self.config_dict(), f, indent=2)
+            self.write_files(directory)
+            fast_inference.export(self, os.path.join(directory, fast_inference.FAST_DIR),
+                                  quantize or fast_inference.QUANTIZE)
 
         return atomic_write_dir(path, write)
 
@@ -290,6 +360,17 @@ class MultiTaskSentenceTransformer(nn.Module):
                 f"{len(config['tags'])} tags, hidden size {encoder.hidden_size}); the directory was edited or mixed "
                 f"from two runs — re-save the model. Detail: {str(e).splitlines()[0]}"
             ) from e
+        fast_dir = os.path.join(path, "fast")
+        if os.path.isdir(fast_dir):
+            from fast_inference import FastRunner
+
+            try:
+                model.fast = FastRunner(fast_dir)
+            except ImportError:
+                raise
+            except Exception as e:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no useful base class
+                raise ModelLoadError(f"The fast model in '{fast_dir}' could not be loaded ({str(e).splitlines()[0]}); "
+                                     "re-export it with model.export_fast(dir) or main.py --export-fast DIR.") from e
         return model.to(device) if device is not None else model
 
     def export_sentence_transformers(self, path):
