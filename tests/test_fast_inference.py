@@ -127,7 +127,7 @@ def test_broken_fast_folder_is_a_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def minilm_pair(tmp_path_factory, packaged_model_path):
-    """The packaged MiniLM with seeded heads and its default (int8 feed-forward) export."""
+    """The packaged MiniLM with seeded heads and its default export."""
     torch.manual_seed(0)
     model = MultiTaskSentenceTransformer(packaged_model_path, max_length=128)
     path = tmp_path_factory.mktemp("minilm_fast") / "fast"
@@ -135,18 +135,18 @@ def minilm_pair(tmp_path_factory, packaged_model_path):
     return model, MultiTaskSentenceTransformer.from_pretrained(path)
 
 
-def test_int8_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir):
+def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir):
     from datasets import load_dataset
 
     model, fast = minilm_pair
     texts = list(load_dataset(ag_news_dir, split="test")["text"][:96])
-    assert fast.fast.config["quantize"] == "ffn" and fast.fast.config["int8_matmuls"] == 12  # 2 per layer x 6
+    assert fast.fast.config["quantize"] == "none"  # int8 was measured to lose quality (fast_inference.QUANTIZE)
     ref, got = model.predict(texts, precision="fp32"), fast.predict(texts)
     cosine = (model.encode(texts, normalize=True, precision="fp32") * fast.encode(texts, normalize=True)).sum(1)
-    assert cosine.min() >= 0.999
-    assert np.abs(np.array([p["score"] for p in ref]) - [p["score"] for p in got]).max() < 0.02
-    assert np.mean([a["label"] == b["label"] for a, b in zip(ref, got)]) >= 0.95
-    assert np.mean([a["entities"] == b["entities"] for a, b in zip(ref, got)]) >= 0.9
+    assert cosine.min() >= 0.99999
+    assert np.abs(np.array([p["score"] for p in ref]) - [p["score"] for p in got]).max() < 1e-4
+    assert [p["label"] for p in got] == [p["label"] for p in ref]
+    assert [p["entities"] for p in got] == [p["entities"] for p in ref]
 
 
 # ----------------------------------------------------------------------------------------------------------- predict-file
