@@ -8,6 +8,7 @@ The encoder is the `SentenceTransformer` module itself. NER is decided per word 
 each word carries the word's tag); words come from spaCy's English tokenizer (`create_ner_dataset.split_words`),
 the same segmentation the silver labels were made on. Nothing is loaded at import time.
 """
+import copy
 import json
 import os
 
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
-from sentence_transformer import (ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids,
-                                  pool)
+from sentence_transformer import (AUTOCAST_DTYPES, ModelLoadError, SentenceTransformer, check_texts,
+                                  length_sorted_batches, pad_ids, pool, resolve_precision)
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
@@ -162,6 +163,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         hidden = encoder.hidden_size
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
         self.ner_head = NerHead(hidden, len(self.tags), ner_dropout, window=ner_window, context=ner_context)
+        self.fast = None  # a FastRunner when loaded from an export_fast() folder
 
     @property
     def tokenizer(self):
@@ -192,9 +194,22 @@ class MultiTaskSentenceTransformer(nn.Module):
                 "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions, attention_mask)}
 
     # ----------------------------------------------------------------- inference
+    def _forward_batch(self, input_ids, mask, shapes, precision, outputs):
+        """{name: CPU tensor} for the requested outputs (cls_logits, ner_logits, sentence_embedding) of one batch."""
+        if precision == "fast":
+            return {k: torch.from_numpy(v) for k, v in self.fast.run(input_ids, mask, shapes, outputs).items()}
+        device = self.device
+        with torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
+            out = forward_all(self, input_ids.to(device), mask.to(device), shapes.to(device))
+        return {k: v.float().cpu() for k, v in zip(OUTPUT_NAMES, out) if k in outputs}
+
     @torch.inference_mode()
-    def _run(self, words_batch, batch_size):
-        """Per row: (topic probabilities [n_labels], one tag per word) for pre-split words."""
+    def _run(self, words_batch, batch_size, precision="auto", outputs=("cls_logits", "ner_logits")):
+        """Per row: {'probs': topic probabilities [n_labels], 'tags': one tag per word, 'embedding': [H]} (the keys
+        `outputs` asks for) for pre-split words."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        precision = resolve_precision(precision, self.device, fast_available=self.fast is not None)
         was_training = self.training
         self.eval()
         enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
@@ -202,26 +217,29 @@ class MultiTaskSentenceTransformer(nn.Module):
         results = [None] * len(ids)
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
             shapes, _ = pad_ids([enc["shape_ids"][i] for i in batch])
-            out = self(input_ids.to(self.device), mask.to(self.device), shape_ids=shapes.to(self.device))
-            probs = out["cls_logits"].float().softmax(-1).cpu()
-            tag_ids = out["ner_logits"].argmax(-1).cpu()
+            out = self._forward_batch(input_ids, mask, shapes, precision, outputs)
+            probs = out["cls_logits"].softmax(-1) if "cls_logits" in out else None
+            tag_ids = out["ner_logits"].argmax(-1).tolist() if "ner_logits" in out else None
             for row, i in enumerate(batch):
-                word_tags = ["O"] * len(words_batch[i])  # truncated words and words with no wordpiece stay 'O'
-                for t, w in zip(positions[i], enc["word_index"][i]):
-                    word_tags[w] = self.tags[tag_ids[row, t]]
-                results[i] = (probs[row], word_tags)
+                result = {}
+                if probs is not None:
+                    result["probs"] = probs[row]
+                if tag_ids is not None:
+                    word_tags = ["O"] * len(words_batch[i])  # truncated words and words with no wordpiece stay 'O'
+                    row_tags = tag_ids[row]
+                    for t, w in zip(positions[i], enc["word_index"][i]):
+                        word_tags[w] = self.tags[row_tags[t]]
+                    result["tags"] = word_tags
+                if "sentence_embedding" in out:
+                    result["embedding"] = out["sentence_embedding"][row]
+                results[i] = result
         self.train(was_training)
         return results
 
-    def predict(self, texts, batch_size=32):
-        """Topic and entities for raw strings: {'label', 'score', 'entities': [{'text','type','start','end'}]}.
-
-        Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
-        internally. A single string gives one dict, a list gives a list of dicts.
-        """
+    def _prepare(self, texts):
+        """Per text: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word splitting."""
         from create_ner_dataset import clean_text_with_spans, split_words
 
-        texts, single = check_texts(texts)
         prepared = []
         for text in texts:
             # raw_starts[i]:raw_ends[i] is the stretch of the raw text that produced clean char i.
@@ -229,9 +247,22 @@ class MultiTaskSentenceTransformer(nn.Module):
                 text, range(len(text)), range(1, len(text) + 1))
             words, starts = split_words(clean)
             prepared.append((raw_starts, raw_ends, words, starts))
-        runs = self._run([p[2] for p in prepared], batch_size) if texts else []
+        return prepared
+
+    def predict(self, texts, batch_size=32, precision="auto"):
+        """Topic and entities for raw strings: {'label', 'score', 'entities': [{'text','type','start','end'}]}.
+
+        Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
+        internally. A single string gives one dict, a list gives a list of dicts.
+        precision: 'auto' (the exported fast path when loaded from an export_fast() folder on the CPU, else bf16
+        where the device runs it fast, else fp32), 'fp32', 'bf16', 'fp16' (CUDA) or 'fast'.
+        """
+        texts, single = check_texts(texts)
+        prepared = self._prepare(texts)
+        runs = self._run([p[2] for p in prepared], batch_size, precision) if texts else []
         results = []
-        for text, (raw_starts, raw_ends, words, starts), (probs, word_tags) in zip(texts, prepared, runs):
+        for text, (raw_starts, raw_ends, words, starts), run in zip(texts, prepared, runs):
+            probs, word_tags = run["probs"], run["tags"]
             entities = []
             for kind, first, end in bio_to_spans(word_tags):
                 s, e = starts[first], starts[end - 1] + len(words[end - 1])
@@ -241,12 +272,35 @@ class MultiTaskSentenceTransformer(nn.Module):
             results.append({"label": self.label_names[best], "score": float(probs[best]), "entities": entities})
         return results[0] if single else results
 
-    def predict_tags(self, words_batch, batch_size=32):
-        """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file)."""
+    def predict_tags(self, words_batch, batch_size=32, precision="auto"):
+        """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file); precision as in predict()."""
         if not isinstance(words_batch, (list, tuple)) or not all(
                 isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
             raise TypeError("predict_tags expects a list of word lists (list[list[str]]).")
-        return [tags for _, tags in self._run([list(ws) for ws in words_batch], batch_size)] if words_batch else []
+        if not words_batch:
+            resolve_precision(precision, self.device, fast_available=self.fast is not None)  # still check the flag
+            return []
+        runs = self._run([list(ws) for ws in words_batch], batch_size, precision, outputs=("ner_logits",))
+        return [r["tags"] for r in runs]
+
+    def encode(self, texts, batch_size=32, normalize=False, convert_to="numpy", precision="auto"):
+        """Sentence embeddings [N, H] (a single string: [H]) of the shared encoder, on exactly the input predict()
+        feeds it (cleaned text, spaCy words, word shapes); runs through the fast path like predict(). For token
+        embeddings or the bare encoder use model.encoder.encode()."""
+        if convert_to not in ("numpy", "tensor"):
+            raise ValueError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
+        texts, single = check_texts(texts)
+        words = [p[2] for p in self._prepare(texts)]
+        if texts:
+            runs = self._run(words, batch_size, precision, outputs=("sentence_embedding",))
+            emb = torch.stack([r["embedding"] for r in runs])
+        else:
+            resolve_precision(precision, self.device, fast_available=self.fast is not None)
+            emb = torch.empty(0, self.encoder.hidden_size)
+        if normalize:
+            emb = nn.functional.normalize(emb, p=2, dim=-1)
+        emb = emb[0] if single else emb
+        return emb.numpy() if convert_to == "numpy" else emb
 
     # ----------------------------------------------------------------- save / load
     def config_dict(self):
@@ -258,15 +312,28 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def save_pretrained(self, path):
         """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
+        return atomic_write_dir(path, self.write_files)
+
+    def write_files(self, directory):
+        """What save_pretrained writes, into an existing directory (no atomicity of its own)."""
         from safetensors.torch import save_file
 
+        os.makedirs(os.path.join(directory, ENCODER_DIR))
+        self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
+        heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
+        save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(self.config_dict(), f, indent=2)
+
+    def export_fast(self, path, quantize=None):
+        """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX
+        Runtime graph, see export_onnx). from_pretrained(path) loads it and predict / predict_tags / encode
+        then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
+        quantize: 'none' | 'ffn' | 'encoder' (default QUANTIZE). Atomic like save_pretrained."""
+
         def write(directory):
-            os.makedirs(os.path.join(directory, ENCODER_DIR))
-            self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
-            heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
-            save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
-            with open(os.path.join(directory, CONFIG_NAME), "w") as f:
-                json.dump(self.config_dict(), f, indent=2)
+            self.write_files(directory)
+            export_onnx(self, os.path.join(directory, FAST_DIR), quantize or QUANTIZE)
 
         return atomic_write_dir(path, write)
 
@@ -306,6 +373,16 @@ class MultiTaskSentenceTransformer(nn.Module):
                 f"{len(config['tags'])} tags, hidden size {encoder.hidden_size}); the directory was edited or mixed "
                 f"from two runs — re-save the model. Detail: {str(e).splitlines()[0]}"
             ) from e
+        fast_dir = os.path.join(path, "fast")
+        if os.path.isdir(fast_dir):
+
+            try:
+                model.fast = FastRunner(fast_dir)
+            except ImportError:
+                raise
+            except Exception as e:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no useful base class
+                raise ModelLoadError(f"The fast model in '{fast_dir}' could not be loaded ({str(e).splitlines()[0]}); "
+                                     "re-export it with model.export_fast(dir) or main.py --export-fast DIR.") from e
         return model.to(device) if device is not None else model
 
     def export_sentence_transformers(self, path):
@@ -327,3 +404,142 @@ class MultiTaskSentenceTransformer(nn.Module):
             Reference(modules=[transformer, pooling], device="cpu").save(directory)
 
         return atomic_write_dir(path, write)
+
+
+# --------------------------------------------------------------------------------------------- fast CPU serving path
+# The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):
+# one graph (input_ids, attention_mask, shape_ids) -> (cls_logits, ner_logits, sentence_embedding), dynamic batch and
+# sequence axes, exported from model.forward (the sentence embedding is read from the encoder's own output).
+# Weights: fp32 by default; optionally ONNX Runtime's dynamic int8 quantisation (per-channel) on the encoder MatMuls
+# that QUANTIZE names (measured not to keep quality on this model: see QUANTIZE). onnx / onnxruntime are imported
+# only on an export or a load.
+
+FAST_DIR = "fast"
+ONNX_NAME = "model.onnx"
+FAST_CONFIG_NAME = "fast_config.json"
+INPUT_NAMES = ("input_ids", "attention_mask", "shape_ids")
+OUTPUT_NAMES = ("cls_logits", "ner_logits", "sentence_embedding")
+OPSET = 17
+# Which encoder MatMuls get int8 weights: "none" (fp32 everywhere), "ffn" (the two feed-forward MatMuls of each
+# layer, ~2/3 of the encoder's FLOPs), "encoder" (every encoder MatMul with a weight). Measured (bench/predict.py,
+# README): "ffn" runs 1.15-1.7x the fp32 torch speed but loses too much (sentence-embedding cosine 0.990 on MiniLM,
+# entity F1 vs fp32 0.95), so the default keeps fp32 weights (ONNX Runtime's graph optimisations only).
+QUANTIZE_MODES = ("none", "ffn", "encoder")
+QUANTIZE = "none"
+INSTALL_HINT = "pip install onnx==1.23.2 onnxruntime==1.32.0"
+
+
+class _ExportWrapper(nn.Module):
+    """model.forward as a function of three tensors returning three tensors (what the ONNX graph computes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, shape_ids):
+        return forward_all(self.model, input_ids, attention_mask, shape_ids)
+
+
+def forward_all(model, input_ids, attention_mask, shape_ids):
+    """(cls_logits, ner_logits, sentence_embedding) of one multi-task forward; the sentence embedding is the
+    encoder's own output, caught with a forward hook so that model.forward stays the one definition."""
+    caught = {}
+
+    def catch(_module, _args, out):  # returns None: the output itself is left unchanged
+        caught["emb"] = out["sentence_embedding"]
+
+    hook = model.encoder.register_forward_hook(catch)
+    try:
+        out = model(input_ids, attention_mask, shape_ids=shape_ids)
+    finally:
+        hook.remove()
+    return out["cls_logits"], out["ner_logits"], caught["emb"]
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError(f"The fast path needs ONNX Runtime: {INSTALL_HINT}") from e
+    return onnxruntime
+
+
+def _quantize_nodes(onnx_path, mode):
+    """Names of the MatMul nodes with an initializer weight inside the encoder that `mode` quantises."""
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    chosen = []
+    for node in graph.node:
+        if node.op_type != "MatMul" or not any(x in weights for x in node.input):
+            continue
+        name = node.name
+        in_encoder = "/encoder/layer." in name
+        is_ffn = "/intermediate/" in name or ("/output/" in name and "/attention/" not in name)
+        if in_encoder and (mode == "encoder" or (mode == "ffn" and is_ffn)):
+            chosen.append(name)
+    return chosen
+
+
+def export_onnx(model, directory, quantize=QUANTIZE):
+    """Write <directory>/model.onnx (+ fast_config.json) for `model` (a MultiTaskSentenceTransformer); the model
+    itself is not changed (a CPU fp32 copy is exported). Returns what was quantised."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}.")
+    _import_ort()
+    import warnings
+
+    copy_ = copy.deepcopy(model).cpu().float().eval()
+    wrapper = _ExportWrapper(copy_).eval()
+    # A padded example row, so the traced graph keeps the attention mask (an all-ones mask can be traced away).
+    ids = torch.full((2, 16), 1000, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    shapes = torch.ones_like(ids)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, ONNX_NAME)
+    axes = {"batch": 0, "tokens": 1}
+    dynamic = {n: {0: "batch", 1: "tokens"} for n in INPUT_NAMES + ("ner_logits",)}
+    dynamic.update(cls_logits={0: "batch"}, sentence_embedding={0: "batch"})
+    raw = path if quantize == "none" else os.path.join(directory, "model.fp32.onnx")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (ids, mask, shapes), raw, dynamo=False, input_names=list(INPUT_NAMES),
+                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic, opset_version=OPSET,
+                          do_constant_folding=True)
+    nodes = []
+    if quantize != "none":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        nodes = _quantize_nodes(raw, quantize)
+        quantize_dynamic(raw, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes)
+        os.remove(raw)
+    config = {"inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "opset": OPSET, "quantize": quantize,
+              "int8_matmuls": len(nodes), "dynamic_axes": axes}
+    with open(os.path.join(directory, FAST_CONFIG_NAME), "w") as f:
+        json.dump(config, f, indent=2)
+    return config
+
+
+class FastRunner:
+    """An ONNX Runtime session over an exported folder; run(ids, mask, shapes) -> dict of numpy outputs."""
+
+    def __init__(self, directory, threads=None):
+        ort = _import_ort()
+        with open(os.path.join(directory, FAST_CONFIG_NAME)) as f:
+            self.config = json.load(f)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(os.path.join(directory, ONNX_NAME), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def run(self, input_ids, attention_mask, shape_ids, outputs=OUTPUT_NAMES):
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
+                 "shape_ids": shape_ids.numpy()}
+        return dict(zip(outputs, self.session.run(list(outputs), feeds)))

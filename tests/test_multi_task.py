@@ -70,8 +70,8 @@ def test_bio_to_spans():
 def test_predict_offsets_index_the_raw_string(monkeypatch):
     model = tiny_multitask()
     # Force every word to be its own entity, so every word's offsets are checked against the raw text.
-    monkeypatch.setattr(model, "_run", lambda words_batch, bs: [(torch.tensor([0.1, 0.2, 0.3, 0.4]),
-                                                                 ["B-ORG"] * len(ws)) for ws in words_batch])
+    monkeypatch.setattr(model, "_run", lambda words_batch, *args: [{"probs": torch.tensor([0.1, 0.2, 0.3, 0.4]),
+                                                                   "tags": ["B-ORG"] * len(ws)} for ws in words_batch])
     raw = "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters &lt;b&gt;Corp&lt;/b&gt;"
     (result,) = model.predict([raw])
     assert result["label"] == "Sci/Tech" and result["score"] == pytest.approx(0.4)

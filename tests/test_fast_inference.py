@@ -1,0 +1,284 @@
+"""Inference precision, the exported ONNX Runtime path (export_fast) and main.py --predict-file / --export-fast."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import main
+import sentence_transformer
+from helpers import tiny_multitask
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+from sentence_transformer import ModelLoadError, cpu_has_fast_bf16, resolve_precision
+
+TEXTS = ["Apple opens a store in Paris, France.", "", "Barack Obama visits Berlin &amp; Oil hit  #36;50 a barrel",
+         "word " * 400, "naïve café in 東京 😀"]
+
+
+# ----------------------------------------------------------------------------------------------------------- precision
+def test_precision_is_validated():
+    model = tiny_multitask()
+    for bad in ("fp8", "int8", None, "FP32"):
+        with pytest.raises(ValueError, match="precision must be one of"):
+            resolve_precision(bad, "cpu")
+        with pytest.raises(ValueError, match="precision must be one of"):
+            model.predict("a text", precision=bad)
+        with pytest.raises(ValueError, match="precision must be one of"):
+            model.encoder.encode("a text", precision=bad)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        model.predict("a text", precision="fp16")
+    for call in (lambda: model.predict("a text", precision="fast"), lambda: model.encode([], precision="fast"),
+                 lambda: model.predict_tags([], precision="fast")):
+        with pytest.raises(ValueError, match="export_fast"):  # no fast model loaded: the message names the fix
+            call()
+
+
+def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path):
+    with_bf16, without = tmp_path / "a", tmp_path / "b"
+    with_bf16.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    without.write_text("flags\t\t: fpu avx avx2 fma\n")
+    assert cpu_has_fast_bf16(str(with_bf16)) and not cpu_has_fast_bf16(str(without))
+    assert not cpu_has_fast_bf16(str(tmp_path / "missing"))  # unreadable: assume no bf16
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16):
+    monkeypatch.setattr(sentence_transformer, "cpu_has_fast_bf16", lambda: fast_bf16)
+    expected = "bf16" if fast_bf16 else "fp32"
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("auto", "cpu", fast_available=True) == "fast"
+    model = tiny_multitask()
+    # auto really runs in the resolved precision: bf16 autocast changes the numbers, fp32 reproduces them exactly
+    for auto, explicit in ((model.encoder.encode(TEXTS, precision="auto"), model.encoder.encode(TEXTS, precision=expected)),
+                           (model.encode(TEXTS), model.encode(TEXTS, precision=expected))):
+        assert np.array_equal(auto, explicit)
+    fp32 = model.encode(TEXTS, precision="fp32")
+    assert np.array_equal(model.encode(TEXTS), fp32) != fast_bf16
+    scores = [p["score"] for p in model.predict(TEXTS)]
+    assert (scores == [p["score"] for p in model.predict(TEXTS, precision="fp32")]) != fast_bf16
+
+
+def test_this_machine_resolves_auto_from_its_own_flags():
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    expected = "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+    assert resolve_precision("auto", "cpu") == expected
+
+
+# ----------------------------------------------------------------------------------------------------------- export_fast
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    """A tiny random multi-task model and its fp32 (unquantised) export, loaded back."""
+    model = tiny_multitask(seed=3)
+    torch.nn.init.normal_(model.ner_head.shape_embedding.weight, std=0.5)  # make the word shapes matter
+    path = tmp_path_factory.mktemp("fast") / "tiny_fast"
+    model.export_fast(path, quantize="none")
+    return model, MultiTaskSentenceTransformer.from_pretrained(path), path
+
+
+def test_export_fast_round_trip_matches_torch(tiny_pair):
+    model, fast, path = tiny_pair
+    assert fast.fast is not None and fast.fast.config["outputs"] == ["cls_logits", "ner_logits", "sentence_embedding"]
+    assert (path / "fast" / "model.onnx").is_file() and (path / "heads.safetensors").is_file()
+    assert fast.fast.session.get_session_options().intra_op_num_threads == torch.get_num_threads()
+    ref, got = model.predict(TEXTS, precision="fp32"), fast.predict(TEXTS)
+    assert [p["label"] for p in got] == [p["label"] for p in ref]
+    assert [p["entities"] for p in got] == [p["entities"] for p in ref]
+    assert np.allclose([p["score"] for p in got], [p["score"] for p in ref], atol=1e-5)
+    assert np.abs(fast.encode(TEXTS) - model.encode(TEXTS, precision="fp32")).max() < 1e-4
+    words = [["NASA", "sends", "Schwarzenegger", "to", "Mars"], [], ["x"] * 300]
+    assert fast.predict_tags(words) == model.predict_tags(words, precision="fp32")
+    assert fast.predict("single text")["label"] == model.predict("single text", precision="fp32")["label"]
+    assert fast.encode("single text").shape == (32,) and fast.encode([]).shape == (0, 32)
+
+
+def test_fast_model_runs_through_onnx_runtime(tiny_pair, monkeypatch):
+    _, fast, _ = tiny_pair
+    calls = []
+    run = fast.fast.run
+    monkeypatch.setattr(fast.fast, "run", lambda *a, **k: calls.append(1) or run(*a, **k))
+    fast.predict(TEXTS)
+    assert calls  # auto picks ONNX Runtime ...
+    calls.clear()
+    fast.predict(TEXTS, precision="fp32")
+    assert not calls  # ... and an explicit precision the torch weights, which the folder also holds
+
+
+def test_export_fast_is_atomic(tmp_path, monkeypatch):
+    import multi_task_sentence_transformer as mt
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("export failed")
+
+    monkeypatch.setattr(mt, "export_onnx", broken)
+    with pytest.raises(RuntimeError, match="export failed"):
+        tiny_multitask().export_fast(tmp_path / "fast")
+    assert os.listdir(tmp_path) == []  # no half-written folder, no temp left
+
+
+def test_broken_fast_folder_is_a_clear_error(tmp_path):
+    path = tiny_multitask().export_fast(tmp_path / "fast", quantize="none")
+    with open(os.path.join(path, "fast", "model.onnx"), "wb") as f:
+        f.write(b"not an onnx graph")
+    with pytest.raises(ModelLoadError, match="re-export it"):
+        MultiTaskSentenceTransformer.from_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def minilm_pair(tmp_path_factory, packaged_model_path):
+    """The packaged MiniLM with seeded heads and its default export."""
+    torch.manual_seed(0)
+    model = MultiTaskSentenceTransformer(packaged_model_path, max_length=128)
+    path = tmp_path_factory.mktemp("minilm_fast") / "fast"
+    model.export_fast(path)
+    return model, MultiTaskSentenceTransformer.from_pretrained(path)
+
+
+def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir):
+    from datasets import load_dataset
+
+    model, fast = minilm_pair
+    texts = list(load_dataset(ag_news_dir, split="test")["text"][:96])
+    assert fast.fast.config["quantize"] == "none"  # int8 was measured to lose quality (multi_task_sentence_transformer.QUANTIZE)
+    ref, got = model.predict(texts, precision="fp32"), fast.predict(texts)
+    cosine = (model.encode(texts, normalize=True, precision="fp32") * fast.encode(texts, normalize=True)).sum(1)
+    assert cosine.min() >= 0.99999
+    assert np.abs(np.array([p["score"] for p in ref]) - [p["score"] for p in got]).max() < 1e-4
+    assert [p["label"] for p in got] == [p["label"] for p in ref]
+    assert [p["entities"] for p in got] == [p["entities"] for p in ref]
+
+
+# ----------------------------------------------------------------------------------------------------------- predict-file
+def write_inputs(tmp_path):
+    txt = tmp_path / "in.txt"
+    txt.write_bytes("Apple opens a store in Paris.\n\nOil prices rose \xff on Friday.\n".encode() + b"bad \xff byte\n"
+                    + b"last line, no newline")
+    csv = tmp_path / "in.csv"
+    csv.write_text('id,text\n1,"Apple opens a store, in Paris."\n2,\n3,"two\nlines"\n4\n')
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"text": "Apple opens a store in Paris."}\n{"text": "unterminated\n\n{"body": "x"}\n'
+                     '{"text": 5}\n["a"]\n{"text": "NASA on Mars \\ud800"}\n{"text": "fine"}\n')
+    return txt, csv, jsonl
+
+
+def read_records(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def test_predict_file_txt_csv_jsonl(tmp_path):
+    model = tiny_multitask()
+    txt, csv, jsonl = write_inputs(tmp_path)
+    out = tmp_path / "out.jsonl"
+    main.predict_file(model, str(txt), str(out), chunk_size=2, show_progress=False)
+    rows = read_records(out)
+    assert [r["row"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[1] == {"row": 2, "error": "empty text"} and "UTF-8" in rows[3]["error"]
+    assert rows[2]["label"] in model.label_names  # a valid non-ASCII char (\xff as text) is fine
+    expected = model.predict("Apple opens a store in Paris.")
+    assert {k: rows[0][k] for k in expected} == expected and rows[4]["label"] in model.label_names
+
+    main.predict_file(model, str(csv), str(out), chunk_size=2, show_progress=False)
+    rows = read_records(out)
+    assert [r["row"] for r in rows] == [1, 2, 3, 4]
+    assert rows[0]["label"] in model.label_names and rows[1]["error"] == "empty text"
+    assert rows[2]["label"] in model.label_names and "no 'text' column" in rows[3]["error"]
+
+    main.predict_file(model, str(jsonl), str(out), chunk_size=3, show_progress=False)
+    rows = read_records(out)
+    assert [r["row"] for r in rows] == list(range(1, 9))
+    assert "label" in rows[0] and "label" in rows[7]
+    assert "not valid JSON" in rows[1]["error"] and rows[2]["error"] == "empty text"
+    assert "'text' key" in rows[3]["error"] and "int, not a string" in rows[4]["error"]
+    assert "'text' key" in rows[5]["error"] and "surrogate" in rows[6]["error"]
+
+
+def test_predict_file_streams_in_chunks(tmp_path, monkeypatch):
+    model = tiny_multitask()
+    path = tmp_path / "many.txt"
+    path.write_text("".join(f"Text number {i} from Paris.\n" for i in range(23)))
+    sizes, reads = [], []
+    predict, read_texts = model.predict, main.read_texts
+
+    def spy_read(*args):
+        for item in read_texts(*args):
+            reads.append(item[0])
+            yield item
+
+    def spy_predict(texts, **kwargs):
+        sizes.append((len(texts), len(reads)))
+        return predict(texts, **kwargs)
+
+    monkeypatch.setattr(model, "predict", spy_predict)
+    monkeypatch.setattr(main, "read_texts", spy_read)
+    counts = main.predict_file(model, str(path), str(tmp_path / "out.jsonl"), chunk_size=5, show_progress=False)
+    assert counts == {"rows": 23, "errors": 0} and len(read_records(tmp_path / "out.jsonl")) == 23
+    assert [n for n, _ in sizes] == [5, 5, 5, 5, 3]
+    assert [r for _, r in sizes] == [5, 10, 15, 20, 23]  # each chunk predicted before the next is read
+
+
+def test_predict_file_isolates_a_failing_row(tmp_path, monkeypatch):
+    model = tiny_multitask()
+    path = tmp_path / "in.txt"
+    path.write_text("good one\nPOISON\ngood two\n")
+    predict = model.predict
+
+    def fragile(texts, **kwargs):
+        if "POISON" in (texts if isinstance(texts, list) else [texts]):
+            raise RuntimeError("cannot handle this one")
+        return predict(texts, **kwargs)
+
+    monkeypatch.setattr(model, "predict", fragile)
+    main.predict_file(model, str(path), str(tmp_path / "out.jsonl"), show_progress=False)
+    rows = read_records(tmp_path / "out.jsonl")
+    assert "label" in rows[0] and "label" in rows[2]
+    assert rows[1] == {"row": 2, "error": "prediction failed: RuntimeError: cannot handle this one"}
+
+
+def test_predict_file_leaves_nothing_half_written(tmp_path, monkeypatch):
+    model = tiny_multitask()
+    path = tmp_path / "in.txt"
+    path.write_text("one\ntwo\nthree\nfour\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    calls = []
+    predict = model.predict
+
+    def killed(texts, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # not a per-row problem: the whole run stops
+        return predict(texts, **kwargs)
+
+    monkeypatch.setattr(model, "predict", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main.predict_file(model, str(path), str(out), chunk_size=2, show_progress=False)
+    assert out.read_text() == "previous results\n"  # the old output is untouched, no torn new one
+    assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.jsonl"]  # and no temp file left
+
+
+def test_csv_without_the_text_column_names_the_flag(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("id,body\n1,hello\n")
+    with pytest.raises(ValueError, match="--text-column"):
+        main.predict_file(tiny_multitask(), str(path), str(tmp_path / "out.jsonl"), show_progress=False)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_main_flags_export_fast_and_predict_file(tmp_path, capsys):
+    model_dir = tiny_multitask().save_pretrained(tmp_path / "model")
+    _, _, jsonl = write_inputs(tmp_path)
+    fast_dir, out = tmp_path / "fast", tmp_path / "preds.jsonl"
+    assert main.main(["--model-dir", model_dir, "--export-fast", str(fast_dir)]) == 0
+    assert (fast_dir / "fast" / "model.onnx").is_file()
+    assert main.main(["--model-dir", str(fast_dir), "--predict-file", str(jsonl), "--output", str(out),
+                      "--chunk-size", "2"]) == 0
+    rows = read_records(out)
+    assert len(rows) == 8 and sum("error" in r for r in rows) == 6
+    assert "8 rows" in capsys.readouterr().out
+    for bad, message in ((["--predict-file", str(tmp_path / "nope.txt")], "no file at"),
+                         (["--predict-file", str(tmp_path / "model" / "heads.safetensors")], "is not one of"),
+                         (["--predict-file", str(jsonl), "--chunk-size", "0"], "--chunk-size must be >= 1")):
+        with pytest.raises(SystemExit):
+            main.main(["--model-dir", model_dir, *bad])
+        assert message in capsys.readouterr().err
