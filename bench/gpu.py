@@ -20,8 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def minilm_shaped_model(tags, seed=0):
-    """A random BERT with all-MiniLM-L6-v2's shape and a word-level vocabulary w0..w30516 (no files, no downloads)."""
+SHAPES = {"minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+          "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)}
+
+
+def minilm_shaped_model(tags, seed=0, shape="minilm"):
+    """A random BERT with all-MiniLM-L6-v2's (or bert-base's) shape and a word-level vocabulary w0..w30516 (no
+    files, no downloads)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizer
 
@@ -30,8 +35,8 @@ def minilm_shaped_model(tags, seed=0):
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30517)]
     tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
-    config = BertConfig(vocab_size=len(words), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                        intermediate_size=1536, max_position_embeddings=512)
+    config = BertConfig(vocab_size=len(words), max_position_embeddings=512, attention_probs_dropout_prob=0.0,
+                        **SHAPES[shape])
     torch.manual_seed(seed)
     encoder = SentenceTransformer(encoder=BertModel(config, add_pooling_layer=False), tokenizer=tokenizer,
                                   max_length=128)
@@ -86,7 +91,10 @@ def main():
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--model", default=None, help="a local model directory (default: MiniLM-shaped random BERT)")
+    parser.add_argument("--model", default=None, help="a local model directory (default: a random BERT of --shape)")
+    parser.add_argument("--shape", default="minilm", choices=sorted(SHAPES), help="shape of the random BERT")
+    parser.add_argument("--texts", default=None, help="a text file (one text a line) for the inference check: "
+                        "encode() and predict_tags() in fp32 vs precision='auto' (default: synthetic words)")
     args = parser.parse_args()
 
     import torch
@@ -108,10 +116,10 @@ def main():
             return MultiTaskSentenceTransformer(args.model, tags=tags, max_length=128)
     else:
         def make_model():
-            return minilm_shaped_model(tags)
+            return minilm_shaped_model(tags, shape=args.shape)
     rows = synthetic_rows(args.rows, tags)
     print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}; {args.rows} synthetic rows, "
-          f"batch {args.batch_size}, encoder {args.model or 'MiniLM-shaped random BERT'}")
+          f"batch {args.batch_size}, encoder {args.model or args.shape + '-shaped random BERT'}")
     train_once(make_model, rows, args.batch_size, "bf16")  # warm-up: CUDA context, kernels
     best = {"no": (0.0, 0.0), "bf16": (0.0, 0.0)}
     for _ in range(args.repeats):
@@ -127,8 +135,49 @@ def main():
         counts[steps] = train_once(make_model, few, args.batch_size, "bf16", count_syncs=True)[2]
     print(f"host synchronisations per training step: {(counts[64] - counts[32]) / 32:.3f} "
           f"(log_every_steps 20: 0.05 expected; {counts[32]} in a whole 32-step run with its saves)")
+    inference_check(make_model, args.texts, rows)
     print(f"ratio {best['bf16'][0] / best['no'][0]:.2f}")
     return 0
+
+
+def inference_check(make_model, texts_file, rows, n=2000):
+    """encode() and predict_tags() on the GPU: texts/s in fp32 and with precision='auto' (what it resolves to),
+    cosine of the sentence embeddings and agreement of the word tags between the two."""
+    import time
+
+    import torch
+
+    from sentence_transformer import resolve_precision
+
+    if texts_file:
+        with open(texts_file) as f:
+            texts = [line.strip() for line in f if line.strip()][:n]
+    else:
+        texts = [" ".join(words) for words in rows["words"][:n]]
+    words = [t.split() for t in texts]
+    model = make_model().cuda().eval()
+    auto = resolve_precision("auto", model.device)
+    results = {}
+    for precision in ("fp32", auto, "fp32", auto):  # interleaved; the first pass also warms up
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        emb = model.encoder.encode(texts, batch_size=128, precision=precision, convert_to="tensor")
+        torch.cuda.synchronize()
+        encode_speed = len(texts) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        tags = model.predict_tags(words, batch_size=128, precision=precision)
+        torch.cuda.synchronize()
+        tag_speed = len(texts) / (time.perf_counter() - start)
+        results[precision] = (encode_speed, tag_speed, emb, tags)
+    cosine = torch.nn.functional.cosine_similarity(results["fp32"][2], results[auto][2])
+    same = sum(a == b for x, y in zip(results["fp32"][3], results[auto][3]) for a, b in zip(x, y))
+    total = sum(len(x) for x in results["fp32"][3])
+    print(f"inference ({len(texts)} texts): precision='auto' resolves to {auto} on {torch.cuda.get_device_name(0)}")
+    for precision in dict.fromkeys(("fp32", auto)):
+        print(f"  {precision}: encode {results[precision][0]:8.1f} texts/s, predict_tags {results[precision][1]:8.1f} "
+              "texts/s")
+    print(f"  {auto} vs fp32: sentence-embedding cosine min {cosine.min():.5f} mean {cosine.mean():.5f}; "
+          f"word tags identical {same / max(total, 1):.4f}")
 
 
 if __name__ == "__main__":
