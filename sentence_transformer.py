@@ -123,6 +123,37 @@ def _load_kwargs(path, attention_dropout, **hub):
     return kwargs
 
 
+class _SkippedPoolerReport:
+    """A logging filter that drops transformers' load report when all it says is that the checkpoint's pooler weights
+    went unused (we build no pooler on purpose: the heads pool themselves); any other finding is still reported."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        findings = [line for line in message.splitlines() if "|" in line and any(
+            status in line for status in ("UNEXPECTED", "MISSING", "MISMATCH"))]
+        return not findings or not all(line.lstrip().startswith("pooler.") and "UNEXPECTED" in line
+                                       for line in findings)
+
+
+def _from_pretrained_quietly(path, **kwargs):
+    """AutoModel.from_pretrained without the report about the pooler we chose not to build."""
+    import logging
+
+    from transformers import AutoModel
+
+    loggers = [logging.getLogger(name) for name in ("transformers.modeling_utils", "transformers.utils.loading_report")]
+    skip = _SkippedPoolerReport()
+    for logger in loggers:
+        logger.addFilter(skip)
+    try:
+        return AutoModel.from_pretrained(path, **kwargs)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(skip)
+
+
 def needs_prefix_space(tokenizer):
     """True for a byte-level BPE tokenizer (RoBERTa, GPT-2) built without add_prefix_space: it would tokenise a
     pre-split word unlike the same word inside running text."""
@@ -146,14 +177,13 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
     """(AutoModel, AutoTokenizer) for a hub id or local directory, with one clear error on failure.
 
     attention_dropout (None = the encoder's own) is passed to from_pretrained under the family's config name."""
-    from transformers import AutoModel
 
     path = resolve_model_path(name)
     if not os.path.isdir(path):
         # A hub id: use the local cache if it has it, else try the hub only when it answers.
         try:
             kwargs = _load_kwargs(path, attention_dropout, local_files_only=True)
-            return (AutoModel.from_pretrained(path, local_files_only=True, **kwargs),
+            return (_from_pretrained_quietly(path, local_files_only=True, **kwargs),
                     _load_tokenizer(path, local_files_only=True))
         except OSError:
             pass
@@ -164,7 +194,7 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
             )
     try:
         kwargs = _load_kwargs(path, attention_dropout)
-        return AutoModel.from_pretrained(path, **kwargs), _load_tokenizer(path)
+        return _from_pretrained_quietly(path, **kwargs), _load_tokenizer(path)
     except OSError as e:
         raise ModelLoadError(
             f"Cannot load '{name}': {str(e).splitlines()[0]} Check the name (e.g. 'bert-base-uncased'). {OFFLINE_HINT}"
