@@ -13,7 +13,9 @@ global batches and takes its share of each, and each loss is normalised by the g
 averaged gradient is the 1-process gradient. Validation is sharded and gathered; logged losses are summed
 over processes. The GPU path syncs with the host once per logging interval (log_every_steps), not per step.
 
-Loss = w_cls * CE(topic) + w_ner * CE(NER tags on first wordpieces). Freezing rules:
+Loss = w_cls * CE(topic) + w_ner * CE(NER tags on first wordpieces), each task's mean taken over the rows (words)
+that carry its labels: a row may have a topic label (label -1 = none), NER tags (ner_tags None = none) or both.
+Freezing rules:
   - a frozen part gets no gradient and is not in the optimizer;
   - a frozen head's task contributes no loss, so the shared encoder is not pulled by a head that cannot learn;
   - a loss weight of 0 freezes its head;
@@ -108,25 +110,33 @@ def resolve_mixed_precision(mode):
 
 # --------------------------------------------------------------------------- data
 def prepare_features(rows, model, batch_size=1000):
-    """Tokenise once: input_ids, word-aligned ner_labels (first wordpiece only), label, gold word tags."""
+    """Tokenise once: input_ids, word-aligned ner_labels (first wordpiece only), label, gold word tags.
+
+    Rows may carry one task's labels only (create_ner_dataset's partial-label schema): label -1 = no topic label
+    (no classification loss, not scored), ner_tags None = no NER tags (every ner_label IGNORE_INDEX: no NER loss,
+    not scored; never "all O").
+    """
     tag_to_id = {t: i for i, t in enumerate(model.tags)}
     words, tags, labels = list(rows["words"]), list(rows["ner_tags"]), list(rows["label"])
     for i, (w, t) in enumerate(zip(words, tags)):
-        if len(w) != len(t):
-            raise ValueError(f"row {i}: {len(w)} words but {len(t)} ner_tags; each word needs exactly one tag.")
-    unknown = {t for row in tags for t in row} - set(tag_to_id)
+        if t is not None and len(w) != len(t):
+            raise ValueError(f"row {i}: {len(w)} words but {len(t)} ner_tags; each word needs exactly one tag "
+                             "(or ner_tags None for a row without NER tags).")
+    unknown = {t for row in tags if row is not None for t in row} - set(tag_to_id)
     if unknown:
         raise ValueError(f"tags {sorted(unknown)} are not in the model's tag list; build the model with the "
                          "dataset's tags (MultiTaskSentenceTransformer(tags=tags)).")
     n_labels = len(model.label_names)
-    bad = [i for i, y in enumerate(labels) if not (isinstance(y, (int, np.integer)) and 0 <= y < n_labels)]
+    bad = [i for i, y in enumerate(labels) if not (isinstance(y, (int, np.integer)) and -1 <= y < n_labels)]
     if bad:
-        raise ValueError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} "
-                         f"({len(bad)} such rows); fix the labels or the model's label_names.")
+        raise ValueError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} (or -1: no topic "
+                         f"label) ({len(bad)} such rows); fix the labels or the model's label_names.")
     features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "word_index": [], "label": labels, "ner_tags": tags}
     for start in range(0, len(words), batch_size):
+        chunk = tags[start:start + batch_size]
         enc = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length,
-                             [[tag_to_id[t] for t in row] for row in tags[start:start + batch_size]])
+                             [[tag_to_id[t] for t in row] if row is not None else [IGNORE_INDEX] * len(ws)
+                              for row, ws in zip(chunk, words[start:start + batch_size])])
         features["input_ids"] += enc["input_ids"]
         features["shape_ids"] += enc["shape_ids"]
         features["ner_labels"] += enc["labels"]
@@ -195,6 +205,38 @@ def ner_metrics(gold, pred):
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
     return {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
             "f1": float(micro["f1-score"]), "per_type": per_type}
+
+
+def spearman(x, y):
+    """Spearman rank correlation of two sequences (ties get their average rank)."""
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = np.argsort(v, kind="mergesort")
+        sorted_v = v[order]
+        first = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
+        group = np.cumsum(first) - 1  # tie group of each sorted position
+        starts = np.flatnonzero(first)
+        ends = np.r_[starts[1:], len(v)]
+        out = np.empty(len(v))
+        out[order] = ((starts + ends - 1) / 2.0)[group]
+        return out
+
+    rx, ry = ranks(x), ranks(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def sts_spearman(model, pairs, batch_size=64):
+    """STS score: Spearman x 100 between the cosine of the two sentences' encode() embeddings and the human scores.
+
+    model: anything with encode(texts, batch_size=, normalize=True) -> [N, H] (a MultiTaskSentenceTransformer, its
+    .encoder, a sentence-transformers model); pairs: (sentence1, sentence2, score) triples, e.g.
+    create_ner_dataset.read_sts("../shared/data/stsbenchmark/sts-dev.csv").
+    """
+    if len(pairs) < 2:
+        raise ValueError(f"sts_spearman needs at least 2 sentence pairs, got {len(pairs)}.")
+    first = np.asarray(model.encode([p[0] for p in pairs], batch_size=batch_size, normalize=True))
+    second = np.asarray(model.encode([p[1] for p in pairs], batch_size=batch_size, normalize=True))
+    return 100 * spearman((first * second).sum(-1), [p[2] for p in pairs])
 
 
 # --------------------------------------------------------------------------- processes
@@ -395,7 +437,9 @@ class MultiTaskTrainer:
         self.val_features = prepare_features(val_rows, model) if val_rows is not None else None
         if self.train_features is not None:
             self.train_lengths = [len(x) for x in self.train_features["input_ids"]]
-            self.n_words = [len(x) for x in self.train_features["word_index"]]  # labelled first wordpieces per row
+            # per row: labelled first wordpieces (0 without NER tags) and whether it has a topic label
+            self.n_words = [sum(t != IGNORE_INDEX for t in x) for x in self.train_features["ner_labels"]]
+            self.has_label = [int(y) != -1 for y in self.train_features["label"]]
         self.pad_id = pad_ids_value(model)
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         self.history = []
@@ -445,11 +489,12 @@ class MultiTaskTrainer:
                 out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                             token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
                             ner_positions=(batch["ner_rows"], batch["ner_cols"]))  # first wordpieces only
-                # This process's part of the global batch means (topic: over rows, NER: over labelled words;
-                # no words -> 0, not NaN). DDP averages gradients over processes, so n_proc * part gives exactly
-                # the 1-process gradient. Counts come from the host's copy of the batch: no sync.
+                # This process's part of the global batch means (topic: over rows with a topic label, NER: over
+                # labelled words; none -> 0, not NaN). DDP averages gradients over processes, so n_proc * part gives
+                # exactly the 1-process gradient. Counts come from the host's copy of the batch: no sync.
                 n_words = max(1, sum(self.n_words[i] for i in global_batch))
-                cls_loss = weight * cross_entropy(out["cls_logits"].float(), batch["labels"]) / len(global_batch)
+                n_topic = max(1, sum(self.has_label[i] for i in global_batch))
+                cls_loss = weight * cross_entropy(out["cls_logits"].float(), batch["labels"]) / n_topic
                 ner_loss = weight * cross_entropy(out["ner_logits"].float(), batch["ner_targets"]) / n_words
                 loss = (c.w_cls * cls_loss if self.train_cls else 0) + (c.w_ner * ner_loss if self.train_ner else 0)
                 optimizer.zero_grad(set_to_none=True)
@@ -556,16 +601,18 @@ class MultiTaskTrainer:
 
     def selection_score(self, metrics):
         """Model selection on validation: mean of the trained tasks' scores (accuracy, NER micro-F1)."""
-        scores = ([metrics["accuracy"]] if self.train_cls else []) + ([metrics["ner"]["f1"]] if self.train_ner else [])
-        return float(np.mean(scores)) if scores else metrics["accuracy"]
+        accuracy, ner = metrics["accuracy"], metrics["ner"] and metrics["ner"]["f1"]
+        scores = [s for s, trained in ((accuracy, self.train_cls), (ner, self.train_ner)) if trained and s is not None]
+        scores = scores or [s for s in (accuracy, ner) if s is not None]
+        return float(np.mean(scores)) if scores else 0.0
 
     @staticmethod
     def format_record(r):
         text = f"epoch {r['epoch']}: loss cls {r['train_cls_loss']:.4f} ner {r['train_ner_loss']:.4f} " \
                f"({r['train_seconds']:.0f}s)"
         if "val" in r:
-            text += f" | val acc {r['val']['accuracy']:.4f} macro-F1 {r['val']['macro_f1']:.4f} " \
-                    f"NER F1 {r['val']['ner']['f1']:.4f}"
+            v = r["val"]
+            text += f" | val acc {fmt(v['accuracy'])} macro-F1 {fmt(v['macro_f1'])} NER F1 {fmt(v['ner'] and v['ner']['f1'])}"
         return text
 
     # ----------------------------------------------------------------- evaluation
@@ -647,6 +694,11 @@ class MultiTaskTrainer:
             plot_history(self.history, os.path.join(self.config.output_dir, "training_curves.png"))
 
 
+def fmt(score):
+    """A metric for printing: 4 decimals, or '-' for a task no row carries (None)."""
+    return "-" if score is None else f"{score:.4f}"
+
+
 def to_device(batch, device):
     """Copy a batch to the device; on CUDA from pinned memory without blocking (a plain copy waits: a host sync)."""
     if device.type != "cuda":
@@ -655,8 +707,10 @@ def to_device(batch, device):
 
 
 def cross_entropy(logits, targets):
-    """Summed cross-entropy (0 for no rows): the loop divides by the global batch's count."""
-    return nn.functional.cross_entropy(logits, targets, reduction="sum")
+    """Summed cross-entropy over targets that are not -1 / IGNORE_INDEX (0 for none): the loop divides by the
+    global batch's count of labelled rows (topic) or words (NER)."""
+    targets = torch.where(targets == -1, IGNORE_INDEX, targets)  # label -1: a row without a topic label
+    return nn.functional.cross_entropy(logits, targets, reduction="sum", ignore_index=IGNORE_INDEX)
 
 
 @torch.inference_mode()
@@ -687,6 +741,9 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
         tag_ids = out["ner_logits"].argmax(-1).cpu()
         first = (batch["ner_labels"] != IGNORE_INDEX).cpu()
         for row, i in enumerate(idx):
+            if features["ner_tags"][i] is None:  # a row without NER tags is not scored for NER
+                results.append((i, int(cls[row]), None))
+                continue
             tags = ["O"] * len(features["ner_tags"][i])  # truncated words and words with no wordpiece stay 'O'
             for w, t in zip(features["word_index"][i], tag_ids[row][first[row]].tolist()):
                 tags[w] = model.tags[t]
@@ -695,8 +752,13 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
     if n_proc > 1:
         results = accelerator.gather_for_metrics(results, use_gather_object=True)
     results.sort(key=lambda r: r[0])
-    metrics = classification_metrics(features["label"], [r[1] for r in results], len(model.label_names))
-    metrics["ner"] = ner_metrics([list(t) for t in features["ner_tags"]], [r[2] for r in results])
+    # each task on the rows that carry its labels; a task no row carries gets None
+    topic = [(int(y), r[1]) for y, r in zip(features["label"], results) if int(y) != -1]
+    ner = [(list(g), r[2]) for g, r in zip(features["ner_tags"], results) if g is not None]
+    metrics = classification_metrics([y for y, _ in topic], [p for _, p in topic], len(model.label_names)) if topic \
+        else {"accuracy": None, "macro_f1": None, "confusion_matrix": None}
+    metrics["ner"] = ner_metrics([g for g, _ in ner], [p for _, p in ner]) if ner else None
+    metrics["rows"] = {"topic": len(topic), "ner": len(ner)}
     return metrics
 
 
@@ -716,9 +778,11 @@ def plot_history(history, path):
     if any("val" in r for r in history):
         val = [r for r in history if "val" in r]
         e = [r["epoch"] for r in val]
-        right.plot(e, [r["val"]["accuracy"] for r in val], "o-", label="topic accuracy")
-        right.plot(e, [r["val"]["macro_f1"] for r in val], "o-", label="topic macro-F1")
-        right.plot(e, [r["val"]["ner"]["f1"] for r in val], "o-", label="NER micro-F1")
+        for label, get in (("topic accuracy", lambda v: v["accuracy"]), ("topic macro-F1", lambda v: v["macro_f1"]),
+                           ("NER micro-F1", lambda v: v["ner"] and v["ner"]["f1"])):
+            scores = [get(r["val"]) for r in val]
+            if any(x is not None for x in scores):  # a task no validation row carries is not drawn
+                right.plot(e, [np.nan if x is None else x for x in scores], "o-", label=label)
         right.set(xlabel="epoch", ylabel="score", title="Validation")
         right.legend()
     fig.tight_layout()
