@@ -38,13 +38,15 @@ def test_gold_ner_files_join_training_as_ner_only_rows(tmp_path, ag_news_dir, ti
     from create_ner_dataset import CONLL_TAGS
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
-    sentences = open(conll_valid).read().split("\n\n")[:61]  # -DOCSTART- block + 60 sentences
+    sentences = open(conll_valid).read().split("\n\n")[:61]  # 58 sentences (with -DOCSTART- blocks)
     gold = tmp_path / "gold.txt"
     gold.write_text("\n\n".join(sentences) + "\n")
     proc = run_main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--max-train-rows", "40",
                      "--max-test-rows", "12", "--epochs", "1", "--batch-size", "8", "--ner-data", str(gold),
                      "--ner-types", "conll", "--output-dir", "out", "--save-every-minutes", "0"], tmp_path)
-    assert "data: 54 train / 6 validation / 12 test rows (+ 54 / 6 gold NER-only sentences" in proc.stdout
+    data_line = next(line for line in proc.stdout.splitlines() if line.startswith("data:"))
+    assert data_line.startswith("data: 88 train / 10 validation / 12 test rows (+ 52 / 6 gold NER-only sentences"), \
+        data_line
     model = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "out" / "model")
     assert model.tags == list(CONLL_TAGS)  # silver rows mapped onto CoNLL's types: one tag list for both sources
     history = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
