@@ -10,6 +10,7 @@ the same segmentation the silver labels were made on. Nothing is loaded at impor
 """
 import copy
 import json
+import math
 import os
 
 import torch
@@ -28,6 +29,10 @@ HEAD_MODULES = ("classifier", "ner_head")
 NER_WINDOW = 4   # word shapes of +-N neighbouring tokens reach the NER head
 NER_CONTEXT = 1  # the NER head's hidden layer reads +-N neighbouring tokens (0 = the token alone)
 IGNORE_INDEX = -100
+# Long texts: a row longer than one window (max_length wordpieces) is tagged in overlapping word windows; consecutive
+# windows share up to this fraction of a window's wordpieces (whole words), so every word near a cut also lies well
+# inside a neighbouring window. Topic and sentence embedding read the first window only (as training does).
+WINDOW_OVERLAP = 0.25
 
 
 # Word shapes the NER head sees next to the (uncased) token embedding: spaCy's teacher leans on capitalisation,
@@ -59,7 +64,8 @@ def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
     0 on special tokens); positions (index of each word's first wordpiece) and word_index (which word each
     of those is: words that become zero wordpieces have none); labels (only with tag ids): the
     word's tag id on its first wordpiece, IGNORE_INDEX on every other piece and on special tokens. Words cut
-    off by truncation at max_length have no position (callers treat them as 'O').
+    off by truncation at max_length have no position (training skips them; inference tags them in later windows,
+    MultiTaskSentenceTransformer._run).
     """
     enc = tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length)
     out = {"input_ids": enc["input_ids"], "shape_ids": [], "positions": [], "word_index": [], "labels": []}
@@ -76,6 +82,26 @@ def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
                 row_labels[t] = tag_ids_batch[row][word_ids[t]]
             out["labels"].append(row_labels)
     return out
+
+
+def plan_windows(counts, budget, overlap):
+    """[(first_word, end_word)] windows over a row whose words have `counts` wordpieces each: every window holds as
+    many whole words as fit in `budget` pieces (at least one word: a longer word is cut at the window's end), and
+    starts at the words of the previous one's last `overlap` pieces (fewer where the next word would not fit)."""
+    windows, start, n = [], 0, len(counts)
+    while True:
+        end, used = start, 0
+        while end < n and (end == start or used + counts[end] <= budget):
+            used += counts[end]
+            end += 1
+        windows.append((start, end))
+        if end >= n:
+            return windows
+        nxt, shared = end, 0  # back off over the shared words, leaving room for the next word (progress)
+        while nxt - 1 > start and shared + counts[nxt - 1] <= min(overlap, budget - counts[end]):
+            nxt -= 1
+            shared += counts[nxt]
+        start = nxt
 
 
 def bio_to_spans(tags):
@@ -206,35 +232,81 @@ class MultiTaskSentenceTransformer(nn.Module):
     @torch.inference_mode()
     def _run(self, words_batch, batch_size, precision="auto", outputs=("cls_logits", "ner_logits")):
         """Per row: {'probs': topic probabilities [n_labels], 'tags': one tag per word, 'embedding': [H]} (the keys
-        `outputs` asks for) for pre-split words."""
+        `outputs` asks for) for pre-split words.
+
+        Topic probabilities and the embedding read the row's first window (the row truncated at max_length, as in
+        training). Tags cover the whole row: a row longer than one window is also cut into overlapping word windows
+        (plan_windows), every window runs through the same length-sorted batches, and each word takes its tag from
+        the window where it lies farthest from a cut edge (the most context on both sides)."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         precision = resolve_precision(precision, self.device, fast_available=self.fast is not None)
         was_training = self.training
         self.eval()
-        enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)
-        ids, positions = enc["input_ids"], enc["positions"]
-        results = [None] * len(ids)
+        max_length = self.encoder.max_length
+        enc = tokenize_words(self.tokenizer, words_batch, max_length)  # first windows, exactly as before
+        # windows: (row, first word, input ids, shape ids, positions, word index (of the row), at text start, at end)
+        windows = [(i, 0, enc["input_ids"][i], enc["shape_ids"][i], enc["positions"][i], enc["word_index"][i],
+                    True, True) for i in range(len(words_batch))]
+        if "ner_logits" in outputs:
+            windows += self._later_windows(words_batch, enc, windows)
+        results = [{} for _ in words_batch]
+        best = {}  # (row, word) -> edge distance of the window its tag came from
+        for i, words in enumerate(words_batch):
+            if "ner_logits" in outputs:
+                results[i]["tags"] = ["O"] * len(words)  # words with no wordpiece stay 'O'
+        ids = [w[2] for w in windows]
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
-            shapes, _ = pad_ids([enc["shape_ids"][i] for i in batch])
+            shapes, _ = pad_ids([windows[j][3] for j in batch])
             out = self._forward_batch(input_ids, mask, shapes, precision, outputs)
             probs = out["cls_logits"].softmax(-1) if "cls_logits" in out else None
             tag_ids = out["ner_logits"].argmax(-1).tolist() if "ner_logits" in out else None
-            for row, i in enumerate(batch):
-                result = {}
-                if probs is not None:
-                    result["probs"] = probs[row]
-                if tag_ids is not None:
-                    word_tags = ["O"] * len(words_batch[i])  # truncated words and words with no wordpiece stay 'O'
-                    row_tags = tag_ids[row]
-                    for t, w in zip(positions[i], enc["word_index"][i]):
-                        word_tags[w] = self.tags[row_tags[t]]
-                    result["tags"] = word_tags
-                if "sentence_embedding" in out:
-                    result["embedding"] = out["sentence_embedding"][row]
-                results[i] = result
+            for row, j in enumerate(batch):
+                i, _, window_ids, _, positions, word_index, at_start, at_end = windows[j]
+                if at_start:  # the row's first window: topic and embedding
+                    if probs is not None:
+                        results[i]["probs"] = probs[row]
+                    if "sentence_embedding" in out:
+                        results[i]["embedding"] = out["sentence_embedding"][row]
+                if tag_ids is None:
+                    continue
+                last = len(window_ids) - 2  # the last content piece (before [SEP])
+                for t, w in zip(positions, word_index):
+                    # pieces of context on the nearer cut side (a side at the text's own start / end is no cut)
+                    edge = min(t - 1 if not at_start else math.inf, last - t if not at_end else math.inf)
+                    if edge > best.get((i, w), -1):
+                        best[(i, w)] = edge
+                        results[i]["tags"][w] = self.tags[tag_ids[row][t]]
         self.train(was_training)
         return results
+
+    def _later_windows(self, words_batch, enc, windows):
+        """Windows 2.. of the rows longer than one window (plan_windows); marks their first window as cut at its end.
+        Rows shorter than max_length pieces were never cut, so only full-length rows are counted."""
+        max_length = self.encoder.max_length
+        budget = max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        full = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) >= max_length and words_batch[i]]
+        if not full:
+            return []
+        pieces = self.tokenizer([words_batch[i] for i in full], is_split_into_words=True, add_special_tokens=False,
+                                verbose=False)  # verbose=False: no 'longer than the maximum' warning
+        later, parts = [], []
+        for k, i in enumerate(full):
+            counts = [0] * len(words_batch[i])
+            for w in pieces.word_ids(k):
+                if w is not None:
+                    counts[w] += 1
+            if sum(counts) <= budget:
+                continue  # exactly one window long
+            plan = plan_windows(counts, budget, max(0, int(budget * WINDOW_OVERLAP)))
+            windows[i] = windows[i][:7] + (False,)  # the first window is cut at its end
+            for start, end in plan[1:]:
+                later.append((i, start, end == len(counts)))
+                parts.append(words_batch[i][start:end])
+        enc_later = tokenize_words(self.tokenizer, parts, max_length)
+        return [(i, start, enc_later["input_ids"][k], enc_later["shape_ids"][k], enc_later["positions"][k],
+                 [start + w for w in enc_later["word_index"][k]], False, at_end)
+                for k, (i, start, at_end) in enumerate(later)]
 
     def _prepare(self, texts):
         """Per text: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word splitting."""

@@ -131,7 +131,8 @@ def prepare_features(rows, model, batch_size=1000):
     if bad:
         raise ValueError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} (or -1: no topic "
                          f"label) ({len(bad)} such rows); fix the labels or the model's label_names.")
-    features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "word_index": [], "label": labels, "ner_tags": tags}
+    features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "word_index": [], "label": labels, "ner_tags": tags,
+                "words": words}  # words: evaluate() tags rows longer than one window in windows
     for start in range(0, len(words), batch_size):
         chunk = tags[start:start + batch_size]
         enc = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length,
@@ -718,6 +719,8 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
     """Accuracy, macro-F1, confusion matrix and NER entity P/R/F1 (word level, seqeval) of model on rows.
 
     rows: a dataset / dict with words, ner_tags and label, or the output of prepare_features().
+    NER is scored on every word: a row longer than max_length wordpieces is tagged in overlapping windows like
+    predict() (its topic reads the first window, as in training).
     accelerator: with several processes, each scores rows i % num_processes == process_index and the
     predictions are gathered (gather_for_metrics); every process must call it and gets the same metrics.
     """
@@ -748,6 +751,16 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
             for w, t in zip(features["word_index"][i], tag_ids[row][first[row]].tolist()):
                 tags[w] = model.tags[t]
             results.append((i, int(cls[row]), tags))
+    # Rows cut at max_length: topic from the first window (as above), NER on the whole row in overlapping windows
+    # (the model's own windowed tagging; run live even beside a feature cache, which holds first windows only).
+    cut = [i for i in mine if features["ner_tags"][i] is not None and len(ids[i]) >= model.encoder.max_length
+           and features["word_index"][i]
+           and features["word_index"][i][-1] + 1 < len(features["words"][i])]
+    if cut:
+        runs = model._run([list(features["words"][i]) for i in cut], batch_size,
+                          {"no": "fp32"}.get(precision, precision), outputs=("ner_logits",))
+        whole = {i: run["tags"] for i, run in zip(cut, runs)}
+        results = [(i, cls, whole.get(i, tags)) for i, cls, tags in results]
     model.train(was_training)
     if n_proc > 1:
         results = accelerator.gather_for_metrics(results, use_gather_object=True)

@@ -14,7 +14,7 @@ TEXTS = ["Apple buys Google in Paris", "", "   ", "naïve café in 東京 😀 "
 ENTITY_TEXTS = [("Apple buys Google in Paris", ["Apple", "Google", "Paris"]), ("", []), ("   ", []),
                 ("naïve Café in 東京 😀 São Paulo", ["Café", "São Paulo"]),
                 ("Barack Obama visits the U.N. in New York", ["Barack Obama", "U.N.", "New York"]),
-                ("word " * 3000 + "Paris", []),  # Paris lies beyond max_length
+                ("word " * 3000 + "Paris", ["Paris"]),  # Paris lies beyond the first window (max_length)
                 ("Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters &lt;b&gt;Corp&lt;/b&gt;",
                  ["Oil", "Reuters &lt;b&gt;Corp"])]  # one span across the markup, in the raw string
 
