@@ -51,7 +51,7 @@ def test_every_word_of_a_long_row_is_tagged_from_a_window_with_context():
     rows = [filler(k) + ["New", "York"] + filler(40 - k, k) for k in range(0, 41)]
     n_pieces = len(tokenize_words(model.tokenizer, [rows[0]], 10_000)["input_ids"][0])
     assert n_pieces > 5 * MAX_LENGTH  # several windows
-    got = model.predict_tags(rows, batch_size=7)
+    got = model.predict_tags(rows, batch_size=64)  # ~300 windows: several batches
     assert [len(t) for t in got] == [len(r) for r in rows]  # one tag per word
     for row, tags in zip(rows, got):
         assert tags == expected_tags(row), row
