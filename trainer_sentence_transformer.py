@@ -376,15 +376,19 @@ class LossWeighting(nn.Module):
 
 
 @torch.inference_mode()
-def sentence_embeddings(model, features, rows, accelerator, batch_size):
-    """Pooled sentence embeddings [len(rows), H] (fp32, CPU) of model.encoder in eval mode (no dropout)."""
+def sentence_embeddings(model, features, rows, batch_size=64, accelerator=None):
+    """Pooled sentence embeddings [len(rows), H] (fp32, CPU) of model.encoder in eval mode (no dropout) for the given
+    rows of prepare_features() output; under the accelerator's autocast when one is given."""
+    import contextlib
+
     was_training = model.encoder.training
     model.encoder.eval()
     ids, rows = features["input_ids"], list(rows)
+    device = accelerator.device if accelerator is not None else model.device
     out = torch.zeros(len(rows), model.encoder.hidden_size)
     for batch, input_ids, mask in length_sorted_batches([ids[i] for i in rows], batch_size, pad_ids_value(model)):
-        with accelerator.autocast():
-            emb = model.encoder(input_ids.to(accelerator.device), mask.to(accelerator.device))["sentence_embedding"]
+        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+            emb = model.encoder(input_ids.to(device), mask.to(device))["sentence_embedding"]
         out[batch] = emb.float().cpu()
     model.encoder.train(was_training)
     return out
@@ -692,8 +696,8 @@ class MultiTaskTrainer:
                                       f"delete {self.checkpoint_dir} (or use another output_dir) to start afresh.")
             return teacher
         n_rows, n_proc, rank = len(self.train_features["input_ids"]), acc.num_processes, acc.process_index
-        mine = sentence_embeddings(acc.unwrap_model(model), self.train_features, range(rank, n_rows, n_proc), acc,
-                                   c.eval_batch_size)
+        mine = sentence_embeddings(acc.unwrap_model(model), self.train_features, range(rank, n_rows, n_proc),
+                                   c.eval_batch_size, acc)
         teacher = mine
         if n_proc > 1:  # every process needs every row (its share of a batch can be any row)
             teacher = torch.zeros(n_rows, mine.shape[1])
