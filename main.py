@@ -36,6 +36,8 @@ WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
 WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNorm)
 W_CLS = 1.0                       # loss weight of topic classification
 W_NER = 3.0                       # loss weight of NER (3: measured +0.08 NER F1 for -0.004 accuracy vs 1)
+LOSS_WEIGHTING = "fixed"          # task balancing: fixed (W_CLS * topic + W_NER * NER) | uncertainty (learned, from W_*)
+KEEP_EMBEDDING = 0.0              # weight of distilling the sentence embedding towards the untouched encoder's (0 = off)
 DROPOUT = 0.1                     # dropout before each head
 ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
@@ -107,11 +109,15 @@ def _flag_comments():
 def check_args(parser, a):
     """Reject ill-typed or out-of-range values before any work starts."""
     from sentence_transformer import POOLING_MODES
-    from trainer_sentence_transformer import MIXED_PRECISIONS
+    from trainer_sentence_transformer import LOSS_WEIGHTINGS, MIXED_PRECISIONS
 
     problems = []
     if a.pooling not in POOLING_MODES:
         problems.append(f"--pooling must be one of {', '.join(POOLING_MODES)}")
+    if a.loss_weighting not in LOSS_WEIGHTINGS:
+        problems.append(f"--loss-weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
+    if not 0 <= a.keep_embedding < float("inf"):  # NaN and inf too
+        problems.append("--keep-embedding must be >= 0 (0 = off)")
     if a.mixed_precision not in MIXED_PRECISIONS:
         problems.append(f"--mixed-precision must be one of {', '.join(MIXED_PRECISIONS)}")
     for name in ("max_length", "batch_size", "label_processes"):

@@ -201,7 +201,8 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
                 shape_ids=None, ner_positions=None):
-        """{'cls_logits': [B, n_labels], 'ner_logits': [B, T, n_tags]}.
+        """{'cls_logits': [B, n_labels], 'ner_logits': [B, T, n_tags], 'sentence_embedding': [B, H]} (the pooled,
+        unnormalised sentence embedding the topic head reads; the trainer's embedding distillation uses it).
 
         shape_ids [B, T]: each token's word shape (tokenize_words); None counts every token as 'pad' (unknown).
         ner_positions [B, T] (bool): tag only these tokens (e.g. first wordpieces); ner_logits is then
@@ -217,7 +218,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
         return {"cls_logits": self.classifier(sentence),
-                "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions, attention_mask)}
+                "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions, attention_mask),
+                "sentence_embedding": sentence}
 
     # ----------------------------------------------------------------- inference
     def _forward_batch(self, input_ids, mask, shapes, precision, outputs):

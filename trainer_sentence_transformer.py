@@ -15,6 +15,16 @@ over processes. The GPU path syncs with the host once per logging interval (log_
 
 Loss = w_cls * CE(topic) + w_ner * CE(NER tags on first wordpieces), each task's mean taken over the rows (words)
 that carry its labels: a row may have a topic label (label -1 = none), NER tags (ner_tags None = none) or both.
+Task balancing (loss_weighting):
+  - "fixed": the loss above;
+  - "uncertainty" (Kendall, Gal & Cipolla 2018, classification form without the 0.5 factors):
+    sum_t exp(-s_t) * L_t + s_t over the trained tasks, with a learned log-variance s_t per task, started at
+    -log(w_t) (so it starts where "fixed" is; w_t = 1 is Kendall's s_t = 0), trained at head_lr without weight decay.
+    The s_t live in a small module (LossWeighting) that accelerate prepares like the model (DDP all-reduces their
+    gradients); they are saved in the checkpoint and logged per epoch, never in save_pretrained's model.
+Keeping the sentence embedding (keep_embedding = k > 0): + k * mean over rows of (1 - cos(sentence embedding, the
+same text's sentence embedding from the encoder as it was when training started)). The teacher embeddings are
+computed once (eval mode) and stored in checkpoints/teacher, so a resumed run distils towards the same targets.
 Freezing rules:
   - a frozen part gets no gradient and is not in the optimizer;
   - a frozen head's task contributes no loss, so the shared encoder is not pulled by a head that cannot learn;
@@ -40,6 +50,7 @@ from atomic_io import kill_point
 from sentence_transformer import cpu_has_fast_bf16, length_sorted_batches, pad_ids
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
+LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,6 +72,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0       # gradient clipping (0 = off)
     w_cls: float = 1.0               # loss weight of topic classification
     w_ner: float = 1.0               # loss weight of NER
+    loss_weighting: str = "fixed"    # fixed (w_cls, w_ner) | uncertainty (learned, started at w_cls, w_ner)
+    keep_embedding: float = 0.0      # weight of the distillation towards the starting encoder's sentence embeddings
     freeze_encoder: bool = False     # the whole encoder (embeddings + all layers)
     freeze_layers: int = 0           # the encoder's embeddings plus its lowest N layers
     freeze_classifier: bool = False
@@ -87,6 +100,11 @@ class TrainConfig:
             (self.lr > 0 and (self.head_lr is None or self.head_lr > 0), "lr and head_lr must be > 0"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.w_cls >= 0 and self.w_ner >= 0, "loss weights must be >= 0"),
+            (self.loss_weighting in LOSS_WEIGHTINGS,
+             f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}"),
+            (isinstance(self.keep_embedding, (int, float)) and math.isfinite(self.keep_embedding)
+             and self.keep_embedding >= 0, f"keep_embedding must be a number >= 0 (0 = off), got "
+             f"{self.keep_embedding!r}"),
             (isinstance(self.freeze_layers, int) and self.freeze_layers >= 0, "freeze_layers must be an integer >= 0"),
             (self.mixed_precision in MIXED_PRECISIONS, f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}"),
             (self.save_every_steps >= 0 and self.save_every_minutes >= 0, "save_every_* must be >= 0"),
@@ -316,8 +334,9 @@ def apply_freezing(model, config):
     return trainable
 
 
-def build_optimizer(trainable, config):
-    """AdamW with the heads at head_lr and no weight decay on biases and LayerNorm weights."""
+def build_optimizer(trainable, config, loss_weights=()):
+    """AdamW with the heads at head_lr and no weight decay on biases and LayerNorm weights; loss_weights (the learned
+    log-variances of uncertainty weighting) at head_lr without weight decay."""
     c = config
     groups = {}
     for name, p in trainable:
@@ -326,9 +345,60 @@ def build_optimizer(trainable, config):
         lr = (c.head_lr or c.lr) if head else c.lr
         groups.setdefault((lr, decay), []).append(p)
     # fused AdamW: one kernel over all parameters (measured here: optimizer step 0.15 s -> 0.016 s for MiniLM)
-    return torch.optim.AdamW(
-        [{"params": ps, "lr": lr, "weight_decay": c.weight_decay if decay else 0.0}
-         for (lr, decay), ps in groups.items()], fused=True)
+    param_groups = [{"params": ps, "lr": lr, "weight_decay": c.weight_decay if decay else 0.0}
+                    for (lr, decay), ps in groups.items()]
+    if loss_weights:
+        param_groups.append({"params": list(loss_weights), "lr": c.head_lr or c.lr, "weight_decay": 0.0})
+    return torch.optim.AdamW(param_groups, fused=True)
+
+
+# --------------------------------------------------------------------------- task balancing
+class LossWeighting(nn.Module):
+    """Uncertainty weighting (Kendall, Gal & Cipolla 2018): a learned log-variance s_t per trained task.
+
+    loss = sum_t exp(-s_t) * L_t + s_t (the classification form, without the 0.5 factors). s_t starts at -log(w_t),
+    so training starts at the fixed weights w_t. A module of its own, prepared by accelerate like the model: under
+    DDP its gradients are all-reduced with the rest, and save_pretrained's model never holds it.
+    """
+
+    def __init__(self, initial_weights):
+        super().__init__()
+        self.log_vars = nn.ParameterDict({task: nn.Parameter(torch.tensor(-math.log(w), dtype=torch.float32))
+                                          for task, w in initial_weights.items()})
+
+    def forward(self, losses, n_processes=1):
+        """losses: {task: this process's part of the global batch mean}. Each process adds s_t / n_processes, so the
+        averaged gradient of n_processes * loss (what the loop back-propagates) is the 1-process gradient."""
+        return sum(torch.exp(-s) * losses[task] + s / n_processes for task, s in self.log_vars.items())
+
+    def weights(self):
+        """{task: exp(-s_t)}: the current weight of each task's loss."""
+        return {task: math.exp(-float(s.detach())) for task, s in self.log_vars.items()}
+
+
+@torch.inference_mode()
+def sentence_embeddings(model, features, rows, batch_size=64, accelerator=None):
+    """Pooled sentence embeddings [len(rows), H] (fp32, CPU) of model.encoder in eval mode (no dropout) for the given
+    rows of prepare_features() output; under the accelerator's autocast when one is given."""
+    import contextlib
+
+    was_training = model.encoder.training
+    model.encoder.eval()
+    ids, rows = features["input_ids"], list(rows)
+    device = accelerator.device if accelerator is not None else model.device
+    out = torch.zeros(len(rows), model.encoder.hidden_size)
+    for batch, input_ids, mask in length_sorted_batches([ids[i] for i in rows], batch_size, pad_ids_value(model)):
+        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+            emb = model.encoder(input_ids.to(device), mask.to(device))["sentence_embedding"]
+        out[batch] = emb.float().cpu()
+    model.encoder.train(was_training)
+    return out
+
+
+def tensor_fingerprint(tensor):
+    import hashlib
+
+    return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------- feature cache
@@ -434,6 +504,9 @@ class MultiTaskTrainer:
         self.trainable = apply_freezing(model, config)
         self.train_cls = not config.freeze_classifier and config.w_cls > 0
         self.train_ner = not config.freeze_ner and config.w_ner > 0
+        # the distillation needs an encoder that moves (a frozen encoder keeps its embedding exactly)
+        self.distill = config.keep_embedding > 0 and not config.freeze_encoder
+        self.loss_weighting = None  # the LossWeighting module (unwrapped) while training with uncertainty weighting
         self.train_features = prepare_features(train_rows, model) if train_rows is not None else None
         self.val_features = prepare_features(val_rows, model) if val_rows is not None else None
         if self.train_features is not None:
@@ -460,15 +533,24 @@ class MultiTaskTrainer:
 
         set_seed(c.seed)
         n_proc, rank = acc.num_processes, acc.process_index
-        optimizer = build_optimizer(self.trainable, c)
+        weighting = None
+        if c.loss_weighting == "uncertainty":  # the trained tasks only: a frozen task has no loss to weigh
+            weighting = self.loss_weighting = LossWeighting(
+                {t: w for t, w, trained in (("cls", c.w_cls, self.train_cls), ("ner", c.w_ner, self.train_ner))
+                 if trained})
+        optimizer = build_optimizer(self.trainable, c, weighting.parameters() if weighting else ())
         batches_per_epoch = len(length_grouped_batches(self.train_lengths, c.batch_size, c.seed, 0, c.bucket_batches))
         total_steps = max(1, batches_per_epoch * c.epochs)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total_steps), total_steps)
-        model, optimizer = acc.prepare(self.model, optimizer)  # not the scheduler: it steps once per global batch
+        if weighting is None:
+            model, optimizer = acc.prepare(self.model, optimizer)  # not the scheduler: it steps once per global batch
+        else:
+            model, weighting, optimizer = acc.prepare(self.model, weighting, optimizer)
         state = self._start_or_resume(optimizer, scheduler, batches_per_epoch)
+        teacher = self._teacher_embeddings(model, state) if self.distill else None  # [N, H] on the host
         first_epoch, first_start = state["epoch"], time.perf_counter()
         cache, val_cache = self._feature_caches(model) if state["epoch"] < c.epochs else (None, None)
-        running = torch.zeros(3, dtype=torch.float64, device=acc.device)  # cls, ner, non-finite steps: on device
+        running = torch.zeros(4, dtype=torch.float64, device=acc.device)  # cls, ner, distill, non-finite: on device
         self._last_save = time.monotonic()
 
         for epoch in range(state["epoch"], c.epochs):
@@ -479,14 +561,17 @@ class MultiTaskTrainer:
                 acc.unwrap_model(model).encoder.eval()  # frozen: no dropout, so cached and live features agree
             batches = length_grouped_batches(self.train_lengths, c.batch_size, c.seed, epoch, c.bucket_batches)
             if state["step_in_epoch"] == 0:
-                state["loss_sums"] = {"cls": 0.0, "ner": 0.0, "n": 0}
+                state["loss_sums"] = {"cls": 0.0, "ner": 0.0, "distill": 0.0, "n": 0}
             sums = state["loss_sums"]  # part of the checkpoint, so a resumed epoch reports the same mean losses
             bar = tqdm(total=batches_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {epoch + 1}/{c.epochs}",
                        disable=not self._show_progress())
             for step in range(state["step_in_epoch"], batches_per_epoch):
                 global_batch = batches[step]  # every process walks the same global batches and takes its share
                 rows, weight = process_share(global_batch, rank, n_proc, owned_only=cache is not None)
-                batch = to_device(collate(self.train_features, rows, self.pad_id, cache), acc.device)
+                batch = collate(self.train_features, rows, self.pad_id, cache)
+                if teacher is not None:
+                    batch["teacher"] = teacher[rows]
+                batch = to_device(batch, acc.device)
                 out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                             token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
                             ner_positions=(batch["ner_rows"], batch["ner_cols"]))  # first wordpieces only
@@ -497,15 +582,24 @@ class MultiTaskTrainer:
                 n_topic = max(1, sum(self.has_label[i] for i in global_batch))
                 cls_loss = weight * cross_entropy(out["cls_logits"].float(), batch["labels"]) / n_topic
                 ner_loss = weight * cross_entropy(out["ner_logits"].float(), batch["ner_targets"]) / n_words
-                loss = (c.w_cls * cls_loss if self.train_cls else 0) + (c.w_ner * ner_loss if self.train_ner else 0)
+                if weighting is None:
+                    loss = (c.w_cls * cls_loss if self.train_cls else 0) + (c.w_ner * ner_loss if self.train_ner else 0)
+                else:  # learned weights over the trained tasks (LossWeighting)
+                    loss = weighting({t: x for t, x, trained in (("cls", cls_loss, self.train_cls),
+                                                                 ("ner", ner_loss, self.train_ner)) if trained}, n_proc)
+                distill_loss = torch.zeros((), device=acc.device)
+                if teacher is not None:  # mean over the global batch's rows of 1 - cos(embedding, teacher's)
+                    cos = nn.functional.cosine_similarity(out["sentence_embedding"].float(), batch["teacher"], dim=-1)
+                    distill_loss = weight * (1 - cos).sum() / len(global_batch)
+                    loss = loss + c.keep_embedding * distill_loss
                 optimizer.zero_grad(set_to_none=True)
                 acc.backward(n_proc * loss)
                 if c.max_grad_norm:
                     acc.clip_grad_norm_([p for _, p in self.trainable], c.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
-                running += torch.stack([cls_loss.detach(), ner_loss.detach(), (~torch.isfinite(loss.detach())).float()
-                                        ]).double()
+                running += torch.stack([cls_loss.detach(), ner_loss.detach(), distill_loss.detach(),
+                                        (~torch.isfinite(loss.detach())).float()]).double()
                 sums["n"] += 1
                 state["global_step"] += 1
                 state["step_in_epoch"] = step + 1
@@ -528,6 +622,11 @@ class MultiTaskTrainer:
                       "train_ner_loss": sums["ner"] / max(1, sums["n"]),
                       "train_seconds": time.perf_counter() - epoch_start,
                       "lr": scheduler.get_last_lr()[0]}
+            if self.distill:
+                record["train_distill_loss"] = sums["distill"] / max(1, sums["n"])
+            if weighting is not None:  # the learned weights at the epoch's end
+                record["loss_weights"] = self.loss_weighting.weights()
+                record["log_vars"] = {t: float(v.detach()) for t, v in self.loss_weighting.log_vars.items()}
             if self.val_features is not None:
                 record["val"] = self.evaluate_features(self.val_features, val_cache)
                 score = self.selection_score(record["val"])
@@ -551,7 +650,8 @@ class MultiTaskTrainer:
         """The loop state: fresh, or from checkpoints/last (which also restores model, optimizer, scheduler, RNG)."""
         c, acc = self.config, self.accelerator
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
-                 "data": data_fingerprint(self.train_features), "loss_sums": {"cls": 0.0, "ner": 0.0, "n": 0}}
+                 "data": data_fingerprint(self.train_features), "teacher": None,
+                 "loss_sums": {"cls": 0.0, "ner": 0.0, "distill": 0.0, "n": 0}}
         if acc.is_main_process:  # folders of a write killed half-way (checkpoint, best_model): tidy or restore
             for folder in (self.checkpoint_dir, c.output_dir):
                 recover_interrupted_writes(folder)
@@ -576,6 +676,41 @@ class MultiTaskTrainer:
                                                                      c.eval_batch_size, self._show_progress(), desc))
         return tuple(caches)
 
+    def _teacher_embeddings(self, model, state):
+        """The distillation targets [N, H] (CPU): the sentence embeddings of the training texts from the encoder as it
+        was when training started. A fresh run computes them (each process its share, then gathered) and stores them in
+        checkpoints/teacher; a resumed run reads them back there (checked against the checkpoint's fingerprint), as
+        the encoder they came from is gone."""
+        from safetensors.torch import load_file, save_file
+
+        c, acc = self.config, self.accelerator
+        path = os.path.join(self.checkpoint_dir, "teacher")
+        if state.get("teacher") is not None:  # resumed
+            try:
+                teacher = load_file(os.path.join(path, "embeddings.safetensors"))["embeddings"]
+            except Exception as e:
+                raise CheckpointError(f"the distillation targets of the checkpoint are unreadable in {path} "
+                                      f"({str(e).splitlines()[0][:200]}); delete {self.checkpoint_dir} (or use another "
+                                      "output_dir) to start afresh.") from e
+            if tensor_fingerprint(teacher) != state["teacher"]:
+                raise CheckpointError(f"{path} holds other distillation targets than the checkpoint was trained with; "
+                                      f"delete {self.checkpoint_dir} (or use another output_dir) to start afresh.")
+            return teacher
+        n_rows, n_proc, rank = len(self.train_features["input_ids"]), acc.num_processes, acc.process_index
+        mine = sentence_embeddings(acc.unwrap_model(model), self.train_features, range(rank, n_rows, n_proc),
+                                   c.eval_batch_size, acc)
+        teacher = mine
+        if n_proc > 1:  # every process needs every row (its share of a batch can be any row)
+            teacher = torch.zeros(n_rows, mine.shape[1])
+            for r, part in acc.gather_for_metrics([(rank, mine)], use_gather_object=True):
+                teacher[r::n_proc] = part
+        if acc.is_main_process:
+            atomic_write_dir(path, lambda d: save_file({"embeddings": teacher},
+                                                       os.path.join(d, "embeddings.safetensors")))
+        acc.wait_for_everyone()
+        state["teacher"] = tensor_fingerprint(teacher)
+        return teacher
+
     def _sync_losses(self, running, sums, epoch, step):
         """Add the running loss sums of every process to sums; stop every process on a non-finite loss.
 
@@ -589,7 +724,7 @@ class MultiTaskTrainer:
         totals = torch.cat([running, running.new_tensor([due])])
         if acc.num_processes > 1:
             torch.distributed.all_reduce(totals)
-        cls_sum, ner_sum, bad, due = totals.tolist()
+        cls_sum, ner_sum, distill_sum, bad, due = totals.tolist()
         running.zero_()
         if bad:
             raise TrainingDiverged(
@@ -598,6 +733,7 @@ class MultiTaskTrainer:
                 f"{self.checkpoint_dir}. Lower the learning rate or use mixed_precision='no'.")
         sums["cls"] += cls_sum
         sums["ner"] += ner_sum
+        sums["distill"] += distill_sum
         return due > 0
 
     def selection_score(self, metrics):
@@ -611,6 +747,10 @@ class MultiTaskTrainer:
     def format_record(r):
         text = f"epoch {r['epoch']}: loss cls {r['train_cls_loss']:.4f} ner {r['train_ner_loss']:.4f} " \
                f"({r['train_seconds']:.0f}s)"
+        if "train_distill_loss" in r:
+            text += f" distill {r['train_distill_loss']:.4f}"
+        if "loss_weights" in r:
+            text += " | weights " + " ".join(f"{t} {w:.3f}" for t, w in r["loss_weights"].items())
         if "val" in r:
             v = r["val"]
             text += f" | val acc {fmt(v['accuracy'])} macro-F1 {fmt(v['macro_f1'])} NER F1 {fmt(v['ner'] and v['ner']['f1'])}"
@@ -639,8 +779,9 @@ class MultiTaskTrainer:
 
                 save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                           os.path.join(directory, "model.safetensors"))
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs},
-                           os.path.join(directory, "training_state.pt"))
+                extra = {} if self.loss_weighting is None else {"loss_weighting": self.loss_weighting.state_dict()}
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs,
+                            **extra}, os.path.join(directory, "training_state.pt"))
                 with open(os.path.join(directory, "trainer_state.json"), "w") as f:
                     json.dump({**state, "history": self.history, "config": asdict(self.config), "run": run}, f)
 
@@ -673,6 +814,8 @@ class MultiTaskTrainer:
             extra = torch.load(os.path.join(path, "training_state.pt"), map_location=device, weights_only=True)
             optimizer.load_state_dict(extra["optimizer"])
             scheduler.load_state_dict(extra["scheduler"])
+            if self.loss_weighting is not None:  # the learned log-variances, exactly
+                self.loss_weighting.load_state_dict(extra["loss_weighting"])
             rng = extra["rng"][acc.process_index]
         except Exception as e:  # torn or foreign files: safetensors, unpickling and shape errors alike
             raise CheckpointError(
