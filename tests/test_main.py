@@ -89,7 +89,7 @@ def test_help_lists_flags_with_defaults(tmp_path):
                  "--output-dir", "--compare-freezing", "--eval-conll", "--predict"):
         assert flag in proc.stdout, flag
     # each flag's help line ends with the exact default written at the top of main.py
-    shown = dict(re.findall(r"^  (--[a-z-]+).*?\(default: ([^\n]*)\)$", proc.stdout, re.MULTILINE | re.DOTALL))
+    shown = dict(re.findall(r"^  (--[a-z0-9-]+).*?\(default: ([^\n]*)\)$", proc.stdout, re.MULTILINE | re.DOTALL))
     expected = {"--" + name.lower().replace("_", "-"): str(getattr(main, name)) for name in main.FLAG_NAMES}
     assert {flag: shown.get(flag) for flag in expected} == expected
     assert shown["--epochs"] == "4" and shown["--w-ner"] == "3.0" and shown["--batch-size"] == "32"
