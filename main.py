@@ -44,6 +44,7 @@ FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cac
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
 FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left out)
 FREEZE_NER = False                # freeze the NER head (its loss is then left out)
+STAGE2_EPOCHS = 1                 # --compare-freezing: epochs of stage 2 (the joint model trained on, one head frozen)
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
@@ -231,9 +232,10 @@ def run_experiment(a, data, output_dir, **config_overrides):
     from atomic_io import write_text_atomic
     from accelerate.utils import set_seed
 
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, sts_spearman
 
     train, val, test, tags = data
+    sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
     from create_ner_dataset import clean_applies
@@ -255,7 +257,8 @@ def run_experiment(a, data, output_dir, **config_overrides):
     best.save_pretrained(os.path.join(output_dir, "model"))
     plot_confusion(test_metrics["confusion_matrix"], best.label_names, os.path.join(output_dir, "confusion_matrix.png"),
                    "Test confusion matrix")
-    results = {"test": test_metrics, "best_epoch": trainer.state["best_epoch"], "history": history,
+    results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts),
+               "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes, "flags": vars(a)}
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
@@ -275,6 +278,7 @@ def print_results(results):
           f"{t['ner']['f1']:.4f}")
     for kind, m in sorted(t["ner"]["per_type"].items()):
         print(f"    {kind:<12s} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  ({m['support']})")
+    print(f"  STS-B dev Spearman x100 of encode()  {results['sts_spearman']:.2f}")
 
 
 def print_predictions(model, texts):
@@ -283,35 +287,133 @@ def print_predictions(model, texts):
         print(f"- {text}\n    -> {p['label']} ({p['score']:.2f}); {spans}")
 
 
+# --compare-freezing: (name, output folder, TrainConfig overrides). Stage 1 of the two-stage schedules is the `joint` run.
+SINGLE_STAGE_STRATEGIES = [
+    ("joint", "joint", {}),
+    ("topic only", "topic_only", {"w_ner": 0.0}),
+    ("NER only", "ner_only", {"w_cls": 0.0}),
+    ("encoder frozen", "encoder_frozen", {"freeze_encoder": True, "feature_cache": True}),
+]
+STAGE2_STRATEGIES = [
+    ("stage 2: classifier frozen, NER trained", "stage2_classifier_frozen", {"freeze_classifier": True}),
+    ("stage 2: NER head frozen, topic trained", "stage2_ner_frozen", {"freeze_ner": True}),
+]
+SCORES = ("topic_accuracy", "topic_macro_f1", "ner_f1", "sts_spearman")  # each row's scores (test split; STS-B dev)
+
+
+def sts_pairs():
+    """STS Benchmark dev pairs from create_ner_dataset.STS_DEV (relative to the project's root, where main.py lies);
+    a missing file is a FileNotFoundError naming the path."""
+    import create_ner_dataset
+
+    path = create_ner_dataset.STS_DEV
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
+    return create_ner_dataset.read_sts(path)
+
+
+def run_stage2(a, data, start_dir, output_dir, **config_overrides):
+    """Stage 2 of a two-stage schedule: the saved stage-1 model in start_dir trained on for --stage2-epochs with one
+    head frozen (a fresh optimizer and learning-rate schedule), then evaluated as run_experiment does. Returns
+    (results, best model) on the main process, None on the others (DDP)."""
+    from accelerate.utils import set_seed
+
+    from atomic_io import write_text_atomic
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, sts_spearman
+
+    train, val, test, _ = data
+    sts = sts_pairs()
+    config = train_config(a, output_dir, epochs=a.stage2_epochs, **config_overrides)
+    set_seed(a.seed)
+    model = MultiTaskSentenceTransformer.from_pretrained(start_dir)
+    trainer = MultiTaskTrainer(model, train, val, config)
+    start = time.perf_counter()
+    history = trainer.train()
+    train_seconds = time.perf_counter() - start
+    best = MultiTaskSentenceTransformer.from_pretrained(os.path.join(output_dir, "best_model"))
+    best.to(trainer.accelerator.device)
+    test_metrics = evaluate(best, test, precision=trainer.precision, accelerator=trainer.accelerator)
+    if not trainer.accelerator.is_main_process:
+        return None
+    best.save_pretrained(os.path.join(output_dir, "model"))
+    results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts), "start": start_dir,
+               "best_epoch": trainer.state["best_epoch"], "history": history, "train_seconds": train_seconds,
+               "rows": {"train": len(train), "val": len(val), "test": len(test)}, "precision": trainer.precision,
+               "num_processes": trainer.accelerator.num_processes, "flags": vars(a)}
+    write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    return results, best
+
+
+def _freezing_row(name, results, epochs):
+    t = results["test"]
+    return {"strategy": name, "topic_accuracy": t["accuracy"], "topic_macro_f1": t["macro_f1"],
+            "ner_f1": t["ner"]["f1"], "sts_spearman": results["sts_spearman"], "train_seconds": results["train_seconds"],
+            "epochs": epochs, "best_epoch": results["best_epoch"]}
+
+
 def compare_freezing(a):
-    """Mode --compare-freezing: the freezing strategies on the same data and seed, a markdown table and a bar chart."""
+    """Mode --compare-freezing: every strategy on the same data, seed and flags (test split scores, STS-B dev), then
+    the two-stage schedules: stage 1 is the `joint` run's best model, stage 2 trains it on for --stage2-epochs with
+    one head frozen. Writes compare_freezing.json (rows; stage-2 rows hold their stage-1 scores under `before`),
+    compare_freezing.md and compare_freezing.png in OUTPUT_DIR."""
+    if a.stage2_epochs < 1:
+        raise ValueError(f"--stage2-epochs must be >= 1 (got {a.stage2_epochs}).")
+    sts_pairs()  # a missing STS Benchmark file stops the run before any labelling or training
     data = load_data(a)
-    strategies = [("nothing frozen", {}), ("encoder frozen (feature cache)", {"freeze_encoder": True}),
-                  ("classifier head frozen", {"freeze_classifier": True}), ("NER head frozen", {"freeze_ner": True})]
+    folder = os.path.join(a.output_dir, "compare")
     rows = []
-    for name, overrides in strategies:
+    for name, sub, overrides in SINGLE_STAGE_STRATEGIES:
         print(f"\n=== {name}")
-        out = os.path.join(a.output_dir, "compare", name.split(" (")[0].replace(" ", "_"))
-        finished = run_experiment(a, data, out, **overrides)
-        if finished is None:  # not the main process (DDP): only the main one reports
-            continue
-        t = finished[0]["test"]
-        rows.append((name, t["accuracy"], t["macro_f1"], t["ner"]["f1"], finished[0]["train_seconds"]))
+        finished = run_experiment(a, data, os.path.join(folder, sub), **overrides)
+        if finished is not None:  # None: not the main process (DDP), which does not report
+            rows.append(_freezing_row(name, finished[0], a.epochs))
+    stage1 = os.path.join(folder, SINGLE_STAGE_STRATEGIES[0][1], "best_model")  # complete on every process
+    for name, sub, overrides in STAGE2_STRATEGIES:
+        print(f"\n=== {name} ({a.stage2_epochs} epochs from {stage1})")
+        finished = run_stage2(a, data, stage1, os.path.join(folder, sub), **overrides)
+        if finished is not None:
+            row = _freezing_row(name, finished[0], a.stage2_epochs)
+            row["before"] = {k: rows[0][k] for k in (*SCORES, "train_seconds")}  # the joint row = stage 1
+            rows.append(row)
     if not rows:
         return
-    table = ["| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | train time (s) |",
-             "|---|---|---|---|---|"]
-    table += [f"| {n} | {acc:.4f} | {f1:.4f} | {ner:.4f} | {sec:.0f} |" for n, acc, f1, ner, sec in rows]
     from atomic_io import write_text_atomic
 
+    write_text_atomic(os.path.join(a.output_dir, "compare_freezing.json"), json.dumps(rows, indent=2))
+    table = _freezing_table(rows, a, len(data[2]))
     path = os.path.join(a.output_dir, "compare_freezing.md")
-    write_text_atomic(path, "\n".join(table) + "\n")
-    print("\n" + "\n".join(table))
+    write_text_atomic(path, table)
+    print("\n" + table)
     _bar_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
-    print(f"\nwrote {path}")
+    print(f"\nwrote {path}, compare_freezing.json and compare_freezing.png")
+
+
+def _freezing_table(rows, a, n_test):
+    """Markdown: one table of every strategy, then stage 1 -> stage 2 for both tasks."""
+    lines = [f"Test split ({n_test} rows) scores vs the silver labels; STS-B: dev Spearman x100 of encode(). "
+             f"{a.epochs} epochs per run; stage 2: {a.stage2_epochs} more from the joint model (stage 1). "
+             f"Seed {a.seed}.", "",
+             "| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | STS-B Spearman | epochs | "
+             "train time (s) |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['strategy']} | {r['topic_accuracy']:.4f} | {r['topic_macro_f1']:.4f} | {r['ner_f1']:.4f} | "
+              f"{r['sts_spearman']:.2f} | {r['epochs']} | {r['train_seconds']:.0f} |" for r in rows]
+    stage2 = [r for r in rows if "before" in r]
+    if stage2:
+        lines += ["", "Stage 2, both tasks: stage 1 (the joint model) -> after stage 2 (change)", "",
+                  "| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | STS-B Spearman |",
+                  "|---|---|---|---|---|"]
+        for r in stage2:
+            cells = [f"{r['before'][k]:.{d}f} -> {r[k]:.{d}f} ({r[k] - r['before'][k]:+.{d}f})"
+                     for k, d in zip(SCORES, (4, 4, 4, 2))]
+            lines.append(f"| {r['strategy']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _bar_chart(rows, path):
+    """Grouped bars per strategy (STS-B / 100); stage-2 rows also mark their stage-1 scores."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -320,13 +422,20 @@ def _bar_chart(rows, path):
 
     from atomic_io import save_figure
 
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for k, (label, col) in enumerate([("topic accuracy", 1), ("topic macro-F1", 2), ("NER F1", 3)]):
-        ax.bar(x + (k - 1) * 0.27, [r[col] for r in rows], 0.27, label=label)
-    ax.set_xticks(x, [r[0] for r in rows], fontsize=8)
-    ax.set(ylim=(0, 1.15), ylabel="test score", title="Freezing strategies")
-    ax.legend(loc="upper center", ncols=3)
+    metrics = [("topic accuracy", "topic_accuracy", 1), ("topic macro-F1", "topic_macro_f1", 1),
+               ("NER F1", "ner_f1", 1), ("STS-B Spearman / 100", "sts_spearman", 100)]
+    x, width = np.arange(len(rows)), 0.2
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    for k, (label, key, scale) in enumerate(metrics):
+        offset = (k - 1.5) * width
+        ax.bar(x + offset, [r[key] / scale for r in rows], width, label=label)
+        before = [(i, r["before"][key] / scale) for i, r in enumerate(rows) if "before" in r]
+        if before:
+            ax.scatter([i + offset for i, _ in before], [v for _, v in before], marker="_", s=120, color="black",
+                       zorder=3, label="stage 1 (before stage 2)" if k == 0 else None)
+    ax.set_xticks(x, [textwrap.fill(r["strategy"], 22) for r in rows], fontsize=8)
+    ax.set(ylim=(0, 1.2), ylabel="score", title="Freezing strategies (test split; STS-B dev)")
+    ax.legend(loc="upper center", ncols=5, fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -560,8 +669,9 @@ def predict_file_mode(a):
 # Modes: an option, its argparse settings and the function it runs instead of train_mode(). Several given: each runs, in
 # this order (which is also their order in --help). A new mode is one line here and its function.
 MODES = [
-    ("--compare-freezing", dict(action="store_true", help="train the freezing strategies on the same data and seed; "
-                                                          "write a table and a chart"), compare_freezing),
+    ("--compare-freezing", dict(action="store_true", help="train the freezing strategies and two-stage schedules "
+                                                          "on the same data and seed; write compare_freezing.json, a "
+                                                          "table and a chart"), compare_freezing),
     ("--eval-conll", dict(metavar="FILE", help="tag a CoNLL file with a saved model and with spaCy"), eval_conll_mode),
     ("--predict", dict(nargs="+", metavar="TEXT", help="print label and entities from a saved model"), predict_mode),
     ("--export-fast", dict(metavar="DIR", help="write the saved model plus its ONNX Runtime graph to DIR (load it with "

@@ -37,6 +37,7 @@ def test_default_flags_run_end_to_end(small_run):
     assert sum(map(sum, matrix)) == 24  # every test row scored once
     assert results["test"]["accuracy"] == sum(matrix[i][i] for i in range(4)) / 24
     assert set(results["test"]["ner"]) == {"precision", "recall", "f1", "per_type"}
+    assert 50 < results["sts_spearman"] <= 100  # STS-B dev of encode(): the packaged encoder, briefly trained
     for name in ("model/heads.safetensors", "model/encoder/model.safetensors", "metrics.jsonl",
                  "training_curves.png", "confusion_matrix.png"):
         assert (out / name).exists(), name
@@ -88,7 +89,7 @@ def test_help_lists_flags_with_defaults(tmp_path):
                  "--output-dir", "--compare-freezing", "--eval-conll", "--predict"):
         assert flag in proc.stdout, flag
     # each flag's help line ends with the exact default written at the top of main.py
-    shown = dict(re.findall(r"^  (--[a-z-]+).*?\(default: ([^\n]*)\)$", proc.stdout, re.MULTILINE | re.DOTALL))
+    shown = dict(re.findall(r"^  (--[a-z0-9-]+).*?\(default: ([^\n]*)\)$", proc.stdout, re.MULTILINE | re.DOTALL))
     expected = {"--" + name.lower().replace("_", "-"): str(getattr(main, name)) for name in main.FLAG_NAMES}
     assert {flag: shown.get(flag) for flag in expected} == expected
     assert shown["--epochs"] == "4" and shown["--w-ner"] == "3.0" and shown["--batch-size"] == "32"
@@ -135,13 +136,3 @@ def test_too_few_rows_for_a_validation_split(tmp_path, ag_news_dir):
                      "--output-dir", "out"], tmp_path, check=False)
     assert proc.returncode == 1 and "--max-train-rows" in proc.stderr.splitlines()[-2]
 
-
-def test_compare_freezing_writes_table_and_chart(tmp_path, ag_news_dir, tiny_model_dir):
-    proc = run_main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--compare-freezing",
-                     "--max-train-rows", "60", "--max-test-rows", "24", "--epochs", "1", "--output-dir", "out"],
-                    tmp_path)
-    table = (tmp_path / "out" / "compare_freezing.md").read_text().splitlines()
-    assert [row.split(" | ")[0].lstrip("| ") for row in table[2:]] == [
-        "nothing frozen", "encoder frozen (feature cache)", "classifier head frozen", "NER head frozen"]
-    assert (tmp_path / "out" / "compare_freezing.png").stat().st_size > 1000
-    assert "compare_freezing.md" in proc.stdout

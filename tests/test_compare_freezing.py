@@ -1,0 +1,136 @@
+"""main.py --compare-freezing end to end on the shared data and real spaCy with a tiny random encoder: the six
+strategies, the two-stage schedules (stage 2 starts from the joint model, the frozen head stays bit-identical) and
+compare_freezing.json / .md / .png."""
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import SHARED_DATA
+
+STRATEGIES = ["joint", "topic only", "NER only", "encoder frozen", "stage 2: classifier frozen, NER trained",
+              "stage 2: NER head frozen, topic trained"]
+SCORES = ("topic_accuracy", "topic_macro_f1", "ner_f1", "sts_spearman")
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory, ag_news_dir, tiny_model_dir):
+    """main.main(--compare-freezing) in this process, scoring STS on the first 200 real STS-B dev pairs (the full
+    1,500 take most of the run's time with a tiny encoder) and on one thread (a tiny model's steps are thread-overhead
+    bound: much slower with two on a busy machine). Returns (output folder, printed text)."""
+    import contextlib
+    import io
+
+    import create_ner_dataset
+    import main
+
+    cwd = tmp_path_factory.mktemp("compare")
+    sts = cwd / "sts-dev-200.csv"
+    with open(SHARED_DATA / "stsbenchmark" / "sts-dev.csv", encoding="utf-8") as f:
+        sts.write_text("".join(f.readlines()[:200]), encoding="utf-8")
+    args = ["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--compare-freezing", "--max-train-rows",
+            "60", "--max-test-rows", "24", "--epochs", "1", "--stage2-epochs", "1", "--lr", "5e-4",
+            "--output-dir", str(cwd / "out")]
+    threads, printed = torch.get_num_threads(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.setattr(create_ner_dataset, "STS_DEV", str(sts))
+        mp.chdir(cwd)
+        torch.set_num_threads(1)
+        try:
+            assert main.main(args) == 0
+        finally:
+            torch.set_num_threads(threads)
+    return cwd / "out", printed.getvalue()
+
+
+def heads_and_encoder(path):
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    model = MultiTaskSentenceTransformer.from_pretrained(path)
+    return {part: dict(getattr(model, part).named_parameters()) for part in ("classifier", "ner_head", "encoder")}
+
+
+def changed(before, after):
+    """Names of the parameters that are not bit-identical."""
+    assert before.keys() == after.keys()
+    return [name for name in before if not torch.equal(before[name], after[name])]
+
+
+@pytest.mark.parametrize("folder, frozen, trained", [("stage2_classifier_frozen", "classifier", "ner_head"),
+                                                     ("stage2_ner_frozen", "ner_head", "classifier")])
+def test_stage2_keeps_the_frozen_head_bit_identical_and_trains_the_rest(compare_run, folder, frozen, trained):
+    out, _ = compare_run
+    stage1 = heads_and_encoder(out / "compare" / "joint" / "best_model")
+    stage2 = heads_and_encoder(out / "compare" / folder / "model")
+    assert changed(stage1[frozen], stage2[frozen]) == []  # started from the joint model, and never moved
+    assert len(changed(stage1[trained], stage2[trained])) == len(stage1[trained])  # every tensor of it trained
+    assert changed(stage1["encoder"], stage2["encoder"])  # the shared encoder moved under the frozen head
+    results = json.loads((out / "compare" / folder / "results.json").read_text())
+    assert len(results["history"]) == 1  # --stage2-epochs 1
+
+
+def test_compare_freezing_json_has_every_strategy_with_scores(compare_run):
+    out, printed = compare_run
+    rows = json.loads((out / "compare_freezing.json").read_text())
+    assert [r["strategy"] for r in rows] == STRATEGIES
+    for r in rows:
+        for key in ("topic_accuracy", "topic_macro_f1", "ner_f1"):
+            assert 0 <= r[key] <= 1, (r["strategy"], key)
+        assert -100 <= r["sts_spearman"] <= 100 and not math.isnan(r["sts_spearman"])
+        assert r["train_seconds"] > 0
+    by_name = {r["strategy"]: r for r in rows}
+    # each row is its run's test result; stage-2 rows carry the joint run's (stage 1) scores as `before`
+    for name, folder in (("joint", "joint"), ("NER only", "ner_only"), ("stage 2: NER head frozen, topic trained",
+                                                                         "stage2_ner_frozen")):
+        results = json.loads((out / "compare" / folder / "results.json").read_text())
+        assert by_name[name]["topic_accuracy"] == results["test"]["accuracy"]
+        assert by_name[name]["ner_f1"] == results["test"]["ner"]["f1"]
+        assert by_name[name]["sts_spearman"] == results["sts_spearman"]
+    for name in STRATEGIES[4:]:
+        assert by_name[name]["before"] == {k: by_name["joint"][k] for k in (*SCORES, "train_seconds")}
+        assert by_name[name]["epochs"] == 1
+    assert not any("before" in r for r in rows[:4])
+    table = (out / "compare_freezing.md").read_text().splitlines()
+    first = table.index(next(line for line in table if line.startswith("| strategy")))
+    assert [line.split(" | ")[0].lstrip("| ") for line in table[first + 2:first + 8]] == STRATEGIES
+    assert sum(line.startswith("| stage 2:") for line in table) == 4  # in both tables
+    assert (out / "compare_freezing.png").stat().st_size > 1000
+    assert "compare_freezing.md" in printed and "| stage 2: NER head frozen, topic trained |" in printed
+
+
+def test_the_frozen_encoder_keeps_its_weights_and_sts_score(compare_run, tiny_model_dir):
+    """The `encoder frozen` row's encoder is the untrained one: same weights, and the STS score the others move from."""
+    out, _ = compare_run
+    from sentence_transformer import SentenceTransformer
+
+    original = dict(SentenceTransformer(str(tiny_model_dir)).named_parameters())
+    frozen = heads_and_encoder(out / "compare" / "encoder_frozen" / "model")["encoder"]
+    assert changed(original, frozen) == []
+    rows = {r["strategy"]: r for r in json.loads((out / "compare_freezing.json").read_text())}
+    assert rows["joint"]["sts_spearman"] != rows["encoder frozen"]["sts_spearman"]
+
+
+@pytest.mark.parametrize("mode", [["--compare-freezing"], []])
+def test_a_missing_sts_file_stops_the_run_before_training(tmp_path, monkeypatch, ag_news_dir, tiny_model_dir, mode):
+    import create_ner_dataset
+    import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(create_ner_dataset, "STS_DEV", "../no/such/sts-dev.csv")
+    with pytest.raises(FileNotFoundError, match="no STS Benchmark file at .*no/such/sts-dev.csv"):
+        main.main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--max-train-rows", "60",
+                   "--max-test-rows", "24", "--epochs", "1", "--output-dir", "out", *mode])
+    assert not (tmp_path / "out" / "checkpoints").exists() and not (tmp_path / "out" / "compare").exists()
+    if mode:  # --compare-freezing checks before it labels any data (the default run: before it trains)
+        assert not (tmp_path / ".cache").exists()
+
+
+def test_stage2_epochs_must_be_positive(tmp_path, monkeypatch, ag_news_dir, tiny_model_dir):
+    import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="--stage2-epochs must be >= 1"):
+        main.main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--max-train-rows", "60",
+                   "--max-test-rows", "24", "--compare-freezing", "--stage2-epochs", "0", "--output-dir", "out"])
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()  # before any labelling
