@@ -272,13 +272,13 @@ def print_results(results):
     print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
     print(f"  topic accuracy  {fmt(t['accuracy'])}")
     print(f"  topic macro-F1  {fmt(t['macro_f1'])}")
+    print(f"  STS-B dev Spearman x100 of encode()  {results['sts_spearman']:.2f}")
     if t["ner"] is None:
         return
     print(f"  NER micro P/R/F1 vs spaCy silver labels  {t['ner']['precision']:.4f} / {t['ner']['recall']:.4f} / "
           f"{t['ner']['f1']:.4f}")
     for kind, m in sorted(t["ner"]["per_type"].items()):
         print(f"    {kind:<12s} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  ({m['support']})")
-    print(f"  STS-B dev Spearman x100 of encode()  {results['sts_spearman']:.2f}")
 
 
 def print_predictions(model, texts):
@@ -348,7 +348,7 @@ def run_stage2(a, data, start_dir, output_dir, **config_overrides):
 def _freezing_row(name, results, epochs):
     t = results["test"]
     return {"strategy": name, "topic_accuracy": t["accuracy"], "topic_macro_f1": t["macro_f1"],
-            "ner_f1": t["ner"]["f1"], "sts_spearman": results["sts_spearman"], "train_seconds": results["train_seconds"],
+            "ner_f1": t["ner"] and t["ner"]["f1"], "sts_spearman": results["sts_spearman"], "train_seconds": results["train_seconds"],
             "epochs": epochs, "best_epoch": results["best_epoch"]}
 
 
