@@ -10,9 +10,9 @@ import pytest
 from helpers import TOY_ROWS, quiet_config, tag_capitalised_words, tiny_multitask
 
 AWKWARD = ["", " \t\n ", "Word " * 2_000, "Zürich – São Paulo 東京 😀🚀", "Übermensch GmbH\u200b announces"]
-# What a NER head that tags runs of capitalised words predicts (helpers.tag_capitalised_words); in the 10,000-character
-# text only the words before truncation (max_length 64 pieces: [CLS], 62 words, [SEP]) can be tagged.
-EXPECTED_ENTITIES = [[], [], [" ".join(["Word"] * 62)], ["Zürich", "São Paulo"], ["Übermensch"]]
+# What a NER head that tags runs of capitalised words predicts (helpers.tag_capitalised_words); the 10,000-character
+# text spans many 64-piece windows, which predict() tags in overlapping windows: all 2,000 words are one entity.
+EXPECTED_ENTITIES = [[], [], [" ".join(["Word"] * 2_000)], ["Zürich", "São Paulo"], ["Übermensch"]]
 
 
 @pytest.fixture(scope="module")
