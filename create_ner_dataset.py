@@ -563,7 +563,7 @@ def _load_source(source: str):
     if _is_local(source) and not os.path.isdir(source):
         raise DatasetSourceError(f"dataset folder {source!r} does not exist; {LOCAL_SOURCE_HINT}.")
     if not _is_local(source) and not datasets.config.HF_HUB_OFFLINE:
-        from sentence_transformer import hub_reachable  # one quick probe instead of minutes of retries
+        from hub import hub_reachable  # one quick probe instead of minutes of retries
 
         if not hub_reachable():
             raise DatasetSourceError(f"cannot reach the Hugging Face Hub to load {source!r}; {LOCAL_SOURCE_HINT}, "

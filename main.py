@@ -110,7 +110,8 @@ def _flag_comments():
 def check_args(parser, a):
     """Reject ill-typed or out-of-range values before any work starts."""
     from sentence_transformer import POOLING_MODES
-    from trainer_sentence_transformer import LOSS_WEIGHTINGS, MIXED_PRECISIONS
+    from precision import MIXED_PRECISIONS
+    from trainer_sentence_transformer import LOSS_WEIGHTINGS
 
     problems = []
     if a.pooling not in POOLING_MODES:
@@ -260,7 +261,8 @@ def run_experiment(a, data, output_dir, **config_overrides):
     results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts),
                "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
-               "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes, "flags": vars(a)}
+               "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
+               "trained_tasks": best.trained_tasks, "flags": vars(a)}
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     return results, best
 
@@ -284,7 +286,8 @@ def print_results(results):
 def print_predictions(model, texts):
     for text, p in zip(texts, model.predict(list(texts))):
         spans = ", ".join(f"{e['text']} [{e['type']}]" for e in p["entities"]) or "no entities"
-        print(f"- {text}\n    -> {p['label']} ({p['score']:.2f}); {spans}")
+        topic = f"{p['label']} ({p['score']:.2f})" if p["label"] is not None else "no topic (head never trained)"
+        print(f"- {text}\n    -> {topic}; {spans}")
 
 
 # --compare-freezing: (name, output folder, TrainConfig overrides). Stage 1 of the two-stage schedules is the `joint` run.

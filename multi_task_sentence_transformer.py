@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
-from sentence_transformer import (AUTOCAST_DTYPES, ModelLoadError, SentenceTransformer, check_texts,
-                                  length_sorted_batches, pad_ids, pool, resolve_precision)
+from precision import AUTOCAST_DTYPES, resolve_precision
+from sentence_transformer import ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids, pool
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
@@ -190,6 +190,10 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
         self.ner_head = NerHead(hidden, len(self.tags), ner_dropout, window=ner_window, context=ner_context)
         self.fast = None  # a FastRunner when loaded from an export_fast() folder
+        # {"topic": bool, "ner": bool}: which heads training has taught (set by the trainer, saved with the model);
+        # None where unknown (a model built by hand, or saved before this was recorded): then every head answers.
+        self.trained_tasks = None
+        self._noted_untrained = set()
 
     @property
     def tokenizer(self):
@@ -222,6 +226,19 @@ class MultiTaskSentenceTransformer(nn.Module):
                 "sentence_embedding": sentence}
 
     # ----------------------------------------------------------------- inference
+    def head_is_trained(self, task):
+        """False only where the saved record says this head ('topic' or 'ner') was never trained; notes it once."""
+        trained = self.trained_tasks is None or bool(self.trained_tasks.get(task, True))
+        if not trained and task not in self._noted_untrained:
+            import warnings
+
+            self._noted_untrained.add(task)
+            what = {"topic": "no topic label (label and score are None)", "ner": "no entities (every tag is 'O')"}[task]
+            warnings.warn(f"this model's {task} head was never trained (trained_tasks={self.trained_tasks}), so "
+                          f"predictions give {what}; train it with that task's loss switched on (e.g. main.py "
+                          f"without --w-{'cls' if task == 'topic' else 'ner'} 0).", UserWarning, stacklevel=3)
+        return trained
+
     def _forward_batch(self, input_ids, mask, shapes, precision, outputs):
         """{name: CPU tensor} for the requested outputs (cls_logits, ner_logits, sentence_embedding) of one batch."""
         if precision == "fast":
@@ -333,17 +350,19 @@ class MultiTaskSentenceTransformer(nn.Module):
         """
         texts, single = check_texts(texts)
         prepared = self._prepare(texts)
+        topic, ner = (self.head_is_trained(t) for t in ("topic", "ner")) if texts else (True, True)
         runs = self._run([p[2] for p in prepared], batch_size, precision) if texts else []
         results = []
         for text, (raw_starts, raw_ends, words, starts), run in zip(texts, prepared, runs):
-            probs, word_tags = run["probs"], run["tags"]
+            probs, word_tags = run["probs"], run["tags"] if ner else []
             entities = []
             for kind, first, end in bio_to_spans(word_tags):
                 s, e = starts[first], starts[end - 1] + len(words[end - 1])
                 start, stop = raw_starts[s], raw_ends[e - 1]
                 entities.append({"text": text[start:stop], "type": kind, "start": start, "end": stop})
             best = int(probs.argmax())
-            results.append({"label": self.label_names[best], "score": float(probs[best]), "entities": entities})
+            label, score = (self.label_names[best], float(probs[best])) if topic else (None, None)
+            results.append({"label": label, "score": score, "entities": entities})
         return results[0] if single else results
 
     def predict_tags(self, words_batch, batch_size=32, precision="auto"):
@@ -355,6 +374,8 @@ class MultiTaskSentenceTransformer(nn.Module):
             resolve_precision(precision, self.device, fast_available=self.fast is not None)  # still check the flag
             return []
         runs = self._run([list(ws) for ws in words_batch], batch_size, precision, outputs=("ner_logits",))
+        if not self.head_is_trained("ner"):
+            return [["O"] * len(r["tags"]) for r in runs]
         return [r["tags"] for r in runs]
 
     def encode(self, texts, batch_size=32, normalize=False, convert_to="numpy", precision="auto"):
@@ -382,7 +403,8 @@ class MultiTaskSentenceTransformer(nn.Module):
                 "pooling": self.encoder.pooling, "max_length": self.encoder.max_length, "clean": self.clean,
                 "classifier_dropout": self.classifier_dropout, "ner_dropout": self.ner_dropout,
                 "attention_dropout": self.encoder.attention_dropout, "ner_window": self.ner_window,
-                "ner_context": self.ner_context, "hidden_size": self.encoder.hidden_size}
+                "ner_context": self.ner_context, "hidden_size": self.encoder.hidden_size,
+                "trained_tasks": self.trained_tasks}
 
     def save_pretrained(self, path):
         """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
@@ -436,6 +458,7 @@ class MultiTaskSentenceTransformer(nn.Module):
                     classifier_dropout=config["classifier_dropout"], ner_dropout=config["ner_dropout"],
                     attention_dropout=config["attention_dropout"], ner_window=config["ner_window"],
                     ner_context=config["ner_context"])
+        model.trained_tasks = config.get("trained_tasks")  # absent in models saved before it was recorded
         heads = load_file(os.path.join(path, HEADS_NAME))
         try:
             for name in HEAD_MODULES:
@@ -457,6 +480,7 @@ class MultiTaskSentenceTransformer(nn.Module):
             except Exception as e:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no useful base class
                 raise ModelLoadError(f"The fast model in '{fast_dir}' could not be loaded ({str(e).splitlines()[0]}); "
                                      "re-export it with model.export_fast(dir) or main.py --export-fast DIR.") from e
+        model.eval()  # as transformers and sentence-transformers load: no dropout until .train()
         return model.to(device) if device is not None else model
 
     def export_sentence_transformers(self, path):

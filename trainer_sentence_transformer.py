@@ -47,9 +47,9 @@ from torch import nn
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
 from atomic_io import kill_point
-from sentence_transformer import cpu_has_fast_bf16, length_sorted_batches, pad_ids
+from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
+from sentence_transformer import length_sorted_batches, pad_ids
 
-MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
 
@@ -113,17 +113,6 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {message}.")
-
-
-def resolve_mixed_precision(mode):
-    """'auto' → bf16 on a CUDA GPU that supports it or a CPU with bf16 instructions, else 'no'."""
-    if mode == "fp16" and not torch.cuda.is_available():
-        raise ValueError("mixed_precision='fp16' needs a CUDA GPU; on CPU use 'bf16' or 'no'.")
-    if mode != "auto":
-        return mode
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_fast_bf16() else "no"
 
 
 # --------------------------------------------------------------------------- data
@@ -272,6 +261,27 @@ def distributed_state():
     return state
 
 
+def make_accelerator():
+    """The Accelerator a trainer runs through: processes, devices, DDP, gathering; never precision.
+
+    accelerate keeps one process-wide state whose mixed precision is fixed by the first Accelerator, so a second
+    trainer asking for another precision would fail ("AcceleratorState has already been initialized"), and a
+    prepared model's forward would stay wrapped in the first trainer's autocast. So every trainer's Accelerator runs
+    in fp32 ("no") and the trainer applies its own precision per forward (precision.autocast, plus a GradScaler for
+    fp16): any number of trainers in one process, each in its own precision. Where an Accelerator made elsewhere
+    already fixed another precision, this one is told not to apply it (no autocast wrapper, no scaler)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    cpu = not torch.cuda.is_available()
+    fixed = AcceleratorState._shared_state != PartialState._shared_state  # initialised earlier in this process
+    fixed_precision = fixed and AcceleratorState._shared_state.get("_mixed_precision", "no") != "no"
+    accelerator = Accelerator(mixed_precision=None if fixed_precision else "no", cpu=cpu)
+    if accelerator.native_amp or accelerator.scaler is not None:
+        accelerator.native_amp, accelerator.scaler = False, None  # prepare() must not wrap forward in autocast
+    return accelerator
+
+
 def check_joined(num_processes):
     """Raise if a launcher started several processes (WORLD_SIZE, a process group) but we see another number."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -377,18 +387,16 @@ class LossWeighting(nn.Module):
 
 
 @torch.inference_mode()
-def sentence_embeddings(model, features, rows, batch_size=64, accelerator=None):
+def sentence_embeddings(model, features, rows, batch_size=64, device=None, precision="no"):
     """Pooled sentence embeddings [len(rows), H] (fp32, CPU) of model.encoder in eval mode (no dropout) for the given
-    rows of prepare_features() output; under the accelerator's autocast when one is given."""
-    import contextlib
-
+    rows of prepare_features() output, run on device (default: the model's) in precision."""
     was_training = model.encoder.training
     model.encoder.eval()
     ids, rows = features["input_ids"], list(rows)
-    device = accelerator.device if accelerator is not None else model.device
+    device = device or model.device
     out = torch.zeros(len(rows), model.encoder.hidden_size)
     for batch, input_ids, mask in length_sorted_batches([ids[i] for i in rows], batch_size, pad_ids_value(model)):
-        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
+        with autocast(precision, device):
             emb = model.encoder(input_ids.to(device), mask.to(device))["sentence_embedding"]
         out[batch] = emb.float().cpu()
     model.encoder.train(was_training)
@@ -403,7 +411,7 @@ def tensor_fingerprint(tensor):
 
 # --------------------------------------------------------------------------- feature cache
 @torch.inference_mode()
-def encode_cache(model, features, rows, accelerator, batch_size, show_progress=False, desc="caching"):
+def encode_cache(model, features, rows, device, precision, batch_size, show_progress=False, desc="caching"):
     """Token embeddings of the frozen encoder for the given rows (unpadded, fp32, on CPU); None for other rows."""
     from tqdm.auto import tqdm
 
@@ -411,12 +419,11 @@ def encode_cache(model, features, rows, accelerator, batch_size, show_progress=F
     ids = features["input_ids"]
     rows = list(rows)
     cache = [None] * len(ids)
-    device = accelerator.device
     batches = length_sorted_batches([ids[i] for i in rows], batch_size, pad_ids_value(model))
     for batch, input_ids, mask in tqdm(batches, total=-(-len(rows) // batch_size), desc=desc,
                                        disable=not show_progress):
         batch = [rows[j] for j in batch]
-        with accelerator.autocast():
+        with autocast(precision, device):
             out = model.encoder(input_ids.to(device), mask.to(device))
         tokens = out["token_embeddings"].float().cpu()
         for row, i in enumerate(batch):
@@ -489,12 +496,10 @@ class MultiTaskTrainer:
     """Trains a MultiTaskSentenceTransformer on rows with words / ner_tags / label. See the module docstring."""
 
     def __init__(self, model, train_rows, val_rows=None, config=None):
-        from accelerate import Accelerator
-
         self.config = config = config or TrainConfig()
-        self.precision = resolve_mixed_precision(config.mixed_precision)
+        self.precision = resolve_mixed_precision(config.mixed_precision)  # "no" | "bf16" | "fp16", this trainer's own
         distributed_state()  # joins the launcher's process group (cpu=True without CUDA), or says why not
-        self.accelerator = Accelerator(mixed_precision=self.precision, cpu=not torch.cuda.is_available())
+        self.accelerator = make_accelerator()
         check_joined(self.accelerator.num_processes)
         if config.batch_size % self.accelerator.num_processes:
             n = self.accelerator.num_processes
@@ -517,6 +522,14 @@ class MultiTaskTrainer:
         self.pad_id = pad_ids_value(model)
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         self.history = []
+        self.scaler = None  # torch.amp.GradScaler while training in fp16
+
+    def trained_tasks(self):
+        """{"topic": bool, "ner": bool}: which heads the model will have been trained on after this run. A head this
+        run trains counts; one it keeps frozen (or weighs 0) counts only if an earlier training taught it (a stage-2
+        run from a trained model), so a head frozen from the start stays marked untrained."""
+        before = self.model.trained_tasks or {}
+        return {"topic": self.train_cls or bool(before.get("topic")), "ner": self.train_ner or bool(before.get("ner"))}
 
     def _show_progress(self):
         return self.config.show_progress and self.accelerator.is_main_process
@@ -546,6 +559,9 @@ class MultiTaskTrainer:
             model, optimizer = acc.prepare(self.model, optimizer)  # not the scheduler: it steps once per global batch
         else:
             model, weighting, optimizer = acc.prepare(self.model, weighting, optimizer)
+        # fp16 (CUDA) scales the loss so small gradients survive; bf16 and fp32 need no scaler
+        self.scaler = torch.amp.GradScaler(acc.device.type) if self.precision == "fp16" else None
+        self.model.trained_tasks = self.trained_tasks()  # saved with every best_model / model
         state = self._start_or_resume(optimizer, scheduler, batches_per_epoch)
         teacher = self._teacher_embeddings(model, state) if self.distill else None  # [N, H] on the host
         first_epoch, first_start = state["epoch"], time.perf_counter()
@@ -572,9 +588,10 @@ class MultiTaskTrainer:
                 if teacher is not None:
                     batch["teacher"] = teacher[rows]
                 batch = to_device(batch, acc.device)
-                out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                            token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
-                            ner_positions=(batch["ner_rows"], batch["ner_cols"]))  # first wordpieces only
+                with autocast(self.precision, acc.device):  # this trainer's precision, for this forward only
+                    out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
+                                token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
+                                ner_positions=(batch["ner_rows"], batch["ner_cols"]))  # first wordpieces only
                 # This process's part of the global batch means (topic: over rows with a topic label, NER: over
                 # labelled words; none -> 0, not NaN). DDP averages gradients over processes, so n_proc * part gives
                 # exactly the 1-process gradient. Counts come from the host's copy of the batch: no sync.
@@ -593,10 +610,17 @@ class MultiTaskTrainer:
                     distill_loss = weight * (1 - cos).sum() / len(global_batch)
                     loss = loss + c.keep_embedding * distill_loss
                 optimizer.zero_grad(set_to_none=True)
-                acc.backward(n_proc * loss)
+                scaler = self.scaler
+                acc.backward(scaler.scale(n_proc * loss) if scaler else n_proc * loss)
+                if scaler:
+                    scaler.unscale_(optimizer)  # clip the true gradients
                 if c.max_grad_norm:
                     acc.clip_grad_norm_([p for _, p in self.trainable], c.max_grad_norm)
-                optimizer.step()
+                if scaler:
+                    scaler.step(optimizer)  # skips the step when a gradient overflowed fp16
+                    scaler.update()
+                else:
+                    optimizer.step()
                 scheduler.step()
                 running += torch.stack([cls_loss.detach(), ner_loss.detach(), distill_loss.detach(),
                                         (~torch.isfinite(loss.detach())).float()]).double()
@@ -672,8 +696,9 @@ class MultiTaskTrainer:
         caches = []
         for features, desc in ((self.train_features, "caching encoder outputs"), (self.val_features, "caching val")):
             mine = range(rank, len(features["label"]), n_proc) if features is not None else None
-            caches.append(None if features is None else encode_cache(unwrapped, features, mine, acc,
-                                                                     c.eval_batch_size, self._show_progress(), desc))
+            caches.append(None if features is None else encode_cache(unwrapped, features, mine, acc.device,
+                                                                     self.precision, c.eval_batch_size,
+                                                                     self._show_progress(), desc))
         return tuple(caches)
 
     def _teacher_embeddings(self, model, state):
@@ -698,7 +723,7 @@ class MultiTaskTrainer:
             return teacher
         n_rows, n_proc, rank = len(self.train_features["input_ids"]), acc.num_processes, acc.process_index
         mine = sentence_embeddings(acc.unwrap_model(model), self.train_features, range(rank, n_rows, n_proc),
-                                   c.eval_batch_size, acc)
+                                   c.eval_batch_size, acc.device, self.precision)
         teacher = mine
         if n_proc > 1:  # every process needs every row (its share of a batch can be any row)
             teacher = torch.zeros(n_rows, mine.shape[1])
@@ -780,6 +805,8 @@ class MultiTaskTrainer:
                 save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                           os.path.join(directory, "model.safetensors"))
                 extra = {} if self.loss_weighting is None else {"loss_weighting": self.loss_weighting.state_dict()}
+                if self.scaler is not None:  # fp16's loss scale, so a resumed run scales exactly alike
+                    extra["grad_scaler"] = self.scaler.state_dict()
                 torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs,
                             **extra}, os.path.join(directory, "training_state.pt"))
                 with open(os.path.join(directory, "trainer_state.json"), "w") as f:
@@ -816,6 +843,8 @@ class MultiTaskTrainer:
             scheduler.load_state_dict(extra["scheduler"])
             if self.loss_weighting is not None:  # the learned log-variances, exactly
                 self.loss_weighting.load_state_dict(extra["loss_weighting"])
+            if self.scaler is not None and "grad_scaler" in extra:
+                self.scaler.load_state_dict(extra["grad_scaler"])
             rng = extra["rng"][acc.process_index]
         except Exception as e:  # torn or foreign files: safetensors, unpickling and shape errors alike
             raise CheckpointError(

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import main
-import sentence_transformer
+import precision
 from helpers import tiny_multitask
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-from sentence_transformer import ModelLoadError, cpu_has_fast_bf16, resolve_precision
+from precision import cpu_has_fast_bf16, resolve_precision
+from sentence_transformer import ModelLoadError
 
 TEXTS = ["Apple opens a store in Paris, France.", "", "Barack Obama visits Berlin &amp; Oil hit  #36;50 a barrel",
          "word " * 400, "naïve café in 東京 😀"]
@@ -42,9 +43,19 @@ def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path):
     assert not cpu_has_fast_bf16(str(tmp_path / "missing"))  # unreadable: assume no bf16
 
 
+@pytest.mark.parametrize("forced", ["1", "0"])
+def test_cpu_bf16_detection_can_be_forced(monkeypatch, tmp_path, forced):
+    """MTST_CPU_BF16 makes `auto` resolve either way on any machine (how the suite covers both kinds of CPU)."""
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("flags\t\t: fpu avx2 avx512_bf16\n" if forced == "0" else "flags\t\t: fpu avx2\n")
+    monkeypatch.setenv(precision.CPU_BF16_ENV, forced)
+    assert cpu_has_fast_bf16(str(flags)) == (forced == "1")
+    assert resolve_precision("auto", "cpu") == ("bf16" if forced == "1" else "fp32")
+
+
 @pytest.mark.parametrize("fast_bf16", [True, False])
 def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16):
-    monkeypatch.setattr(sentence_transformer, "cpu_has_fast_bf16", lambda: fast_bf16)
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast_bf16)
     expected = "bf16" if fast_bf16 else "fp32"
     assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision("auto", "cpu", fast_available=True) == "fast"
@@ -59,7 +70,8 @@ def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16):
     assert (scores == [p["score"] for p in model.predict(TEXTS, precision="fp32")]) != fast_bf16
 
 
-def test_this_machine_resolves_auto_from_its_own_flags():
+def test_this_machine_resolves_auto_from_its_own_flags(monkeypatch):
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)
     with open("/proc/cpuinfo") as f:
         flags = f.read()
     expected = "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"

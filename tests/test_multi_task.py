@@ -179,3 +179,62 @@ def test_export_after_training_is_what_the_heads_read(tmp_path):
 def test_tags_must_start_with_o():
     with pytest.raises(ValueError, match="'O'"):
         tiny_multitask(tags=["B-ORG", "O"])
+
+
+def test_from_pretrained_returns_eval_mode(tmp_path):
+    """As transformers and sentence-transformers load: no dropout until .train(), so a direct forward is predict's."""
+    from sentence_transformer import SentenceTransformer
+
+    model = tiny_multitask(classifier_dropout=0.5)
+    model.save_pretrained(tmp_path / "m")
+    loaded = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "m")
+    assert not any(m.training for m in loaded.modules())
+    emb = loaded.encode(["Apple opens a store in Paris."], convert_to="tensor")
+    with torch.no_grad():
+        direct = loaded.classifier(emb).softmax(-1)  # the head read directly gives predict's score
+    assert abs(float(direct.max()) - loaded.predict("Apple opens a store in Paris.", precision="fp32")["score"]) < 1e-5
+    model.encoder.save_pretrained(tmp_path / "st")
+    assert not any(m.training for m in SentenceTransformer.from_pretrained(tmp_path / "st").modules())
+
+
+@pytest.mark.parametrize("untrained", ["topic", "ner"])
+def test_a_head_that_never_trained_says_so(tmp_path, untrained):
+    from helpers import TOY_ROWS, quiet_config
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    model = tag_capitalised_words(tiny_multitask())  # a NER head that would find entities if asked
+    weights = {"w_ner": 0.0} if untrained == "ner" else {"w_cls": 0.0}
+    MultiTaskTrainer(model, TOY_ROWS, TOY_ROWS, quiet_config(tmp_path, **weights)).train()
+    trained = "topic" if untrained == "ner" else "ner"
+    assert model.trained_tasks == {trained: True, untrained: False}
+    loaded = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "best_model")
+    assert loaded.trained_tasks == model.trained_tasks  # recorded with the saved model
+    with pytest.warns(UserWarning, match=f"{untrained} head was never trained"):
+        out = loaded.predict("Apple opens a store in Paris.")
+    tags = loaded.predict_tags([["Apple", "opens", "in", "Paris"]])[0]
+    if untrained == "ner":
+        assert out["entities"] == [] and tags == ["O"] * 4 and out["label"] in loaded.label_names
+    else:
+        assert out["label"] is None and out["score"] is None and out["entities"] and tags != ["O"] * 4
+    # a later stage that freezes the trained head keeps it marked trained (it learned before)
+    frozen = {"freeze_classifier": True} if trained == "topic" else {"freeze_ner": True}
+    MultiTaskTrainer(loaded, TOY_ROWS, None, quiet_config(tmp_path / "stage2", **frozen)).train()
+    assert loaded.trained_tasks == {"topic": True, "ner": True}
+
+
+def test_models_without_a_record_answer_with_every_head(tmp_path):
+    """A model built by hand or saved before the record existed: every head answers, no note."""
+    import json
+    import warnings
+
+    model = tag_capitalised_words(tiny_multitask())
+    model.save_pretrained(tmp_path / "m")
+    config_file = tmp_path / "m" / "multitask_config.json"
+    config = json.loads(config_file.read_text())
+    del config["trained_tasks"]  # as written before this key existed
+    config_file.write_text(json.dumps(config))
+    loaded = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = loaded.predict("Apple opens a store in Paris.")
+    assert loaded.trained_tasks is None and out["label"] is not None and out["entities"]

@@ -1,0 +1,91 @@
+"""Numeric precision: which one a call runs in, and the autocast that gives it.
+
+One resolver for training and inference. Precisions are named as the user names them:
+  inference (encode / predict): auto | fp32 | bf16 | fp16 (CUDA only) | fast (an exported ONNX Runtime model, CPU)
+  training (TrainConfig.mixed_precision, main.py --mixed-precision): auto | no | bf16 | fp16 (CUDA only)
+'auto' picks bf16 on a CUDA GPU that supports it (fp16 on an older one) and on a CPU with native bf16 matrix
+instructions (AVX512-BF16 or AMX); elsewhere fp32, since bf16 without those instructions is several times slower.
+
+    with autocast("bf16", device):   # torch.autocast for bf16 / fp16, nothing for fp32
+        out = model(...)
+
+Precision is applied per call (autocast), never stored in a model or in process-wide state, so any number of trainers
+and inference calls in one process each run in the precision they asked for, in any order.
+
+MTST_CPU_BF16=1 (or 0) overrides the CPU detection: tests use it to run the bf16 / fp32 `auto` paths on any machine.
+"""
+import contextlib
+import os
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")   # inference
+MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")       # training (accelerate's names: "no" is fp32)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CPU_BF16_ENV = "MTST_CPU_BF16"
+
+
+def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):
+    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower.
+    MTST_CPU_BF16=1/0 overrides the detection."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes", "0", "false", "no"):
+        return forced in ("1", "true", "yes")
+    try:
+        with open(cpuinfo) as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision, device, fast_available=False):
+    """The precision a call runs in: 'fp32', 'bf16', 'fp16' (CUDA only) or 'fast' (ONNX Runtime, CPU).
+
+    Takes the inference names and the training name 'no' (= fp32). 'auto' -> 'fast' when an exported fast model is
+    loaded and the model is on the CPU; else bf16 on a CUDA GPU with bf16 support (fp16 on an older one) or on a CPU
+    with bf16 matrix instructions (cpu_has_fast_bf16); else fp32.
+    """
+    if precision == "no":
+        precision = "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    device = torch.device(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device (GPU); on the CPU use 'bf16', 'fp32' or 'auto'.")
+    if precision == "fast" and not (fast_available and device.type == "cpu"):
+        raise ValueError("precision='fast' needs a model loaded on the CPU from a folder written by "
+                         "MultiTaskSentenceTransformer.export_fast(dir); use 'auto' or 'fp32' otherwise.")
+    if precision != "auto":
+        return precision
+    if device.type == "cpu":
+        if fast_available:
+            return "fast"
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def resolve_mixed_precision(mode, device=None):
+    """Training precision in accelerate's names: 'no' (fp32), 'bf16' or 'fp16' (CUDA only); 'auto' as above.
+    device: where training runs (default: CUDA when available, else the CPU)."""
+    if mode not in MIXED_PRECISIONS:
+        raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {mode!r}.")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("mixed_precision='fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'.")
+    resolved = resolve_precision(mode, device)
+    return "no" if resolved == "fp32" else resolved
+
+
+def autocast(precision, device):
+    """torch.autocast for 'bf16' / 'fp16' on device; a no-op context for 'fp32' / 'no' (autocast switched off, so an
+    enclosing autocast does not leak in)."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    device_type = torch.device(device).type
+    if dtype is None:
+        if device_type in ("cpu", "cuda"):
+            return torch.autocast(device_type, enabled=False)
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=dtype)

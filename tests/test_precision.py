@@ -1,0 +1,107 @@
+"""Precision: any number of trainers in one process, each training in the precision it asked for, in any order, on
+any CPU (the bf16 detection is patched both ways), and inference after training in the precision it asks for."""
+import pytest
+import torch
+
+import precision
+from helpers import TOY_ROWS, quiet_config, tiny_multitask
+
+
+class AutocastProbe:
+    """Records, on every forward of the model's topic head, whether autocast was on and the dtype its Linear gave."""
+
+    def __init__(self, model):
+        self.seen = []
+        linear = model.classifier[1]
+        linear.register_forward_hook(lambda _m, _args, out: self.seen.append(
+            (torch.is_autocast_enabled("cpu"), out.dtype)))
+
+    def dtypes(self):
+        return {dtype for _, dtype in self.seen}
+
+    def clear(self):
+        self.seen.clear()
+
+
+EXPECTED_DTYPE = {"no": torch.float32, "bf16": torch.bfloat16}
+
+
+@pytest.mark.parametrize("cpu_bf16", [True, False], ids=["cpu-with-bf16", "cpu-without-bf16"])
+def test_four_trainers_in_one_process_each_train_in_their_own_precision(monkeypatch, tmp_path, cpu_bf16):
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: cpu_bf16)
+    auto = "bf16" if cpu_bf16 else "no"
+    for k, asked in enumerate(("auto", "no", "bf16", "auto")):
+        model = tiny_multitask(seed=k)
+        probe = AutocastProbe(model)
+        trainer = MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path / str(k), mixed_precision=asked))
+        expected = auto if asked == "auto" else asked
+        assert trainer.precision == expected
+        trainer.train()
+        train_dtypes = {dtype for on, dtype in probe.seen}
+        assert train_dtypes == {EXPECTED_DTYPE[expected]}, (asked, train_dtypes)
+        assert all(on == (expected == "bf16") for on, _ in probe.seen)
+        # evaluation after training also runs in the trainer's precision
+        probe.clear()
+        trainer.evaluate(TOY_ROWS)
+        assert probe.dtypes() == {EXPECTED_DTYPE[expected]}
+        # ... and inference afterwards in the precision the call asks for, whatever training used
+        probe.clear()
+        model.predict(["Apple opens a store in Paris."], precision="fp32")
+        assert probe.seen and probe.seen[-1] == (False, torch.float32)
+        probe.clear()
+        model.predict(["Apple opens a store in Paris."], precision="bf16")
+        assert probe.seen[-1] == (True, torch.bfloat16)
+
+
+def test_a_trainer_after_inference_in_another_precision(monkeypatch, tmp_path):
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
+    model = tiny_multitask()
+    model.encode(["A text."], precision="bf16")
+    model.predict(["A text."])  # auto = bf16 here
+    probe = AutocastProbe(model)
+    MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path, mixed_precision="no")).train()
+    assert probe.dtypes() == {torch.float32}
+
+
+def test_an_accelerator_made_elsewhere_in_bf16_does_not_impose_its_precision(tmp_path):
+    """A user's own Accelerator(mixed_precision='bf16') earlier in the process: a trainer asking for 'no' still
+    trains in fp32 (accelerate's state cannot change, so the trainer must not rely on it)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    AcceleratorState._reset_state()  # a fresh process as far as accelerate is concerned
+    try:
+        Accelerator(mixed_precision="bf16", cpu=True)
+        model = tiny_multitask()
+        probe = AutocastProbe(model)
+        trainer = MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path, mixed_precision="no"))
+        trainer.train()
+        assert probe.dtypes() == {torch.float32}
+        assert not any(on for on, _ in probe.seen)
+    finally:
+        AcceleratorState._reset_state()
+
+
+def test_fp16_on_the_cpu_is_refused_with_the_alternatives():
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid on a CUDA machine")
+    with pytest.raises(ValueError, match="'bf16' or 'no'"):
+        precision.resolve_mixed_precision("fp16")
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        precision.resolve_mixed_precision("fp32")
+
+
+def test_autocast_off_inside_an_enclosing_autocast():
+    """fp32 means fp32 even when the caller sits inside a bf16 autocast."""
+    linear = torch.nn.Linear(4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with precision.autocast("fp32", "cpu"):
+            assert linear(torch.ones(1, 4)).dtype == torch.float32
+        with precision.autocast("bf16", "cpu"):
+            assert linear(torch.ones(1, 4)).dtype == torch.bfloat16
