@@ -50,6 +50,7 @@ SEED = 42                         # one seed for data order, splits and initiali
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
 SAVE_EVERY_MINUTES = 5.0          # ... or every N minutes, whichever comes first (0 = off); epoch ends always save
 OUTPUT_DIR = "outputs/default"    # checkpoints, model/, results.json, plots
+REPORT_TO = "none"                # experiment tracking: none | tensorboard (event files in OUTPUT_DIR/tensorboard)
 EXAMPLES = [                      # printed with their predictions after training
     "Apple unveils a new iPhone at its headquarters in Cupertino, California.",
     "Manchester United beat Chelsea 2-1 as Cristiano Ronaldo scored twice.",
@@ -112,10 +113,13 @@ def check_args(parser, a):
     from sentence_transformer import POOLING_MODES
     from precision import MIXED_PRECISIONS
     from trainer_sentence_transformer import LOSS_WEIGHTINGS
+    from trainer_sentence_transformer import REPORT_TO as REPORT_TO_CHOICES
 
     problems = []
     if a.pooling not in POOLING_MODES:
         problems.append(f"--pooling must be one of {', '.join(POOLING_MODES)}")
+    if a.report_to not in REPORT_TO_CHOICES:
+        problems.append(f"--report-to must be one of {', '.join(REPORT_TO_CHOICES)}")
     if a.loss_weighting not in LOSS_WEIGHTINGS:
         problems.append(f"--loss-weighting must be one of {', '.join(LOSS_WEIGHTINGS)}")
     if not 0 <= a.keep_embedding < float("inf"):  # NaN and inf too
@@ -264,6 +268,9 @@ def run_experiment(a, data, output_dir, **config_overrides):
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
                "trained_tasks": best.trained_tasks, "flags": vars(a)}
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    from model_card import write_model_card
+
+    write_model_card(os.path.join(output_dir, "model"), best, results)  # the Hub card, with the metrics above
     return results, best
 
 
@@ -345,6 +352,9 @@ def run_stage2(a, data, start_dir, output_dir, **config_overrides):
                "rows": {"train": len(train), "val": len(val), "test": len(test)}, "precision": trainer.precision,
                "num_processes": trainer.accelerator.num_processes, "flags": vars(a)}
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    from model_card import write_model_card
+
+    write_model_card(os.path.join(output_dir, "model"), best, results)  # the Hub card, with the metrics above
     return results, best
 
 
@@ -648,9 +658,22 @@ def eval_conll_mode(a):
     """Mode --eval-conll FILE: model vs spaCy teacher on a CoNLL file; prints a table, writes conll_eval.json."""
     from atomic_io import write_text_atomic
 
-    results = eval_conll(a, saved_model(a))
+    model = saved_model(a)
+    results = eval_conll(a, model)
     os.makedirs(a.output_dir, exist_ok=True)
     write_text_atomic(os.path.join(a.output_dir, "conll_eval.json"), json.dumps(results, indent=2))
+    write_card(a, model, a.model_dir or os.path.join(a.output_dir, "model"), conll=results)  # adds the CoNLL F1
+
+
+def write_card(a, model, model_dir, conll=None):
+    """The model card of model_dir with the run's results.json (OUTPUT_DIR) and CoNLL scores where they exist."""
+    from model_card import write_model_card
+
+    def read(name):
+        path = os.path.join(a.output_dir, name)
+        return json.load(open(path)) if os.path.isfile(path) else None
+
+    write_model_card(model_dir, model, read("results.json"), conll or read("conll_eval.json"))
 
 
 def predict_mode(a):
@@ -660,7 +683,9 @@ def predict_mode(a):
 
 def export_fast_mode(a):
     """Mode --export-fast DIR: the saved model plus its ONNX Runtime graph, loadable with from_pretrained(DIR)."""
-    print(f"fast model written to {saved_model(a).export_fast(a.export_fast)}")
+    model = saved_model(a)
+    print(f"fast model written to {model.export_fast(a.export_fast)}")
+    write_card(a, model, a.export_fast)
 
 
 def predict_file_mode(a):

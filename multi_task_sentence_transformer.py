@@ -420,6 +420,10 @@ class MultiTaskSentenceTransformer(nn.Module):
         save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.config_dict(), f, indent=2)
+        from model_card import CARD_NAME, build_model_card  # the Hub's README.md; main.py adds the run's metrics
+
+        with open(os.path.join(directory, CARD_NAME), "w") as f:
+            f.write(str(build_model_card(self)))
 
     def export_fast(self, path, quantize=None):
         """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX

@@ -51,6 +51,8 @@ from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
 from sentence_transformer import length_sorted_batches, pad_ids
 
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+REPORT_TO = ("none", "tensorboard")  # experiment trackers (accelerate's); metrics.jsonl and the plots are always written
+TRACKER_DIR = "tensorboard"          # <output_dir>/tensorboard: the event files
 
 
 class TrainingDiverged(RuntimeError):
@@ -91,6 +93,7 @@ class TrainConfig:
     bucket_batches: int = 50         # length grouping: sort within buckets of this many batches, then shuffle
     show_progress: bool = True
     plots: bool = True
+    report_to: str = "none"          # none | tensorboard (accelerate's tracker, event files in <output_dir>/tensorboard)
 
     def __post_init__(self):
         checks = [
@@ -109,6 +112,7 @@ class TrainConfig:
             (self.mixed_precision in MIXED_PRECISIONS, f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}"),
             (self.save_every_steps >= 0 and self.save_every_minutes >= 0, "save_every_* must be >= 0"),
             (isinstance(self.log_every_steps, int) and self.log_every_steps >= 1, "log_every_steps must be >= 1"),
+            (self.report_to in REPORT_TO, f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -261,7 +265,7 @@ def distributed_state():
     return state
 
 
-def make_accelerator():
+def make_accelerator(report_to="none", output_dir=None):
     """The Accelerator a trainer runs through: processes, devices, DDP, gathering; never precision.
 
     accelerate keeps one process-wide state whose mixed precision is fixed by the first Accelerator, so a second
@@ -276,7 +280,8 @@ def make_accelerator():
     cpu = not torch.cuda.is_available()
     fixed = AcceleratorState._shared_state != PartialState._shared_state  # initialised earlier in this process
     fixed_precision = fixed and AcceleratorState._shared_state.get("_mixed_precision", "no") != "no"
-    accelerator = Accelerator(mixed_precision=None if fixed_precision else "no", cpu=cpu)
+    tracking = {} if report_to == "none" else {"log_with": report_to, "project_dir": output_dir}
+    accelerator = Accelerator(mixed_precision=None if fixed_precision else "no", cpu=cpu, **tracking)
     if accelerator.native_amp or accelerator.scaler is not None:
         accelerator.native_amp, accelerator.scaler = False, None  # prepare() must not wrap forward in autocast
     return accelerator
@@ -455,7 +460,7 @@ def set_rng_state(state):
 # TrainConfig settings a resumed run may change: where and how it reports, how often it checkpoints, how it batches
 # evaluation. Every other field (a new one too) must equal the checkpoint's, or two runs would be mixed.
 RESUME_MAY_DIFFER = ("output_dir", "resume", "show_progress", "plots", "save_every_steps", "save_every_minutes",
-                     "log_every_steps", "eval_batch_size", "eval_only")
+                     "log_every_steps", "eval_batch_size", "eval_only", "report_to")
 
 
 def run_settings(model, accelerator, precision):
@@ -499,7 +504,7 @@ class MultiTaskTrainer:
         self.config = config = config or TrainConfig()
         self.precision = resolve_mixed_precision(config.mixed_precision)  # "no" | "bf16" | "fp16", this trainer's own
         distributed_state()  # joins the launcher's process group (cpu=True without CUDA), or says why not
-        self.accelerator = make_accelerator()
+        self.accelerator = make_accelerator(config.report_to, config.output_dir)
         check_joined(self.accelerator.num_processes)
         if config.batch_size % self.accelerator.num_processes:
             n = self.accelerator.num_processes
@@ -567,6 +572,9 @@ class MultiTaskTrainer:
         first_epoch, first_start = state["epoch"], time.perf_counter()
         cache, val_cache = self._feature_caches(model) if state["epoch"] < c.epochs else (None, None)
         running = torch.zeros(4, dtype=torch.float64, device=acc.device)  # cls, ner, distill, non-finite: on device
+        if c.report_to != "none":  # event files in <output_dir>/tensorboard; the run's settings as hyperparameters
+            acc.init_trackers(TRACKER_DIR, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                   for k, v in asdict(c).items()})
         self._last_save = time.monotonic()
 
         for epoch in range(state["epoch"], c.epochs):
@@ -663,7 +671,11 @@ class MultiTaskTrainer:
             state["epoch"], state["step_in_epoch"] = epoch + 1, 0
             self._save_checkpoint("last", state, optimizer, scheduler)
             self._write_logs()
+            if c.report_to != "none":
+                acc.log(tracker_values(record), step=epoch + 1)
             acc.print(self.format_record(record))
+        if c.report_to != "none":
+            acc.end_training()
         self.state = state
         if self.val_features is None and acc.is_main_process:
             acc.unwrap_model(model).save_pretrained(os.path.join(c.output_dir, "best_model"))
@@ -865,6 +877,21 @@ class MultiTaskTrainer:
         write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in self.history))
         if self.config.plots:
             plot_history(self.history, os.path.join(self.config.output_dir, "training_curves.png"))
+
+
+def tracker_values(record):
+    """An epoch record as flat scalars for the experiment tracker: train/*, val/*, lr, loss weights."""
+    values = {"train/cls_loss": record["train_cls_loss"], "train/ner_loss": record["train_ner_loss"],
+              "train/seconds": record["train_seconds"], "lr": record["lr"]}
+    if "train_distill_loss" in record:
+        values["train/distill_loss"] = record["train_distill_loss"]
+    for task, weight in record.get("loss_weights", {}).items():
+        values[f"train/loss_weight_{task}"] = weight
+    val = record.get("val")
+    if val is not None:
+        values.update({"val/accuracy": val["accuracy"], "val/macro_f1": val["macro_f1"],
+                       "val/ner_f1": val["ner"] and val["ner"]["f1"], "val/selection_score": record["selection_score"]})
+    return {k: float(v) for k, v in values.items() if v is not None}
 
 
 def fmt(score):

@@ -1,0 +1,160 @@
+"""The Hugging Face model card (README.md) written into every saved multi-task model folder.
+
+    write_model_card(model_dir, model, results=None, conll=None)
+
+YAML metadata (library, base model, datasets, task tags and, once measured, the metrics of results.json: test
+accuracy and macro-F1, NER F1 against the silver labels, STS-B Spearman, CoNLL F1 from --eval-conll) and sections:
+what the model does, how it was trained (the flags), how to load and use it, the silver-label caveat, limitations.
+Written with huggingface_hub's ModelCard / ModelCardData; from_pretrained never reads it.
+"""
+import os
+
+CARD_NAME = "README.md"
+PACKAGED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
+HUB_DATASETS = {"ag_news": "fancyzhx/ag_news", "fancyzhx/ag_news": "fancyzhx/ag_news"}
+CONLL_HUB_ID = "eriktks/conll2003"
+STS_HUB_ID = "sentence-transformers/stsb"
+# main.py options that are not training settings (modes and their arguments)
+NOT_TRAINING_FLAGS = ("compare_freezing", "eval_conll", "predict", "export_fast", "predict_file", "model_dir",
+                      "output", "chunk_size")
+
+
+def _base_model(flags, model=None):
+    """The encoder's Hub id: the run's --model-name, else the name the encoder was built from; None for a folder."""
+    name = (flags or {}).get("model_name") or getattr(getattr(model, "encoder", None), "model_name_or_path", None)
+    if name is None or name in ("all-MiniLM-L6-v2", PACKAGED_BASE):
+        return PACKAGED_BASE if name is not None or not flags else None
+    name = str(name)
+    try:
+        import sentence_transformer
+
+        if os.path.realpath(name) == os.path.realpath(sentence_transformer.packaged_model_path()):
+            return PACKAGED_BASE
+    except Exception:  # the packaged model not installed: then it is not that one
+        pass
+    return None if os.path.isdir(name) else name  # a local folder has no Hub id
+
+
+def _dataset(flags):
+    """(Hub id or None, a readable name) of the training data."""
+    if not flags:
+        return None, "data not recorded here"
+    source = flags.get("dataset") or "ag_news"
+    sources = source if isinstance(source, list) else [source]
+    names = [os.path.basename(os.path.normpath(str(s))) for s in sources]
+    hub = HUB_DATASETS.get(str(sources[0])) or ("fancyzhx/ag_news" if names == ["ag_news"] else None)
+    return hub, ", ".join(names)
+
+
+def card_metrics(results=None, conll=None):
+    """The card's metrics as (task_type, task_name, dataset_type, dataset_name, split, metric_type, name, value)."""
+    rows = []
+    if results:
+        test, flags = results.get("test") or {}, results.get("flags") or {}
+        hub, name = _dataset(flags)
+        data_type = hub or name
+        trained = results.get("trained_tasks") or {"topic": True, "ner": True}
+        if trained.get("topic") and test.get("accuracy") is not None:
+            rows.append(("text-classification", "Topic classification", data_type, name, "test", "accuracy",
+                         "Test accuracy", test["accuracy"]))
+            rows.append(("text-classification", "Topic classification", data_type, name, "test", "f1",
+                         "Test macro-F1", test["macro_f1"]))
+        if trained.get("ner") and test.get("ner"):
+            rows.append(("token-classification", "NER (spaCy silver labels)", data_type, name, "test", "f1",
+                         "Entity micro-F1 vs spaCy silver labels", test["ner"]["f1"]))
+        if results.get("sts_spearman") is not None:
+            rows.append(("sentence-similarity", "Sentence embedding (encode)", STS_HUB_ID, "STS Benchmark",
+                         "validation", "spearmanr", "Spearman x100 of cosine similarity", results["sts_spearman"]))
+    if conll:
+        rows.append(("token-classification", "NER (human labels)", CONLL_HUB_ID, "CoNLL-2003", "validation", "f1",
+                     "Entity micro-F1, spaCy types mapped to CoNLL's", conll["model"]["f1"]))
+    return rows
+
+
+def build_model_card(model, results=None, conll=None):
+    """A huggingface_hub.ModelCard for the model (and its run's results.json / conll_eval.json when given)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    flags = (results or {}).get("flags") or {}
+    hub, data_name = _dataset(flags)
+    rows = card_metrics(results, conll)
+    datasets = [d for d in (hub, CONLL_HUB_ID if conll or flags.get("ner_data") else None) if d]
+    data = ModelCardData(
+        language="en", library_name="pytorch", base_model=_base_model(flags, model), datasets=datasets or None,
+        pipeline_tag="text-classification",
+        tags=["sentence-transformers", "multi-task", "text-classification", "token-classification", "ner",
+              "feature-extraction"],
+        model_name="multi-task sentence transformer",
+        eval_results=[EvalResult(task_type=t, task_name=tn, dataset_type=dt, dataset_name=dn, dataset_split=sp,
+                                 metric_type=mt, metric_name=mn, metric_value=round(float(v), 6))
+                      for t, tn, dt, dn, sp, mt, mn, v in rows] or None)
+    trained = model.trained_tasks
+    untrained = [t for t in ("topic", "ner") if trained is not None and not trained.get(t, True)]
+    entity_types = sorted({t[2:] for t in model.tags if t != "O"})
+    metric_lines = "\n".join(f"| {tn} | {dn} ({sp}) | {mn} | {float(v):.4f} |" for _, tn, _, dn, sp, _, mn, v in rows)
+    flag_lines = "\n".join(f"| `--{k.replace('_', '-')}` | `{v}` |" for k, v in sorted(flags.items())
+                           if k not in NOT_TRAINING_FLAGS and v not in (None, [], ""))
+    text = f"""---
+{data.to_yaml()}
+---
+
+# Multi-task sentence transformer
+
+One {_base_model(flags, model) or 'BERT-family'} encoder with two heads: **topic classification** ({len(model.label_names)}
+classes: {', '.join(model.label_names)}) and **named-entity recognition** (BIO tags for {', '.join(entity_types)}).
+The encoder is a sentence transformer ({model.encoder.pooling} pooling, {model.encoder.max_length} wordpieces): its
+sentence embedding is what the topic head reads and what `encode()` returns.
+{"" if not untrained else f'''
+**Untrained head{"s" if len(untrained) > 1 else ""}: {", ".join(untrained)}.** This model was trained without that
+task's loss, so `predict` leaves it out (no topic label / no entities) and says so once.
+'''}
+## Results
+
+{"| task | data | metric | value |" + chr(10) + "|---|---|---|---|" + chr(10) + metric_lines if rows else
+ "Not measured yet (a model saved outside main.py's training run)."}
+
+## Use
+
+Loading needs this project's code (`multi_task_sentence_transformer.py`):
+
+```python
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+model = MultiTaskSentenceTransformer.from_pretrained("path/to/this/folder")
+model.predict("Apple opens a store in Paris.")   # {{'label': ..., 'score': ..., 'entities': [...]}}
+model.encode(["A sentence.", "Another one."])     # sentence embeddings
+```
+
+The encoder alone is a Hugging Face model in `encoder/`.
+
+## Training
+
+{f"Trained with `python main.py` on {data_name}" if flags else "Saved outside a main.py run: no training record"}{
+" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}. The flags of the run:
+
+{"| flag | value |" + chr(10) + "|---|---|" + chr(10) + flag_lines if flag_lines else "Not recorded."}
+
+## Silver labels
+
+The NER labels of the training texts are *silver* labels: spaCy's `en_core_web_sm` tagged them, and the model learns
+to agree with it. "Entity micro-F1 vs spaCy silver labels" measures that agreement, not accuracy against human labels;
+the CoNLL-2003 row (when present) compares with human labels, spaCy's OntoNotes types mapped onto CoNLL's.
+
+## Limitations
+
+- English news text; other domains and languages are untested. The uncased encoder cannot see capitalisation.
+- Topic labels are those of the training data only.
+- NER inherits the teacher's errors (e.g. on Title-Case headlines); rare types (PRODUCT, WORK_OF_ART) are weak.
+- Long texts: topic and embedding read the first {model.encoder.max_length} wordpieces; NER tags every word in
+  overlapping windows.
+"""
+    return ModelCard(text)
+
+
+def write_model_card(model_dir, model, results=None, conll=None):
+    """Write (or rewrite) model_dir/README.md atomically; returns its path."""
+    from atomic_io import write_text_atomic
+
+    path = os.path.join(os.fspath(model_dir), CARD_NAME)
+    write_text_atomic(path, str(build_model_card(model, results, conll)))
+    return path
