@@ -239,6 +239,8 @@ def run_experiment(a, data, output_dir, **config_overrides):
 
     from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, sts_spearman
 
+    from run_info import run_info
+
     train, val, test, tags = data
     sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
     config = train_config(a, output_dir, **config_overrides)
@@ -266,7 +268,7 @@ def run_experiment(a, data, output_dir, **config_overrides):
                "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
-               "trained_tasks": best.trained_tasks, "flags": vars(a)}
+               "trained_tasks": best.trained_tasks, "flags": vars(a), "run": run_info()}
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     from model_card import write_model_card
 
