@@ -41,7 +41,7 @@ def tag_capitalised_words(model, kind="ORG"):
     """Set the NER head so that every run of capitalised words (Title or UPPER shape) is one `kind` entity and all
     else is O: a known, deterministic tagger (a random head often predicts no entity at all, which lets offset checks
     pass vacuously). Returns the model."""
-    from multi_task_sentence_transformer import WORD_SHAPES
+    from text_prep import WORD_SHAPES
 
     head, tags = model.ner_head, model.tags
     dim = head.shape_embedding.embedding_dim

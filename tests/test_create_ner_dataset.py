@@ -8,7 +8,11 @@ from collections import Counter
 
 import pytest
 
+import conll
 import create_ner_dataset as cnd
+import data_sources
+import ner_tags
+import text_prep
 from atomic_io import recover_interrupted_writes
 from helpers import dead_pid
 
@@ -70,11 +74,12 @@ def _entity_spans(tags):
 
 # ---------------------------------------------------------------- import, tag list
 
-def test_import_is_light():
+@pytest.mark.parametrize("module", ["create_ner_dataset", "data_sources", "text_prep", "ner_tags", "conll"])
+def test_import_is_light(module):
     import subprocess
     import sys
 
-    code = ("import sys, create_ner_dataset; "
+    code = (f"import sys, {module}; "
             "print([m for m in ('spacy', 'datasets', 'torch', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(cnd.Path(cnd.__file__).parent)).stdout
@@ -82,19 +87,19 @@ def test_import_is_light():
 
 
 def test_tag_list_is_fixed():
-    tags = cnd.build_tag_list()
-    assert tags == cnd.build_tag_list(tuple(reversed(cnd.DEFAULT_DROPPED_TYPES)))
-    assert tags == cnd.build_tag_list(list(cnd.DEFAULT_DROPPED_TYPES))
+    tags = ner_tags.build_tag_list()
+    assert tags == ner_tags.build_tag_list(tuple(reversed(ner_tags.DEFAULT_DROPPED_TYPES)))
+    assert tags == ner_tags.build_tag_list(list(ner_tags.DEFAULT_DROPPED_TYPES))
     assert tags[0] == "O"
     kept = ["EVENT", "GPE", "LANGUAGE", "LOC", "ORG", "PERSON", "PRODUCT", "WORK_OF_ART"]
     assert tags[1:] == [f"{p}-{t}" for t in kept for p in "BI"]
-    assert len(cnd.build_tag_list(())) == 1 + 2 * 18
-    assert cnd.build_tag_list(cnd.SPACY_ENTITY_TYPES) == ["O"]
+    assert len(ner_tags.build_tag_list(())) == 1 + 2 * 18
+    assert ner_tags.build_tag_list(ner_tags.SPACY_ENTITY_TYPES) == ["O"]
 
 
 def test_unknown_entity_type():
     with pytest.raises(ValueError, match=r"PERSONS.*valid types.*CARDINAL"):
-        cnd.build_tag_list(("PERSONS", "DATE"))
+        ner_tags.build_tag_list(("PERSONS", "DATE"))
     with pytest.raises(ValueError, match="MISC"):
         cnd.create_dataset("../does-not-matter", dropped_types=("MISC",), cache_dir=None)
 
@@ -120,21 +125,21 @@ def test_unknown_entity_type():
     ("  \\\\  ", ""),
 ])
 def test_clean_examples(raw, clean):
-    assert cnd.clean_text(raw) == clean
-    got, offsets = cnd.clean_text_with_offsets(raw)
+    assert text_prep.clean_text(raw) == clean
+    got, offsets = text_prep.clean_text_with_offsets(raw)
     assert got == clean and len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
-    got, starts, ends = cnd.clean_text_with_spans(raw)
+    got, starts, ends = text_prep.clean_text_with_spans(raw)
     assert got == clean and starts == offsets[:-1] and len(ends) == len(clean)
     assert all(s < e for s, e in zip(starts, ends))
 
 
 def test_spans_are_tight():
     raw = 'Coach Jos #233; Mourinho of Kmart &lt;A HREF="x"&gt;KMRT.O&lt;/A&gt; said'
-    clean, starts, ends = cnd.clean_text_with_spans(raw)
+    clean, starts, ends = text_prep.clean_text_with_spans(raw)
     for name in ("Jos\u00e9", "Jos\u00e9 Mourinho", "KMRT.O", "Kmart KMRT.O"):
         s = clean.index(name)
         e = s + len(name)
-        assert cnd.clean_text(raw[starts[s]:ends[e - 1]]) == name
+        assert text_prep.clean_text(raw[starts[s]:ends[e - 1]]) == name
     s = clean.index("KMRT.O")
     assert raw[starts[s]:ends[s + 5]] == "KMRT.O"
 
@@ -144,23 +149,23 @@ def test_clean_real_rows(ag_raw):
     texts = [t for split in ("train", "test") for t in ag_raw[split]["text"]]
     assert any("#36;" in t for t in texts)
     for raw in texts:
-        clean, offsets = cnd.clean_text_with_offsets(raw)
-        assert clean == cnd.clean_text(raw)
-        _, starts_, ends = cnd.clean_text_with_spans(raw)
+        clean, offsets = text_prep.clean_text_with_offsets(raw)
+        assert clean == text_prep.clean_text(raw)
+        _, starts_, ends = text_prep.clean_text_with_spans(raw)
         assert not re.search(r"#36;|#39;| quot;|&lt;|&gt;|&amp;|\\|</?[bB]>", clean), clean
         assert len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
         assert all(a <= b for a, b in zip(offsets, offsets[1:]))
-        words, starts = cnd.split_words(clean)
+        words, starts = text_prep.split_words(clean)
         for w, s in zip(words, starts):
             e = s + len(w)
             piece = raw[offsets[s]:offsets[e]]
-            assert cnd.clean_text(piece) == w, (raw, w, piece)
+            assert text_prep.clean_text(piece) == w, (raw, w, piece)
             tight = raw[starts_[s]:ends[e - 1]]
-            assert cnd.clean_text(tight) == w and tight == tight.strip(), (raw, w, tight)
+            assert text_prep.clean_text(tight) == w and tight == tight.strip(), (raw, w, tight)
             if not re.search(r"[&#;\\<>]", piece.rstrip()):
                 assert piece.rstrip() == w  # plain chars map exactly
                 assert all(raw[offsets[i]] == clean[i] for i in range(s, e))
-    assert "$" in cnd.clean_text(next(t for t in texts if "#36;" in t))
+    assert "$" in text_prep.clean_text(next(t for t in texts if "#36;" in t))
 
 
 # ---------------------------------------------------------------- words
@@ -172,22 +177,22 @@ NASTY = ["\u200b", "\ufffd", "e\u0301", "\u0301", "\U0001F600", "a\u200bb", "\u0
 def test_split_words_nasty(bert_tokenizer):
     for s in NASTY + ["".join(NASTY), " ".join(NASTY)]:
         for text in (s, f"x {s} y", f"x{s}y"):
-            words, starts = cnd.split_words(text)
+            words, starts = text_prep.split_words(text)
             assert not _zero_piece_words(bert_tokenizer, words), (text, words)
             assert all(text[st:st + len(w)] == w for w, st in zip(words, starts))
             assert all(w.strip() for w in words)
     # what the filter drops does vanish under BERT (the predicate is not needlessly strict)
     for s in ["\u200b", "\ufffd", "\u0301", "\u00ad", "\ufeff", "\x00"]:
-        assert cnd.split_words(s) == ([], []) and _zero_piece_words(bert_tokenizer, [s]) == [s]
-    assert cnd.split_words("e\u0301")[0] == ["e\u0301"]
-    assert cnd.split_words("") == ([], []) and cnd.split_words(" \n\t ") == ([], [])
+        assert text_prep.split_words(s) == ([], []) and _zero_piece_words(bert_tokenizer, [s]) == [s]
+    assert text_prep.split_words("e\u0301")[0] == ["e\u0301"]
+    assert text_prep.split_words("") == ([], []) and text_prep.split_words(" \n\t ") == ([], [])
 
 
 def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
     dd, tags = labelled
-    assert tags == cnd.build_tag_list()
+    assert tags == ner_tags.build_tag_list()
     assert dd["test"].num_rows == 3800 and dd["train"].num_rows == TRAIN_ROWS
-    assert dd["test"].features["label"].names == cnd.AG_NEWS_LABELS
+    assert dd["test"].features["label"].names == data_sources.AG_NEWS_LABELS
     allowed = set(tags)
     all_words, n_entities = [], 0
     for split in ("train", "test"):
@@ -197,15 +202,15 @@ def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
             assert len(words) == len(starts) == len(ner)
             assert all(w.strip() for w in words)
             assert all(text[s:s + len(w)] == w for w, s in zip(words, starts))
-            assert set(ner) <= allowed and cnd.is_valid_bio(ner)
-            assert text == cnd.clean_text(raw)
-            assert (words, starts) == tuple(cnd.split_words(text))  # label-time words == predict-time words
-            clean, offsets = cnd.clean_text_with_offsets(raw)
-            _, raw_starts, raw_ends = cnd.clean_text_with_spans(raw)
+            assert set(ner) <= allowed and ner_tags.is_valid_bio(ner)
+            assert text == text_prep.clean_text(raw)
+            assert (words, starts) == tuple(text_prep.split_words(text))  # label-time words == predict-time words
+            clean, offsets = text_prep.clean_text_with_offsets(raw)
+            _, raw_starts, raw_ends = text_prep.clean_text_with_spans(raw)
             for first, last in _entity_spans(ner):  # entities map back onto the raw text
                 s, e = starts[first], starts[last] + len(words[last])
-                assert cnd.clean_text(raw[offsets[s]:offsets[e]]) == text[s:e]
-                assert cnd.clean_text(raw[raw_starts[s]:raw_ends[e - 1]]) == text[s:e]
+                assert text_prep.clean_text(raw[offsets[s]:offsets[e]]) == text[s:e]
+                assert text_prep.clean_text(raw[raw_starts[s]:raw_ends[e - 1]]) == text[s:e]
                 n_entities += 1
             all_words += words
     assert n_entities > 5000
@@ -220,10 +225,10 @@ def test_label_texts_bio_edge_cases():
     words, starts, tags = out[2]
     assert tags[:2] == ["B-PERSON", "I-PERSON"] and "B-GPE" in tags and "DATE" not in " ".join(tags)
     for words, starts, tags in out:
-        assert cnd.is_valid_bio(tags) and "\u200b" not in words
+        assert ner_tags.is_valid_bio(tags) and "\u200b" not in words
     # all types kept: dropped types show up; every type dropped: all O
     assert any("DATE" in t for t in cnd.label_texts(texts[2:3], nlp, dropped_types=())[0][2])
-    assert set(cnd.label_texts(texts[2:3], nlp, dropped_types=cnd.SPACY_ENTITY_TYPES)[0][2]) == {"O"}
+    assert set(cnd.label_texts(texts[2:3], nlp, dropped_types=ner_tags.SPACY_ENTITY_TYPES)[0][2]) == {"O"}
 
 
 # ---------------------------------------------------------------- cache
@@ -242,7 +247,7 @@ def test_cache_key_repeatable(ag_news_dir, monkeypatch):
     key = cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS)
     assert key == cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS)
     assert key == cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS,
-                                        dropped_types=tuple(reversed(cnd.DEFAULT_DROPPED_TYPES)))
+                                        dropped_types=tuple(reversed(ner_tags.DEFAULT_DROPPED_TYPES)))
     others = [cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS + 1),
               cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS, max_test_rows=10),
               cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS, seed=1),
@@ -306,20 +311,20 @@ def test_rewrite_over_partial_dir(tmp_path):
 
 def test_stratified_limits(ag_raw):
     labels = list(ag_raw["train"]["label"])
-    a = cnd.stratified_indices(labels, 1000, seed=7)
-    assert a == cnd.stratified_indices(labels, 1000, seed=7)
-    assert a != cnd.stratified_indices(labels, 1000, seed=8)
+    a = data_sources.stratified_indices(labels, 1000, seed=7)
+    assert a == data_sources.stratified_indices(labels, 1000, seed=7)
+    assert a != data_sources.stratified_indices(labels, 1000, seed=8)
     assert len(a) == len(set(a)) == 1000 and a == sorted(a)
     got, full = Counter(labels[i] for i in a), Counter(labels)
     for label in full:
         assert abs(got[label] - 1000 * full[label] / len(labels)) <= 1
-    assert cnd.stratified_indices(labels, None) == list(range(len(labels)))
-    assert cnd.stratified_indices(labels, 10 ** 6) == list(range(len(labels)))
+    assert data_sources.stratified_indices(labels, None) == list(range(len(labels)))
+    assert data_sources.stratified_indices(labels, 10 ** 6) == list(range(len(labels)))
 
 
 def test_limited_dataset_rows(labelled, ag_raw):
     train = labelled[0]["train"]
-    expected = cnd.stratified_indices(list(ag_raw["train"]["label"]), TRAIN_ROWS, seed=42)
+    expected = data_sources.stratified_indices(list(ag_raw["train"]["label"]), TRAIN_ROWS, seed=42)
     assert train["raw_text"] == [ag_raw["train"][i]["text"] for i in expected]
     counts = Counter(train["label"])
     assert sorted(counts) == [0, 1, 2, 3] and max(counts.values()) - min(counts.values()) <= 10
@@ -370,7 +375,7 @@ def test_label_out_of_range(tmp_path, monkeypatch):
     tests/test_data_sources.py)."""
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
     src = _write_source(tmp_path / "src", {"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])},
-                        class_names=cnd.AG_NEWS_LABELS)
+                        class_names=data_sources.AG_NEWS_LABELS)
     with pytest.raises(ValueError, match=r"'train', row 2: label 7"):
         cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
 
@@ -384,9 +389,9 @@ def test_source_not_found_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     for source in (str(tmp_path / "nope"), "no-such-org-xyz/no-such-dataset"):
-        with pytest.raises(cnd.DatasetSourceError, match=r"source='\.\./shared/data/ag_news'"):
+        with pytest.raises(data_sources.DatasetSourceError, match=r"source='\.\./shared/data/ag_news'"):
             cnd.create_dataset(source, cache_dir=None, show_progress=False)
-    assert issubclass(cnd.DatasetSourceError, OSError)
+    assert issubclass(data_sources.DatasetSourceError, OSError)
 
 
 def test_missing_spacy_model():
@@ -402,52 +407,52 @@ def test_missing_spacy_model():
 # ---------------------------------------------------------------- CoNLL, BIO helpers
 
 def test_read_conll(conll_valid):
-    sentences = cnd.read_conll(conll_valid)
+    sentences = conll.read_conll(conll_valid)
     assert len(sentences) == 3250
     assert sum(len(w) for w, _ in sentences) == 51362
-    assert all(len(w) == len(t) and cnd.is_valid_bio(t) for w, t in sentences)
+    assert all(len(w) == len(t) and ner_tags.is_valid_bio(t) for w, t in sentences)
     entities = Counter(tag[2:] for _, tags in sentences for tag in tags if tag.startswith("B-"))
     assert entities == {"LOC": 1837, "MISC": 922, "ORG": 1341, "PER": 1842}
 
 
 def test_read_conll_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="CoNLL file not found"):
-        cnd.read_conll(tmp_path / "missing.txt")
+        conll.read_conll(tmp_path / "missing.txt")
     bad = tmp_path / "bad.txt"
     bad.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects\n")
     with pytest.raises(ValueError, match=r"bad.txt:4"):
-        cnd.read_conll(bad)
+        conll.read_conll(bad)
     bad.write_text("EU NNP B-NP X-ORG\n")
     with pytest.raises(ValueError, match=r"bad.txt:1: bad NER tag"):
-        cnd.read_conll(bad)
+        conll.read_conll(bad)
 
 
 def test_iob1_to_iob2(tmp_path):
     iob1 = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-ORG", "O", "I-MISC"]
     iob2 = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG", "O", "B-MISC"]
-    assert not cnd.is_valid_bio(iob1)
-    assert cnd.iob1_to_iob2(iob1) == iob2 and cnd.iob1_to_iob2(iob2) == iob2
+    assert not ner_tags.is_valid_bio(iob1)
+    assert ner_tags.iob1_to_iob2(iob1) == iob2 and ner_tags.iob1_to_iob2(iob2) == iob2
     f = tmp_path / "iob1.txt"
     f.write_text("\n".join(f"w{i} NN I-NP {t}" for i, t in enumerate(iob1)) + "\n\n")
-    assert cnd.read_conll(f) == [([f"w{i}" for i in range(len(iob1))], iob2)]
+    assert conll.read_conll(f) == [([f"w{i}" for i in range(len(iob1))], iob2)]
 
 
 def test_is_valid_bio():
-    assert cnd.is_valid_bio([]) and cnd.is_valid_bio(["O", "B-X", "I-X", "B-X", "B-Y", "I-Y"])
+    assert ner_tags.is_valid_bio([]) and ner_tags.is_valid_bio(["O", "B-X", "I-X", "B-X", "B-Y", "I-Y"])
     for bad in (["I-X"], ["B-X", "I-Y"], ["O", "I-X"], ["B-"], ["X"], ["B_X"]):
-        assert not cnd.is_valid_bio(bad)
+        assert not ner_tags.is_valid_bio(bad)
 
 
 def test_ontonotes_mapping(conll_valid):
-    conll_types = {t[2:] for _, tags in cnd.read_conll(conll_valid) for t in tags if t != "O"}
-    assert set(cnd.ONTONOTES_TO_CONLL.values()) <= conll_types  # onto types the CoNLL file really has
-    assert set(cnd.ONTONOTES_TO_CONLL) <= set(cnd.SPACY_ENTITY_TYPES)
-    kept = {t[2:] for t in cnd.build_tag_list() if t != "O"}
-    assert kept <= set(cnd.ONTONOTES_TO_CONLL)  # every type the model learns is scored on CoNLL, none dropped
-    assert [cnd.ONTONOTES_TO_CONLL[t] for t in ("PERSON", "ORG", "GPE", "LOC")] == ["PER", "ORG", "LOC", "LOC"]
+    conll_types = {t[2:] for _, tags in conll.read_conll(conll_valid) for t in tags if t != "O"}
+    assert set(ner_tags.ONTONOTES_TO_CONLL.values()) <= conll_types  # onto types the CoNLL file really has
+    assert set(ner_tags.ONTONOTES_TO_CONLL) <= set(ner_tags.SPACY_ENTITY_TYPES)
+    kept = {t[2:] for t in ner_tags.build_tag_list() if t != "O"}
+    assert kept <= set(ner_tags.ONTONOTES_TO_CONLL)  # every type the model learns is scored on CoNLL, none dropped
+    assert [ner_tags.ONTONOTES_TO_CONLL[t] for t in ("PERSON", "ORG", "GPE", "LOC")] == ["PER", "ORG", "LOC", "LOC"]
     tags = ["B-PERSON", "I-PERSON", "O", "B-DATE", "I-DATE", "B-GPE", "B-FAC", "I-FAC", "B-MONEY", "B-NORP"]
-    assert cnd.map_tags(tags, cnd.ONTONOTES_TO_CONLL) == [
+    assert ner_tags.map_tags(tags, ner_tags.ONTONOTES_TO_CONLL) == [
         "B-PER", "I-PER", "O", "O", "O", "B-LOC", "B-LOC", "I-LOC", "O", "B-MISC"]
     # an I- whose B- mapped to nothing starts a new entity
-    assert cnd.map_tags(["B-X", "I-X"], {"X": "A"}) == ["B-A", "I-A"]
-    assert cnd.map_tags(["B-DATE", "I-PERSON"], cnd.ONTONOTES_TO_CONLL) == ["O", "B-PER"]
+    assert ner_tags.map_tags(["B-X", "I-X"], {"X": "A"}) == ["B-A", "I-A"]
+    assert ner_tags.map_tags(["B-DATE", "I-PERSON"], ner_tags.ONTONOTES_TO_CONLL) == ["O", "B-PER"]
