@@ -245,23 +245,39 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
     return names, {split: [[index[y] for y in v] for v in vs] for split, vs in values.items()}
 
 
+# Stratified sampling: one routine (_sample_per_label) draws each class's quota; carve_test_split and
+# stratified_indices only decide the quotas. Splits and row picks are part of the cache's content: keep them exact.
+
+def _rows_by_label(labels) -> dict:
+    """{label: [row indices, ascending]}."""
+    by_label: dict = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    return by_label
+
+
+def _sample_per_label(by_label: dict, quota: dict, seed_text: str) -> list[int]:
+    """Sorted row indices: quota[label] rows drawn from each class without replacement, classes in sorted order, with
+    one random.Random(seed_text) for all of them (same inputs, same rows)."""
+    rng = random.Random(seed_text)
+    chosen = []
+    for label in sorted(by_label):
+        chosen += rng.sample(by_label[label], quota[label])
+    return sorted(chosen)
+
+
 def carve_test_split(labels, test_fraction=TEST_FRACTION, seed=42) -> tuple[list[int], list[int]]:
     """(train, test) row indices, stratified and seeded: each class gives round(test_fraction * its rows) rows,
     at least 1 and at most all but 1, to test. The same labels, fraction and seed give the same split.
     ValueError when a class has fewer than 2 rows."""
-    by_label: dict = {}
-    for i, label in enumerate(labels):
-        by_label.setdefault(label, []).append(i)
+    by_label = _rows_by_label(labels)
     small = {label: len(rows) for label, rows in by_label.items() if len(rows) < 2}
     if small:
         raise ValueError(f"class(es) {small} have fewer than 2 rows, too few to carve a stratified test split")
-    rng = random.Random(f"{seed}-test")
-    test = []
-    for label in sorted(by_label):
-        rows = by_label[label]
-        test += rng.sample(rows, min(len(rows) - 1, max(1, round(test_fraction * len(rows)))))
+    quota = {label: min(len(rows) - 1, max(1, round(test_fraction * len(rows)))) for label, rows in by_label.items()}
+    test = _sample_per_label(by_label, quota, f"{seed}-test")
     test_set = set(test)
-    return [i for i in range(len(labels)) if i not in test_set], sorted(test)
+    return [i for i in range(len(labels)) if i not in test_set], test
 
 
 def stratified_indices(labels, n, seed=42) -> list[int]:
@@ -273,19 +289,13 @@ def stratified_indices(labels, n, seed=42) -> list[int]:
         return list(range(len(labels)))
     if n < 0:
         raise ValueError(f"row limit must be >= 0, got {n}")
-    by_label: dict = {}
-    for i, label in enumerate(labels):
-        by_label.setdefault(label, []).append(i)
+    by_label = _rows_by_label(labels)
     exact = {label: n * len(rows) / len(labels) for label, rows in by_label.items()}
     quota = {label: int(x) for label, x in exact.items()}
     # hand the remaining rows to the largest fractional parts (ties: smaller label first)
     for label in sorted(exact, key=lambda lab: (quota[lab] - exact[lab], lab))[: n - sum(quota.values())]:
         quota[label] += 1
-    rng = random.Random(f"{seed}")
-    chosen = []
-    for label in sorted(by_label):
-        chosen += rng.sample(by_label[label], quota[label])
-    return sorted(chosen)
+    return _sample_per_label(by_label, quota, f"{seed}")
 
 
 def _norm_name(name: str) -> str:
