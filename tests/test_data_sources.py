@@ -1,5 +1,6 @@
-"""Your own data: create_dataset on files of each format, labels, carved test splits, bad input; gold NER-only rows
-(CoNLL), topic-only and NER-only rows in one dataset; the cache key. Real spaCy, the shared data, small tmp files."""
+"""Your own data: create_dataset on files of each format, labels, carved test splits, bad input; CoNLL types, topic-only
+and NER-only rows in one dataset; the cache key. Real spaCy, the shared data, small tmp files. (Reading CoNLL files:
+test_conll.)"""
 import json
 import os
 from collections import Counter
@@ -14,7 +15,6 @@ import text_prep
 from conftest import SHARED_DATA
 
 BBC_CSV = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
-CONLL_TRAIN = SHARED_DATA / "conll2003" / "train.txt"
 
 # 12 short rows, 2 classes (string labels), entities spaCy finds
 TEXTS = ["Apple opens a store in Paris.", "Barack Obama visited Berlin on Monday.", "Google buys a startup in London.",
@@ -305,7 +305,7 @@ def test_texts_longer_than_spacy_max_length(monkeypatch):
     assert tags.count("B-PERSON") >= 70 and pieces[1] == ([], [], []) and pieces[2][0] == ["Paris"]
 
 
-# ---------------------------------------------------------------- CoNLL types, gold NER-only rows
+# ---------------------------------------------------------------- CoNLL types, topic-only and NER-only rows
 
 def test_conll_tag_list_and_silver_conll_types():
     assert ner_tags.build_tag_list(ner_types="conll") == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG",
@@ -320,43 +320,6 @@ def test_conll_tag_list_and_silver_conll_types():
     assert (got["Barack"], got["Obama"], got["Paris"], got["German"], got["Monday"]) == (
         "B-PER", "I-PER", "B-LOC", "B-MISC", "O")
     assert set(tags) <= set(ner_tags.CONLL_TAGS) and ner_tags.is_valid_bio(tags)
-
-
-def test_load_ner_files_conll(conll_valid, tmp_path):
-    rows = conll.load_ner_files(conll_valid, ner_types="conll")
-    assert rows.num_rows == 3250 and set(rows["label"]) == {-1}
-    assert cnd.has_topic_label(rows) == [False] * 3250 and all(cnd.has_ner_tags(rows))
-    allowed = set(ner_tags.build_tag_list(ner_types="conll"))
-    entities = Counter()
-    for row in rows:
-        assert set(row["ner_tags"]) <= allowed and ner_tags.is_valid_bio(row["ner_tags"])
-        assert row["text"] == row["raw_text"] == " ".join(row["words"])
-        assert all(row["text"][s:s + len(w)] == w for w, s in zip(row["words"], row["word_starts"]))
-        entities.update(t[2:] for t in row["ner_tags"] if t.startswith("B-"))
-    assert entities == {"LOC": 1837, "MISC": 922, "ORG": 1341, "PER": 1842}
-    # IOB1 in, IOB2 out; OntoNotes-typed gold mapped onto CoNLL's types; several files
-    iob1 = tmp_path / "iob1.txt"
-    iob1.write_text("Obama NNP I-NP I-PERSON\nin IN I-PP O\nNew NNP I-NP I-GPE\nYork NNP I-NP I-GPE\n"
-                    "on IN O O\nMonday NNP O I-DATE\n\n")
-    both = conll.load_ner_files([str(iob1), conll_valid])
-    assert both.num_rows == 3251 and both[0]["ner_tags"] == ["B-PER", "O", "B-LOC", "I-LOC", "O", "O"]
-    spacy_typed = conll.load_ner_files(str(iob1), ner_types="spacy")
-    assert spacy_typed[0]["ner_tags"] == ["B-PERSON", "O", "B-GPE", "I-GPE", "O", "O"]  # DATE dropped by default
-    assert set(spacy_typed[0]["ner_tags"]) <= set(ner_tags.build_tag_list())
-    with pytest.raises(ValueError, match=r"valid.txt' has entity types \['MISC', 'PER'\] that spaCy.*"
-                                         r"ner_types='conll', main.py --ner-types conll"):
-        conll.load_ner_files(conll_valid, ner_types="spacy")
-    odd = tmp_path / "odd.txt"
-    odd.write_text("x NN O B-ANIMAL\n\n")
-    with pytest.raises(ValueError, match=r"odd.txt' has entity types \['ANIMAL'\]"):
-        conll.load_ner_files(str(odd))
-
-
-def test_gold_train_file_counts():
-    rows = conll.load_ner_files(str(CONLL_TRAIN))
-    assert rows.num_rows == 14041
-    assert Counter(t[2:] for tags in rows["ner_tags"] for t in tags if t.startswith("B-")) == {
-        "LOC": 7140, "MISC": 3438, "ORG": 6321, "PER": 6600}
 
 
 def test_topic_only_and_ner_only_rows_in_one_dataset(tmp_path, conll_valid):
