@@ -195,3 +195,4 @@ def word_shape(word):
         return 3 if len(letters) > 1 else 2
     if letters[0].isupper() and all(c.islower() for c in letters[1:]):
         return 2
+    return 4
