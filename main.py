@@ -140,7 +140,7 @@ def check_args(parser, a):
         problems.append("--lr and --head-lr must be > 0")
     if not 0 <= a.dropout < 1 or not 0 <= a.attention_dropout < 1:
         problems.append("--dropout and --attention-dropout must be in [0, 1)")
-    from create_ner_dataset import NER_TYPES, build_tag_list
+    from ner_tags import NER_TYPES, build_tag_list
 
     if a.ner_types not in NER_TYPES:
         problems.append(f"--ner-types must be one of {', '.join(NER_TYPES)}")
@@ -202,7 +202,8 @@ def load_data(a):
 
     Validation is carved (stratified) from the topic rows, and the same fraction of the --ner-data sentences joins it
     as NER-only rows; the rest of the gold sentences join train. The test split is the data's own (or carved)."""
-    from create_ner_dataset import combine_rows, create_dataset, load_ner_files
+    from conll import load_ner_files
+    from create_ner_dataset import combine_rows, create_dataset
     from trainer_sentence_transformer import distributed_state
 
     start = time.perf_counter()
@@ -245,7 +246,7 @@ def run_experiment(a, data, output_dir, **config_overrides):
     sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
-    from create_ner_dataset import clean_applies
+    from data_sources import clean_applies
 
     names = train.features["label"].names  # the data's class names: the saved model predicts them
     model = MultiTaskSentenceTransformer(a.model_name, label_names=names, tags=tags, pooling=a.pooling,
@@ -457,8 +458,9 @@ def _bar_chart(rows, path):
 
 def eval_conll(a, model):
     """Entity P/R/F1 per CoNLL type for the model and for the spaCy teacher, on the same gold words."""
-    from create_ner_dataset import (CONLL_TYPES, ONTONOTES_TO_CONLL, doc_to_words_tags, load_spacy, map_tags,
-                                    read_conll)
+    from conll import read_conll
+    from create_ner_dataset import doc_to_words_tags, load_spacy
+    from ner_tags import CONLL_TYPES, ONTONOTES_TO_CONLL, map_tags
     from trainer_sentence_transformer import ner_metrics
 
     sentences = read_conll(a.eval_conll)
@@ -727,7 +729,8 @@ def main(argv=None):
 
 def cli():
     """main() with the project's own errors shown as one line each (their messages name the fix)."""
-    from create_ner_dataset import DatasetSourceError, SpacyModelNotFound
+    from create_ner_dataset import SpacyModelNotFound
+    from data_sources import DatasetSourceError
     from sentence_transformer import ModelLoadError
     from trainer_sentence_transformer import CheckpointError, TrainingDiverged
 

@@ -5,7 +5,7 @@
     # {'label': 'Sci/Tech', 'score': 0.93, 'entities': [{'text': 'Apple', 'type': 'ORG', 'start': 0, 'end': 5}, ...]}
 
 The encoder is the `SentenceTransformer` module itself. NER is decided per word (the first wordpiece of
-each word carries the word's tag); words come from spaCy's English tokenizer (`create_ner_dataset.split_words`),
+each word carries the word's tag); words come from spaCy's English tokenizer (`text_prep.split_words`),
 the same segmentation the silver labels were made on. Nothing is loaded at import time.
 """
 import copy
@@ -17,8 +17,11 @@ import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
+from data_sources import AG_NEWS_LABELS
+from ner_tags import build_tag_list
 from precision import AUTOCAST_DTYPES, resolve_precision
 from sentence_transformer import ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids, pool
+from text_prep import WORD_SHAPES, clean_text_with_spans, split_words, word_shape
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
@@ -33,28 +36,6 @@ IGNORE_INDEX = -100
 # windows share up to this fraction of a window's wordpieces (whole words), so every word near a cut also lies well
 # inside a neighbouring window. Topic and sentence embedding read the first window only (as training does).
 WINDOW_OVERLAP = 0.25
-
-
-# Word shapes the NER head sees next to the (uncased) token embedding: spaCy's teacher leans on capitalisation,
-# which an uncased wordpiece vocabulary cannot show. 0 is padding / special tokens. They enter through the NER head
-# only: the shared encoder reads token ids alone, so it stays exactly the exported sentence transformer.
-WORD_SHAPES = ("pad", "lower", "Title", "UPPER", "mIxed", "digit", "other")
-
-
-def word_shape(word):
-    """Index into WORD_SHAPES of one word's casing class."""
-    if any(c.isdigit() for c in word):
-        return 5
-    letters = [c for c in word if c.isalpha()]
-    if not letters:
-        return 6
-    if all(c.islower() for c in letters):
-        return 1
-    if all(c.isupper() for c in letters):
-        return 3 if len(letters) > 1 else 2
-    if letters[0].isupper() and all(c.islower() for c in letters[1:]):
-        return 2
-    return 4
 
 
 def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
@@ -161,17 +142,15 @@ class MultiTaskSentenceTransformer(nn.Module):
     """Shared SentenceTransformer encoder + classification head (pooled embedding) + NER head (token embeddings).
 
     encoder: a SentenceTransformer, or a model name / directory (None = packaged all-MiniLM-L6-v2).
-    label_names: topic names (default AG News'); tags: BIO tag list (default create_ner_dataset.build_tag_list()).
+    label_names: topic names (default AG News'); tags: BIO tag list (default ner_tags.build_tag_list()).
     classifier_dropout / ner_dropout: dropout before each linear head.
-    clean: apply create_ner_dataset.clean_text to raw text in predict() (as the training data was cleaned).
+    clean: apply text_prep.clean_text to raw text in predict() (as the training data was cleaned).
     """
 
     def __init__(self, encoder=None, label_names=None, tags=None, classifier_dropout=0.1, ner_dropout=0.1,
                  pooling="mean", max_length=256, clean=True, attention_dropout=0.0, ner_window=NER_WINDOW,
                  ner_context=NER_CONTEXT):
         super().__init__()
-        import create_ner_dataset as cnd
-
         if not isinstance(encoder, SentenceTransformer):
             encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length,
                                           attention_dropout=attention_dropout)
@@ -179,8 +158,8 @@ class MultiTaskSentenceTransformer(nn.Module):
             raise ValueError(f"The given encoder has attention_dropout={encoder.attention_dropout}, not "
                              f"{attention_dropout}; build it with that setting, or pass attention_dropout=None.")
         self.encoder = encoder
-        self.label_names = list(label_names if label_names is not None else cnd.AG_NEWS_LABELS)
-        self.tags = list(tags if tags is not None else cnd.build_tag_list())
+        self.label_names = list(label_names if label_names is not None else AG_NEWS_LABELS)
+        self.tags = list(tags if tags is not None else build_tag_list())
         if not self.label_names or not self.tags or self.tags[0] != "O":
             raise ValueError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
         self.clean = clean
@@ -329,8 +308,6 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def _prepare(self, texts):
         """Per text: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word splitting."""
-        from create_ner_dataset import clean_text_with_spans, split_words
-
         prepared = []
         for text in texts:
             # raw_starts[i]:raw_ends[i] is the stretch of the raw text that produced clean char i.

@@ -105,7 +105,7 @@ def main():
         return 1
     from transformers.utils import logging as hf_logging
 
-    from create_ner_dataset import build_tag_list
+    from ner_tags import build_tag_list
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     hf_logging.disable_progress_bar()

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import create_ner_dataset as cnd  # noqa: E402
+import text_prep  # noqa: E402
 
 
 def timed(fn):
@@ -35,7 +36,7 @@ def main():
     import datasets
 
     train = datasets.load_dataset(args.data)["train"]
-    texts = [cnd.clean_text(t) for t in train.select(range(min(args.rows, len(train))))["text"]]
+    texts = [text_prep.clean_text(t) for t in train.select(range(min(args.rows, len(train))))["text"]]
     nlp = cnd.load_spacy()
     print(f"{len(texts)} texts, spaCy {nlp.meta['name']} {nlp.meta['version']} pipes={nlp.pipe_names}, "
           f"batch_size={args.batch_size}")

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import create_ner_dataset as cnd  # noqa: E402
+import text_prep  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 
@@ -41,7 +42,7 @@ def main():
 
     bbc = list(pd.read_csv(args.bbc)["text"])
     train = datasets.load_dataset(args.ag)["train"]
-    ag = [cnd.clean_text(t) for t in train.select(range(min(args.ag_rows, len(train))))["text"]]
+    ag = [text_prep.clean_text(t) for t in train.select(range(min(args.ag_rows, len(train))))["text"]]
     nlp = cnd.load_spacy()
     longest = max(len(t) for t in bbc)
     print(f"BBC: {len(bbc)} rows, {sum(map(len, bbc)):,} chars, longest {longest:,} chars "

@@ -22,6 +22,15 @@ def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):
     return SentenceTransformer(pooling=pooling, max_length=max_length, encoder=encoder, tokenizer=tokenizer)
 
 
+def zero_piece_words(tokenizer, words):
+    """The words (sorted, distinct) that tokenizer turns into zero wordpieces."""
+    words = sorted(set(words))
+    if not words:
+        return []
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+    return [w for w, i in zip(words, ids) if not i]
+
+
 def quiet_config(output_dir, **kwargs):
     """A TrainConfig for tests: one epoch of batch 8, fp32, no progress bars, plots, checkpoints or resume."""
     from trainer_sentence_transformer import TrainConfig
@@ -41,7 +50,7 @@ def tag_capitalised_words(model, kind="ORG"):
     """Set the NER head so that every run of capitalised words (Title or UPPER shape) is one `kind` entity and all
     else is O: a known, deterministic tagger (a random head often predicts no entity at all, which lets offset checks
     pass vacuously). Returns the model."""
-    from multi_task_sentence_transformer import WORD_SHAPES
+    from text_prep import WORD_SHAPES
 
     head, tags = model.ner_head, model.tags
     dim = head.shape_embedding.embedding_dim

@@ -1,16 +1,20 @@
-"""Your own data: create_dataset on files of each format, labels, carved test splits, bad input; gold NER-only rows
-(CoNLL), topic-only and NER-only rows in one dataset; the cache key. Real spaCy, the shared data, small tmp files."""
+"""Your own data: create_dataset on files of each format, labels, carved test splits, bad input; CoNLL types, topic-only
+and NER-only rows in one dataset; the cache key. Real spaCy, the shared data, small tmp files. (Reading CoNLL files:
+test_conll.)"""
 import json
 import os
 from collections import Counter
 
 import pytest
 
+import conll
 import create_ner_dataset as cnd
+import data_sources
+import ner_tags
+import text_prep
 from conftest import SHARED_DATA
 
 BBC_CSV = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
-CONLL_TRAIN = SHARED_DATA / "conll2003" / "train.txt"
 
 # 12 short rows, 2 classes (string labels), entities spaCy finds
 TEXTS = ["Apple opens a store in Paris.", "Barack Obama visited Berlin on Monday.", "Google buys a startup in London.",
@@ -63,11 +67,11 @@ def test_each_file_format(tmp_path, ext):
     dd, tags = make(tmp_path, str(path))
     assert dd["train"].features["label"].names == ["politics", "tech"]  # string labels, sorted
     assert all_rows(dd) == sorted(zip(TEXTS, LABELS))
-    assert tags == cnd.build_tag_list()
+    assert tags == ner_tags.build_tag_list()
     for split in ("train", "test"):
         for row in dd[split]:
             assert row["text"] == row["raw_text"]  # not AG News: text used as stored
-            assert len(row["words"]) == len(row["ner_tags"]) and cnd.is_valid_bio(row["ner_tags"])
+            assert len(row["words"]) == len(row["ner_tags"]) and ner_tags.is_valid_bio(row["ner_tags"])
             assert all(row["text"][s:s + len(w)] == w for w, s in zip(row["words"], row["word_starts"]))
     assert "B-GPE" in {t for tags_ in dd["train"]["ner_tags"] for t in tags_}
 
@@ -135,12 +139,12 @@ def test_missing_test_split_is_carved_stratified_and_seeded(tmp_path):
 
 
 def test_carve_test_split_edges():
-    train, test = cnd.carve_test_split(["a", "a", "b", "b", "b"], 0.01, seed=3)
+    train, test = data_sources.carve_test_split(["a", "a", "b", "b", "b"], 0.01, seed=3)
     assert sorted(train + test) == list(range(5)) and len(test) == 2  # at least one row of each class
-    train, test = cnd.carve_test_split(["a", "a", "b", "b"], 0.99, seed=3)
+    train, test = data_sources.carve_test_split(["a", "a", "b", "b"], 0.99, seed=3)
     assert len(train) == 2  # at least one row of each class stays in train
     with pytest.raises(ValueError, match=r"\{'c': 1\}.*fewer than 2 rows"):
-        cnd.carve_test_split(["a", "a", "c"], 0.2)
+        data_sources.carve_test_split(["a", "a", "c"], 0.2)
 
 
 def test_too_few_rows_to_carve(tmp_path, monkeypatch):
@@ -229,7 +233,7 @@ def test_bad_sources(tmp_path, monkeypatch):
     other = write_rows(tmp_path / "b.jsonl", {"text": TEXTS, "label": LABELS})
     with pytest.raises(ValueError, match=r"mix formats \(CSV, JSON\); pass files of one format"):
         make(tmp_path, [str(good), str(other)])
-    with pytest.raises(cnd.DatasetSourceError, match=r"data file '.*missing.csv' not found"):
+    with pytest.raises(data_sources.DatasetSourceError, match=r"data file '.*missing.csv' not found"):
         make(tmp_path, str(tmp_path / "missing.csv"))
     with pytest.raises(ValueError, match=r"test_fraction must be between 0 and 1"):
         make(tmp_path, str(good), test_fraction=1.0)
@@ -244,11 +248,12 @@ def test_bad_sources(tmp_path, monkeypatch):
 
 def test_cleaning_only_for_ag_news(tmp_path, ag_news_dir):
     escaped = ["Regulators Let Cingular Buy AT #38;T Wireless", "a record \\$55.8bn as oil"]
-    assert cnd.clean_applies(ag_news_dir) and cnd.clean_applies("ag_news") and cnd.clean_applies("fancyzhx/ag_news")
-    assert cnd.clean_applies("/data/AG-News/train.csv")
-    assert not cnd.clean_applies(str(BBC_CSV), label_names=["Politics", "Sports"])
-    assert cnd.clean_applies("x.csv", label_names=["Sports", "World", "Sci/Tech", "Business"])
-    assert not cnd.clean_applies(ag_news_dir, clean=False) and cnd.clean_applies("x.csv", clean=True)
+    assert data_sources.clean_applies(ag_news_dir) and data_sources.clean_applies("ag_news")
+    assert data_sources.clean_applies("fancyzhx/ag_news")
+    assert data_sources.clean_applies("/data/AG-News/train.csv")
+    assert not data_sources.clean_applies(str(BBC_CSV), label_names=["Politics", "Sports"])
+    assert data_sources.clean_applies("x.csv", label_names=["Sports", "World", "Sci/Tech", "Business"])
+    assert not data_sources.clean_applies(ag_news_dir, clean=False) and data_sources.clean_applies("x.csv", clean=True)
     user = write_rows(tmp_path / "mine.csv", {"text": escaped * 2, "label": ["a", "b"] * 2})
     dd, _ = make(tmp_path, str(user), test_fraction=0.5)
     assert sorted(list(dd["train"]["text"]) + list(dd["test"]["text"])) == sorted(escaped * 2)  # left alone
@@ -258,7 +263,7 @@ def test_cleaning_only_for_ag_news(tmp_path, ag_news_dir):
     ag_like = write_rows(tmp_path / "news.csv", {"text": escaped * 4,
                                                  "label": ["World", "Sports", "Business", "Sci/Tech"] * 2})
     dd, _ = make(tmp_path, str(ag_like), test_fraction=0.5, max_test_rows=0)
-    assert all(t == cnd.clean_text(r) for t, r in zip(dd["train"]["text"], dd["train"]["raw_text"]))
+    assert all(t == text_prep.clean_text(r) for t, r in zip(dd["train"]["text"], dd["train"]["raw_text"]))
     assert any(t != r for t, r in zip(dd["train"]["text"], dd["train"]["raw_text"]))
 
 
@@ -281,7 +286,8 @@ def test_bbc_csv(tmp_path):
     import pandas as pd
 
     labels = list(pd.read_csv(BBC_CSV)["category"])
-    _, test_idx = cnd.carve_test_split([sorted(set(labels)).index(y) for y in labels], cnd.TEST_FRACTION, 42)
+    _, test_idx = data_sources.carve_test_split([sorted(set(labels)).index(y) for y in labels],
+                                                data_sources.TEST_FRACTION, 42)
     assert Counter(labels[i] for i in test_idx) == {"Politics": 83, "Sports": 102}
 
 
@@ -295,71 +301,34 @@ def test_texts_longer_than_spacy_max_length(monkeypatch):
     pieces = cnd.label_texts([text, "", "Paris"], nlp)
     words, starts, tags = pieces[0]
     assert (words, starts) == whole[:2]
-    assert all(text[s:s + len(w)] == w for w, s in zip(words, starts)) and cnd.is_valid_bio(tags)
+    assert all(text[s:s + len(w)] == w for w, s in zip(words, starts)) and ner_tags.is_valid_bio(tags)
     assert tags.count("B-PERSON") >= 70 and pieces[1] == ([], [], []) and pieces[2][0] == ["Paris"]
 
 
-# ---------------------------------------------------------------- CoNLL types, gold NER-only rows
+# ---------------------------------------------------------------- CoNLL types, topic-only and NER-only rows
 
 def test_conll_tag_list_and_silver_conll_types():
-    assert cnd.build_tag_list(ner_types="conll") == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG",
-                                                     "B-PER", "I-PER"]
-    assert cnd.build_tag_list(("DATE",), ner_types="conll") == cnd.build_tag_list(ner_types="conll")
+    assert ner_tags.build_tag_list(ner_types="conll") == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG",
+                                                          "I-ORG", "B-PER", "I-PER"]
+    assert ner_tags.build_tag_list(("DATE",), ner_types="conll") == ner_tags.build_tag_list(ner_types="conll")
     with pytest.raises(ValueError, match="ner_types must be one of"):
-        cnd.build_tag_list(ner_types="CoNLL")
+        ner_tags.build_tag_list(ner_types="CoNLL")
     nlp = cnd.load_spacy()
     text = "Barack Obama met German officials at the Eiffel Tower in Paris on Monday."
     words, _, tags = cnd.label_texts([text], nlp, ner_types="conll")[0]
     got = dict(zip(words, tags))
     assert (got["Barack"], got["Obama"], got["Paris"], got["German"], got["Monday"]) == (
         "B-PER", "I-PER", "B-LOC", "B-MISC", "O")
-    assert set(tags) <= set(cnd.CONLL_TAGS) and cnd.is_valid_bio(tags)
-
-
-def test_load_ner_files_conll(conll_valid, tmp_path):
-    rows = cnd.load_ner_files(conll_valid, ner_types="conll")
-    assert rows.num_rows == 3250 and set(rows["label"]) == {-1}
-    assert cnd.has_topic_label(rows) == [False] * 3250 and all(cnd.has_ner_tags(rows))
-    allowed = set(cnd.build_tag_list(ner_types="conll"))
-    entities = Counter()
-    for row in rows:
-        assert set(row["ner_tags"]) <= allowed and cnd.is_valid_bio(row["ner_tags"])
-        assert row["text"] == row["raw_text"] == " ".join(row["words"])
-        assert all(row["text"][s:s + len(w)] == w for w, s in zip(row["words"], row["word_starts"]))
-        entities.update(t[2:] for t in row["ner_tags"] if t.startswith("B-"))
-    assert entities == {"LOC": 1837, "MISC": 922, "ORG": 1341, "PER": 1842}
-    # IOB1 in, IOB2 out; OntoNotes-typed gold mapped onto CoNLL's types; several files
-    iob1 = tmp_path / "iob1.txt"
-    iob1.write_text("Obama NNP I-NP I-PERSON\nin IN I-PP O\nNew NNP I-NP I-GPE\nYork NNP I-NP I-GPE\n"
-                    "on IN O O\nMonday NNP O I-DATE\n\n")
-    both = cnd.load_ner_files([str(iob1), conll_valid])
-    assert both.num_rows == 3251 and both[0]["ner_tags"] == ["B-PER", "O", "B-LOC", "I-LOC", "O", "O"]
-    spacy_typed = cnd.load_ner_files(str(iob1), ner_types="spacy")
-    assert spacy_typed[0]["ner_tags"] == ["B-PERSON", "O", "B-GPE", "I-GPE", "O", "O"]  # DATE dropped by default
-    assert set(spacy_typed[0]["ner_tags"]) <= set(cnd.build_tag_list())
-    with pytest.raises(ValueError, match=r"valid.txt' has entity types \['MISC', 'PER'\] that spaCy.*"
-                                         r"ner_types='conll', main.py --ner-types conll"):
-        cnd.load_ner_files(conll_valid, ner_types="spacy")
-    odd = tmp_path / "odd.txt"
-    odd.write_text("x NN O B-ANIMAL\n\n")
-    with pytest.raises(ValueError, match=r"odd.txt' has entity types \['ANIMAL'\]"):
-        cnd.load_ner_files(str(odd))
-
-
-def test_gold_train_file_counts():
-    rows = cnd.load_ner_files(str(CONLL_TRAIN))
-    assert rows.num_rows == 14041
-    assert Counter(t[2:] for tags in rows["ner_tags"] for t in tags if t.startswith("B-")) == {
-        "LOC": 7140, "MISC": 3438, "ORG": 6321, "PER": 6600}
+    assert set(tags) <= set(ner_tags.CONLL_TAGS) and ner_tags.is_valid_bio(tags)
 
 
 def test_topic_only_and_ner_only_rows_in_one_dataset(tmp_path, conll_valid):
     path = write_rows(tmp_path / "d.csv", {"text": TEXTS, "label": LABELS})
     dd, tags = make(tmp_path, str(path), ner_types="conll")
-    assert tags == cnd.build_tag_list(ner_types="conll")
+    assert tags == ner_tags.build_tag_list(ner_types="conll")
     assert {t for row in dd["train"]["ner_tags"] for t in row} <= set(tags)
     topic_only = cnd.without_task(dd["train"], "ner")
-    ner_only = cnd.load_ner_files(conll_valid).select(range(20))
+    ner_only = conll.load_ner_files(conll_valid).select(range(20))
     both = dd["test"]  # rows with both labels
     rows = cnd.combine_rows(topic_only, ner_only, both)
     n_topic, n_both = len(topic_only), len(both)

@@ -76,7 +76,7 @@ def build(family, bert_vocab, roberta_tokenizer_dir):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_encoder_family(family, bert_vocab, roberta_tokenizer_dir, ag_texts, tmp_path):
-    from create_ner_dataset import clean_text, split_words
+    from text_prep import clean_text, split_words
 
     encoder, tokenizer = build(family, bert_vocab, roberta_tokenizer_dir)
     st = SentenceTransformer(encoder=encoder, tokenizer=tokenizer, max_length=4096)

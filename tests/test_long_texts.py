@@ -61,7 +61,7 @@ def tag_words_before_capitalised(model):
     """A tagger that needs right context: B-ORG on every word whose next token is capitalised, O elsewhere (built
     like helpers.tag_capitalised_words, reading the next token's shape). A word at a window's end sees no next token
     (it would be O), so this catches a merge that keeps the earlier window's tag of a word near its cut."""
-    from multi_task_sentence_transformer import WORD_SHAPES
+    from text_prep import WORD_SHAPES
 
     tag_capitalised_words(model)  # shape s -> unit vector s; everything else in the head zeroed below
     head, tags = model.ner_head, model.tags
@@ -109,7 +109,7 @@ def test_topic_and_embedding_read_the_first_window_only():
     out = model.predict(texts, precision="fp32")
     emb = model.encode(texts, precision="fp32")
     # the first window, computed directly: the row truncated at max_length, as in training
-    from create_ner_dataset import split_words
+    from text_prep import split_words
 
     enc = tokenize_words(model.tokenizer, [split_words(texts[1])[0]], MAX_LENGTH)
     ids = torch.tensor(enc["input_ids"])

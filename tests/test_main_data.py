@@ -35,7 +35,7 @@ def test_a_csv_with_string_labels_trains_and_keeps_its_class_names(bbc_run):
 
 
 def test_gold_ner_files_join_training_as_ner_only_rows(tmp_path, ag_news_dir, tiny_model_dir, conll_valid):
-    from create_ner_dataset import CONLL_TAGS
+    from ner_tags import CONLL_TAGS
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     sentences = open(conll_valid).read().split("\n\n")[:61]  # 58 sentences (with -DOCSTART- blocks)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from create_ner_dataset import build_tag_list
 from helpers import tag_capitalised_words, tiny_multitask
-from multi_task_sentence_transformer import (IGNORE_INDEX, WORD_SHAPES, MultiTaskSentenceTransformer, bio_to_spans,
-                                             tokenize_words, word_shape)
+from multi_task_sentence_transformer import IGNORE_INDEX, MultiTaskSentenceTransformer, bio_to_spans, tokenize_words
+from ner_tags import build_tag_list
 from sentence_transformer import ModelLoadError
+from text_prep import WORD_SHAPES, word_shape
 
 TEXTS = ["Apple buys Google in Paris", "", "   ", "naïve café in 東京 😀 " * 3, "word " * 3000,
          "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters"]

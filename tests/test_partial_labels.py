@@ -3,8 +3,9 @@ Benchmark score of the encoder."""
 import pytest
 import torch
 
-from create_ner_dataset import build_tag_list, read_sts
+from create_ner_dataset import read_sts
 from helpers import quiet_config, tiny_multitask
+from ner_tags import build_tag_list
 from trainer_sentence_transformer import MultiTaskTrainer, evaluate, prepare_features, spearman, sts_spearman
 
 TAGS = build_tag_list()

@@ -6,13 +6,15 @@ import sys
 
 from main_runs import ROOT, command, comparable, env
 
-FRESH_PROCESS = ("import json, sys; from create_ner_dataset import build_tag_list, dataset_cache_key; "
+FRESH_PROCESS = ("import json, sys; from create_ner_dataset import dataset_cache_key; "
+                 "from ner_tags import build_tag_list; "
                  "print(json.dumps([dataset_cache_key(sys.argv[1], 300, 80), build_tag_list()]))")
 
 
 def test_cache_key_and_tags_are_the_same_in_every_process(ag_news_dir):
     """Other hash seeds (set and dict order of strings) must not change the key or the tag ids."""
-    from create_ner_dataset import build_tag_list, dataset_cache_key
+    from create_ner_dataset import dataset_cache_key
+    from ner_tags import build_tag_list
 
     runs = [json.loads(subprocess.run([sys.executable, "-c", FRESH_PROCESS, ag_news_dir], cwd=ROOT, check=True,
                                       env=dict(env(), PYTHONHASHSEED=seed), capture_output=True, text=True).stdout)

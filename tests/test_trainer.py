@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from create_ner_dataset import build_tag_list
 from helpers import TOY_ROWS, quiet_config, tiny_multitask
+from ner_tags import build_tag_list
 from trainer_sentence_transformer import (MultiTaskTrainer, TrainingDiverged, classification_metrics, evaluate,
                                           length_grouped_batches, ner_metrics, prepare_features)
 
