@@ -16,6 +16,7 @@ from create_ner_dataset import row_features
 from ner_tags import (CONLL_TYPES, ONTONOTES_TO_CONLL, SPACY_ENTITY_TYPES, _check_ner_types, _kept_types,
                       default_dropped_types, iob1_to_iob2, map_tags)
 from text_prep import _keep_word
+from errors import InputError, InputFileNotFound
 
 _TAG_RE = re.compile(r"O|[BI]-\S+")
 
@@ -29,7 +30,7 @@ def read_conll(path) -> list[tuple[list[str], list[str]]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"CoNLL file not found: {path} (expected a CoNLL-2003 style file with "
+        raise InputFileNotFound(f"CoNLL file not found: {path} (expected a CoNLL-2003 style file with "
                                 "'word POS chunk NER' lines and blank lines between sentences)")
     sentences, words, tags = [], [], []
     with open(path, encoding="utf-8") as f:
@@ -41,9 +42,9 @@ def read_conll(path) -> list[tuple[list[str], list[str]]]:
                     words, tags = [], []
                 continue
             if len(cols) < 2:
-                raise ValueError(f"{path}:{lineno}: expected 'word ... NER-tag' columns, got {line.rstrip()!r}")
+                raise InputError(f"{path}:{lineno}: expected 'word ... NER-tag' columns, got {line.rstrip()!r}")
             if not _TAG_RE.fullmatch(cols[-1]):
-                raise ValueError(f"{path}:{lineno}: bad NER tag {cols[-1]!r} (expected O, B-TYPE or I-TYPE)")
+                raise InputError(f"{path}:{lineno}: bad NER tag {cols[-1]!r} (expected O, B-TYPE or I-TYPE)")
             words.append(cols[0])
             tags.append(cols[-1])
     if words:
@@ -71,16 +72,16 @@ def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=())
     kept = set(_kept_types(dropped_types))
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
-        raise ValueError("no NER files given: pass one or more CoNLL files")
+        raise InputError("no NER files given: pass one or more CoNLL files")
     rows = {"text": [], "raw_text": [], "label": [], "words": [], "word_starts": [], "ner_tags": []}
     for path in paths:
         sentences = read_conll(path)
         if not sentences:
-            raise ValueError(f"NER file {str(path)!r} holds no sentences (expected 'word ... NER-tag' lines)")
+            raise InputError(f"NER file {str(path)!r} holds no sentences (expected 'word ... NER-tag' lines)")
         types = {t[2:] for _, tags in sentences for t in tags if t != "O"}
         if ner_types == "conll" and not types <= set(CONLL_TYPES):
             if not types <= set(SPACY_ENTITY_TYPES):
-                raise ValueError(f"NER file {str(path)!r} has entity types {sorted(types - set(CONLL_TYPES))} that "
+                raise InputError(f"NER file {str(path)!r} has entity types {sorted(types - set(CONLL_TYPES))} that "
                                  f"are neither CoNLL's {list(CONLL_TYPES)} nor spaCy's {list(SPACY_ENTITY_TYPES)}; "
                                  "rename them to one of these sets")
             mapping = {t: ONTONOTES_TO_CONLL[t] for t in kept if t in ONTONOTES_TO_CONLL}
@@ -89,7 +90,7 @@ def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=())
             if unknown:
                 hint = (" (CoNLL types: load with ner_types='conll', main.py --ner-types conll)"
                         if set(unknown) <= set(CONLL_TYPES) else "")
-                raise ValueError(f"NER file {str(path)!r} has entity types {unknown} that spaCy does not predict"
+                raise InputError(f"NER file {str(path)!r} has entity types {unknown} that spaCy does not predict"
                                  f"{hint}; spaCy's types: {list(SPACY_ENTITY_TYPES)}")
             mapping = {t: t for t in kept}
         else:

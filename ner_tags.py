@@ -8,6 +8,7 @@
 Pure Python; importing it loads nothing.
 """
 from __future__ import annotations
+from errors import InputError
 
 # The 18 OntoNotes 5 types that en_core_web_sm predicts.
 SPACY_ENTITY_TYPES = (
@@ -34,13 +35,13 @@ def _kept_types(dropped_types) -> list[str]:
         dropped_types = (dropped_types,)
     unknown = sorted(set(dropped_types) - set(SPACY_ENTITY_TYPES))
     if unknown:
-        raise ValueError(f"unknown entity type(s) {unknown} in dropped_types; valid types: {sorted(SPACY_ENTITY_TYPES)}")
+        raise InputError(f"unknown entity type(s) {unknown} in dropped_types; valid types: {sorted(SPACY_ENTITY_TYPES)}")
     return sorted(set(SPACY_ENTITY_TYPES) - set(dropped_types))
 
 
 def _check_ner_types(ner_types) -> None:
     if ner_types not in NER_TYPES:
-        raise ValueError(f"ner_types must be one of {NER_TYPES}, got {ner_types!r}: 'spacy' tags spaCy's OntoNotes "
+        raise InputError(f"ner_types must be one of {NER_TYPES}, got {ner_types!r}: 'spacy' tags spaCy's OntoNotes "
                          "types, 'conll' maps them onto CoNLL-2003's PER, ORG, LOC, MISC (ONTONOTES_TO_CONLL)")
 
 

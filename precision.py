@@ -18,6 +18,7 @@ import contextlib
 import os
 
 import torch
+from errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")   # inference
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")       # training (accelerate's names: "no" is fp32)
@@ -49,12 +50,12 @@ def resolve_precision(precision, device, fast_available=False):
     if precision == "no":
         precision = "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     device = torch.device(device)
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision='fp16' needs a CUDA device (GPU); on the CPU use 'bf16', 'fp32' or 'auto'.")
+        raise InputError("precision='fp16' needs a CUDA device (GPU); on the CPU use 'bf16', 'fp32' or 'auto'.")
     if precision == "fast" and not (fast_available and device.type == "cpu"):
-        raise ValueError("precision='fast' needs a model loaded on the CPU from a folder written by "
+        raise InputError("precision='fast' needs a model loaded on the CPU from a folder written by "
                          "MultiTaskSentenceTransformer.export_fast(dir); use 'auto' or 'fp32' otherwise.")
     if precision != "auto":
         return precision
@@ -71,10 +72,10 @@ def resolve_mixed_precision(mode, device=None):
     """Training precision in accelerate's names: 'no' (fp32), 'bf16' or 'fp16' (CUDA only); 'auto' as above.
     device: where training runs (default: CUDA when available, else the CPU)."""
     if mode not in MIXED_PRECISIONS:
-        raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {mode!r}.")
+        raise InputError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {mode!r}.")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if mode == "fp16" and device.type != "cuda":
-        raise ValueError("mixed_precision='fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'.")
+        raise InputError("mixed_precision='fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'.")
     resolved = resolve_precision(mode, device)
     return "no" if resolved == "fp32" else resolved
 

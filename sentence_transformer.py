@@ -17,6 +17,7 @@ from torch import nn
 from atomic_io import atomic_write_dir
 from hub import hub_reachable
 from precision import autocast, resolve_precision
+from errors import InputError, InputTypeError, ProjectError
 
 POOLING_MODES = ("mean", "cls", "max")
 CONFIG_NAME = "sentence_transformer_config.json"
@@ -28,7 +29,7 @@ OFFLINE_HINT = (
 )
 
 
-class ModelLoadError(OSError):
+class ModelLoadError(ProjectError, OSError):
     """The encoder or tokenizer could not be loaded; the message says why and what to do."""
 
 
@@ -83,9 +84,9 @@ def check_attention_dropout(attention_dropout, model_type):
         return None
     if isinstance(attention_dropout, bool) or not isinstance(attention_dropout, (int, float)) or not (
             0 <= attention_dropout < 1):
-        raise ValueError(f"attention_dropout must be in [0, 1) or None (the encoder's own), got {attention_dropout!r}.")
+        raise InputError(f"attention_dropout must be in [0, 1) or None (the encoder's own), got {attention_dropout!r}.")
     if model_type not in ENCODER_FAMILIES:
-        raise ValueError(
+        raise InputError(
             f"attention_dropout={attention_dropout} cannot be set on a '{model_type}' encoder (known families: "
             f"{', '.join(ENCODER_FAMILIES)}); pass attention_dropout=None to keep the encoder's own.")
     return float(attention_dropout)
@@ -184,7 +185,7 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
 
 def check_pooling(pooling):
     if pooling not in POOLING_MODES:
-        raise ValueError(f"Unknown pooling {pooling!r}; valid options are {', '.join(POOLING_MODES)}.")
+        raise InputError(f"Unknown pooling {pooling!r}; valid options are {', '.join(POOLING_MODES)}.")
     return pooling
 
 
@@ -199,7 +200,7 @@ def pool(token_embeddings, attention_mask, mode):
     if mode == "max":
         fill = torch.finfo(token_embeddings.dtype).min
         return token_embeddings.masked_fill(mask == 0, fill).max(1).values
-    raise ValueError(f"Unknown pooling {mode!r}; valid options are {', '.join(POOLING_MODES)}.")
+    raise InputError(f"Unknown pooling {mode!r}; valid options are {', '.join(POOLING_MODES)}.")
 
 
 def pad_ids(id_lists, pad_value=0):
@@ -229,10 +230,10 @@ def check_texts(texts):
     if isinstance(texts, str):
         return [texts], True
     if texts is None or not isinstance(texts, (list, tuple)):
-        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
+        raise InputTypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(
+            raise InputTypeError(
                 f"texts[{i}] is {type(t).__name__}, not str; pass strings only (decode bytes, drop None, str() numbers)."
             )
     return list(texts), False
@@ -257,21 +258,21 @@ class SentenceTransformer(nn.Module):
         super().__init__()
         self.pooling = check_pooling(pooling)
         if not isinstance(max_length, int) or max_length < 2:
-            raise ValueError(f"max_length must be an integer >= 2, got {max_length!r}.")
+            raise InputError(f"max_length must be an integer >= 2, got {max_length!r}.")
         if (encoder is None) != (tokenizer is None):
-            raise ValueError("Pass both encoder and tokenizer, or neither (then model_name_or_path is loaded).")
+            raise InputError("Pass both encoder and tokenizer, or neither (then model_name_or_path is loaded).")
         if encoder is None:
             encoder, tokenizer = load_encoder_and_tokenizer(model_name_or_path, attention_dropout)
         else:
             check_attention_dropout(attention_dropout, encoder.config.model_type)
             if attention_dropout is not None and self._family_dropout(encoder) != attention_dropout:
                 key = encoder_family(encoder.config)["dropout_key"]
-                raise ValueError(
+                raise InputError(
                     f"The given encoder was built with {key}={self._family_dropout(encoder)}, not attention_dropout="
                     f"{attention_dropout}; build it from a config with {key}={attention_dropout}, or pass "
                     "attention_dropout=None to keep its own.")
             if needs_prefix_space(tokenizer):
-                raise ValueError("A byte-level BPE tokenizer (RoBERTa, GPT-2) needs add_prefix_space=True to tokenise "
+                raise InputError("A byte-level BPE tokenizer (RoBERTa, GPT-2) needs add_prefix_space=True to tokenise "
                                  "pre-split words; load it with AutoTokenizer.from_pretrained(..., add_prefix_space=True).")
         if getattr(encoder, "pooler", None) is not None:
             # A ready encoder built with its pooler: the heads pool themselves, so drop it (from_pretrained builds
@@ -312,7 +313,7 @@ class SentenceTransformer(nn.Module):
         """(embedding module, list of transformer layers, lowest first) of the encoder, for freezing."""
         family = encoder_family(self.encoder.config)
         if family is None:
-            raise ValueError(f"Freezing layers is not supported for a '{self.encoder.config.model_type}' encoder "
+            raise InputError(f"Freezing layers is not supported for a '{self.encoder.config.model_type}' encoder "
                              f"(known families: {', '.join(ENCODER_FAMILIES)}); freeze the whole encoder instead.")
         layers = self.encoder
         for attr in family["layers"].split("."):
@@ -366,12 +367,12 @@ class SentenceTransformer(nn.Module):
         (autocast; fp16 on CUDA only) or 'auto' (bf16 where the device runs it fast, else fp32; resolve_precision).
         """
         if convert_to not in ("numpy", "tensor"):
-            raise ValueError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
+            raise InputError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
         if output not in ("sentence", "token"):
-            raise ValueError(f"output must be 'sentence' or 'token', got {output!r}.")
+            raise InputError(f"output must be 'sentence' or 'token', got {output!r}.")
         precision = resolve_precision(precision, self.device)
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         texts, single = check_texts(texts)
         was_training = self.training
         self.eval()
