@@ -446,7 +446,7 @@ def eval_conll(a, model):
     """Entity P/R/F1 per CoNLL type for the model and for the spaCy teacher, on the same gold words."""
     from create_ner_dataset import (CONLL_TYPES, ONTONOTES_TO_CONLL, doc_to_words_tags, load_spacy, map_tags,
                                     read_conll)
-    from trainer_sentence_transformer import ner_metrics
+    from metrics import ner_metrics
 
     sentences = read_conll(a.eval_conll)
     words = [w for w, _ in sentences]

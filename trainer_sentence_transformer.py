@@ -47,6 +47,7 @@ from torch import nn
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
 from atomic_io import kill_point
+from metrics import classification_metrics, ner_metrics, spearman
 from sentence_transformer import cpu_has_fast_bf16, length_sorted_batches, pad_ids
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
@@ -202,48 +203,6 @@ def collate(features, indices, pad_id, cache=None):
 
 
 # --------------------------------------------------------------------------- metrics
-def classification_metrics(y_true, y_pred, n_labels):
-    cm = np.zeros((n_labels, n_labels), dtype=int)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    tp = np.diag(cm).astype(float)
-    precision = np.divide(tp, cm.sum(0), out=np.zeros(n_labels), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros(n_labels), where=cm.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n_labels), where=precision + recall > 0)
-    return {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1.mean()),
-            "confusion_matrix": cm.tolist()}
-
-
-def ner_metrics(gold, pred):
-    """Entity-level P/R/F1 per type and micro (seqeval, conlleval rules), on words; padding is never scored."""
-    from seqeval.metrics import classification_report
-
-    report = classification_report(gold, pred, output_dict=True, zero_division=0)
-    per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
-                    "support": int(v["support"])}
-                for k, v in report.items() if not k.endswith("avg")}
-    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
-    return {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
-            "f1": float(micro["f1-score"]), "per_type": per_type}
-
-
-def spearman(x, y):
-    """Spearman rank correlation of two sequences (ties get their average rank)."""
-    def ranks(v):
-        v = np.asarray(v, dtype=float)
-        order = np.argsort(v, kind="mergesort")
-        sorted_v = v[order]
-        first = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
-        group = np.cumsum(first) - 1  # tie group of each sorted position
-        starts = np.flatnonzero(first)
-        ends = np.r_[starts[1:], len(v)]
-        out = np.empty(len(v))
-        out[order] = ((starts + ends - 1) / 2.0)[group]
-        return out
-
-    rx, ry = ranks(x), ranks(y)
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
 def sts_spearman(model, pairs, batch_size=64):
     """STS score: Spearman x 100 between the cosine of the two sentences' encode() embeddings and the human scores.
 
