@@ -234,7 +234,8 @@ def run_experiment(a, data, output_dir, **config_overrides):
     from atomic_io import write_text_atomic
     from accelerate.utils import set_seed
 
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, sts_spearman
+    from plots import plot_confusion
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, sts_spearman
 
     train, val, test, tags = data
     sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
@@ -381,13 +382,14 @@ def compare_freezing(a):
     if not rows:
         return
     from atomic_io import write_text_atomic
+    from plots import freezing_chart
 
     write_text_atomic(os.path.join(a.output_dir, "compare_freezing.json"), json.dumps(rows, indent=2))
     table = _freezing_table(rows, a, len(data[2]))
     path = os.path.join(a.output_dir, "compare_freezing.md")
     write_text_atomic(path, table)
     print("\n" + table)
-    _bar_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
+    freezing_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
     print(f"\nwrote {path}, compare_freezing.json and compare_freezing.png")
 
 
@@ -410,36 +412,6 @@ def _freezing_table(rows, a, n_test):
                      for k, d in zip(SCORES, (4, 4, 4, 2))]
             lines.append(f"| {r['strategy']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _bar_chart(rows, path):
-    """Grouped bars per strategy (STS-B / 100); stage-2 rows also mark their stage-1 scores."""
-    import textwrap
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from atomic_io import save_figure
-
-    metrics = [("topic accuracy", "topic_accuracy", 1), ("topic macro-F1", "topic_macro_f1", 1),
-               ("NER F1", "ner_f1", 1), ("STS-B Spearman / 100", "sts_spearman", 100)]
-    x, width = np.arange(len(rows)), 0.2
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    for k, (label, key, scale) in enumerate(metrics):
-        offset = (k - 1.5) * width
-        ax.bar(x + offset, [r[key] / scale for r in rows], width, label=label)
-        before = [(i, r["before"][key] / scale) for i, r in enumerate(rows) if "before" in r]
-        if before:
-            ax.scatter([i + offset for i, _ in before], [v for _, v in before], marker="_", s=120, color="black",
-                       zorder=3, label="stage 1 (before stage 2)" if k == 0 else None)
-    ax.set_xticks(x, [textwrap.fill(r["strategy"], 22) for r in rows], fontsize=8)
-    ax.set(ylim=(0, 1.2), ylabel="score", title="Freezing strategies (test split; STS-B dev)")
-    ax.legend(loc="upper center", ncols=5, fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def eval_conll(a, model):

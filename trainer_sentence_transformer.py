@@ -45,9 +45,10 @@ import torch
 from torch import nn
 
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
-from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
+from atomic_io import atomic_write_dir, recover_interrupted_writes, write_text_atomic
 from atomic_io import kill_point
 from metrics import classification_metrics, ner_metrics, spearman
+from plots import plot_history
 from sentence_transformer import cpu_has_fast_bf16, length_sorted_batches, pad_ids
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")
@@ -875,49 +876,3 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
     metrics["ner"] = ner_metrics([g for g, _ in ner], [p for _, p in ner]) if ner else None
     metrics["rows"] = {"topic": len(topic), "ner": len(ner)}
     return metrics
-
-
-def plot_history(history, path):
-    """Training losses and validation metrics per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r["train_cls_loss"] for r in history], "o-", label="topic loss")
-    left.plot(epochs, [r["train_ner_loss"] for r in history], "o-", label="NER loss")
-    left.set(xlabel="epoch", ylabel="training loss", title="Training losses")
-    left.legend()
-    if any("val" in r for r in history):
-        val = [r for r in history if "val" in r]
-        e = [r["epoch"] for r in val]
-        for label, get in (("topic accuracy", lambda v: v["accuracy"]), ("topic macro-F1", lambda v: v["macro_f1"]),
-                           ("NER micro-F1", lambda v: v["ner"] and v["ner"]["f1"])):
-            scores = [get(r["val"]) for r in val]
-            if any(x is not None for x in scores):  # a task no validation row carries is not drawn
-                right.plot(e, [np.nan if x is None else x for x in scores], "o-", label=label)
-        right.set(xlabel="epoch", ylabel="score", title="Validation")
-        right.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_confusion(matrix, labels, path, title="Confusion matrix"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title=title)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    fig.tight_layout()
-    save_figure(fig, path)
