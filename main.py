@@ -235,7 +235,8 @@ def run_experiment(a, data, output_dir, **config_overrides):
     from accelerate.utils import set_seed
 
     from plots import plot_confusion
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, sts_spearman
+    from sts_benchmark import sts_pairs, sts_spearman
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
     train, val, test, tags = data
     sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
@@ -304,17 +305,6 @@ STAGE2_STRATEGIES = [
 SCORES = ("topic_accuracy", "topic_macro_f1", "ner_f1", "sts_spearman")  # each row's scores (test split; STS-B dev)
 
 
-def sts_pairs():
-    """STS Benchmark dev pairs from create_ner_dataset.STS_DEV (relative to the project's root, where main.py lies);
-    a missing file is a FileNotFoundError naming the path."""
-    import create_ner_dataset
-
-    path = create_ner_dataset.STS_DEV
-    if not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
-    return create_ner_dataset.read_sts(path)
-
-
 def run_stage2(a, data, start_dir, output_dir, **config_overrides):
     """Stage 2 of a two-stage schedule: the saved stage-1 model in start_dir trained on for --stage2-epochs with one
     head frozen (a fresh optimizer and learning-rate schedule), then evaluated as run_experiment does. Returns
@@ -323,7 +313,8 @@ def run_stage2(a, data, start_dir, output_dir, **config_overrides):
 
     from atomic_io import write_text_atomic
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, sts_spearman
+    from sts_benchmark import sts_pairs, sts_spearman
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
     train, val, test, _ = data
     sts = sts_pairs()
@@ -362,6 +353,8 @@ def compare_freezing(a):
     compare_freezing.md and compare_freezing.png in OUTPUT_DIR."""
     if a.stage2_epochs < 1:
         raise ValueError(f"--stage2-epochs must be >= 1 (got {a.stage2_epochs}).")
+    from sts_benchmark import sts_pairs
+
     sts_pairs()  # a missing STS Benchmark file stops the run before any labelling or training
     data = load_data(a)
     folder = os.path.join(a.output_dir, "compare")

@@ -47,7 +47,7 @@ from torch import nn
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 from atomic_io import atomic_write_dir, recover_interrupted_writes, write_text_atomic
 from atomic_io import kill_point
-from metrics import classification_metrics, ner_metrics, spearman
+from metrics import classification_metrics, ner_metrics
 from plots import plot_history
 from sentence_transformer import cpu_has_fast_bf16, length_sorted_batches, pad_ids
 
@@ -201,21 +201,6 @@ def collate(features, indices, pad_id, cache=None):
             emb[row, :len(cache[i])] = cache[i]
         batch["token_embeddings"] = emb
     return batch
-
-
-# --------------------------------------------------------------------------- metrics
-def sts_spearman(model, pairs, batch_size=64):
-    """STS score: Spearman x 100 between the cosine of the two sentences' encode() embeddings and the human scores.
-
-    model: anything with encode(texts, batch_size=, normalize=True) -> [N, H] (a MultiTaskSentenceTransformer, its
-    .encoder, a sentence-transformers model); pairs: (sentence1, sentence2, score) triples, e.g.
-    create_ner_dataset.read_sts("../shared/data/stsbenchmark/sts-dev.csv").
-    """
-    if len(pairs) < 2:
-        raise ValueError(f"sts_spearman needs at least 2 sentence pairs, got {len(pairs)}.")
-    first = np.asarray(model.encode([p[0] for p in pairs], batch_size=batch_size, normalize=True))
-    second = np.asarray(model.encode([p[1] for p in pairs], batch_size=batch_size, normalize=True))
-    return 100 * spearman((first * second).sum(-1), [p[2] for p in pairs])
 
 
 # --------------------------------------------------------------------------- processes

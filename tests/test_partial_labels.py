@@ -3,9 +3,10 @@ Benchmark score of the encoder."""
 import pytest
 import torch
 
-from create_ner_dataset import build_tag_list, read_sts
+from create_ner_dataset import build_tag_list
 from helpers import quiet_config, tiny_multitask
-from trainer_sentence_transformer import MultiTaskTrainer, evaluate, prepare_features, sts_spearman
+from sts_benchmark import read_sts, sts_spearman
+from trainer_sentence_transformer import MultiTaskTrainer, evaluate, prepare_features
 
 TAGS = build_tag_list()
 BOTH = {"words": ["Apple", "buys", "Google", "in", "Paris"], "ner_tags": ["B-ORG", "O", "B-ORG", "O", "B-GPE"],
