@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from data_sources import (TEST_FRACTION, _check_columns, _check_texts, _label_names_and_ids, _load_parts,
@@ -409,37 +408,6 @@ def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> No
 
     with _progress_bars(show_progress):
         atomic_write_dir(final, write)
-
-
-# STS Benchmark: sentence pairs with human similarity scores (is the encoder still a good sentence embedder?)
-# ----------------------------------------------------------------------------------------------------------------------
-STS_DEV = "../shared/data/stsbenchmark/sts-dev.csv"
-
-
-def read_sts(path=STS_DEV) -> list[tuple[str, str, float]]:
-    """(sentence1, sentence2, score 0-5) triples of an STS Benchmark file: tab-separated, no header, columns genre,
-    file, years, id, score, sentence 1, sentence 2 (rows with extra trailing columns keep the first seven; quotes are
-    literal text). FileNotFoundError / ValueError naming the file and line."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no STS Benchmark file at {path!r} (expected ../shared/data/stsbenchmark/sts-dev.csv "
-                                "relative to the project's root)")
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            try:
-                score = float(fields[4])
-                if len(fields) < 7 or not 0 <= score <= 5:
-                    raise ValueError
-            except (ValueError, IndexError):
-                raise ValueError(f"{path}, line {line_no}: not an STS Benchmark row (7 tab-separated columns, score "
-                                 "0-5 in the 5th)") from None
-            pairs.append((fields[5], fields[6], score))
-    if not pairs:
-        raise ValueError(f"{path} holds no sentence pairs")
-    return pairs
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -167,6 +167,8 @@ def check_args(parser, a):
         problems.append(f"--model-name: {e}")
     if a.eval_conll and not os.path.isfile(a.eval_conll):
         problems.append(f"--eval-conll: no file at {a.eval_conll}")
+    from serving import check_predict_file_args
+
     problems += check_predict_file_args(a)
     if problems:
         parser.error("; ".join(problems))
@@ -238,7 +240,9 @@ def run_experiment(a, data, output_dir, **config_overrides):
     from atomic_io import write_text_atomic
     from accelerate.utils import set_seed
 
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, plot_confusion, sts_spearman
+    from plots import plot_confusion
+    from sts_benchmark import sts_pairs, sts_spearman
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
     from run_info import run_info
 
@@ -314,17 +318,6 @@ STAGE2_STRATEGIES = [
 SCORES = ("topic_accuracy", "topic_macro_f1", "ner_f1", "sts_spearman")  # each row's scores (test split; STS-B dev)
 
 
-def sts_pairs():
-    """STS Benchmark dev pairs from create_ner_dataset.STS_DEV (relative to the project's root, where main.py lies);
-    a missing file is a FileNotFoundError naming the path."""
-    import create_ner_dataset
-
-    path = create_ner_dataset.STS_DEV
-    if not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
-    return create_ner_dataset.read_sts(path)
-
-
 def run_stage2(a, data, start_dir, output_dir, **config_overrides):
     """Stage 2 of a two-stage schedule: the saved stage-1 model in start_dir trained on for --stage2-epochs with one
     head frozen (a fresh optimizer and learning-rate schedule), then evaluated as run_experiment does. Returns
@@ -333,7 +326,8 @@ def run_stage2(a, data, start_dir, output_dir, **config_overrides):
 
     from atomic_io import write_text_atomic
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate, sts_spearman
+    from sts_benchmark import sts_pairs, sts_spearman
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
     train, val, test, _ = data
     sts = sts_pairs()
@@ -375,6 +369,8 @@ def compare_freezing(a):
     compare_freezing.md and compare_freezing.png in OUTPUT_DIR."""
     if a.stage2_epochs < 1:
         raise ValueError(f"--stage2-epochs must be >= 1 (got {a.stage2_epochs}).")
+    from sts_benchmark import sts_pairs
+
     sts_pairs()  # a missing STS Benchmark file stops the run before any labelling or training
     data = load_data(a)
     folder = os.path.join(a.output_dir, "compare")
@@ -395,13 +391,14 @@ def compare_freezing(a):
     if not rows:
         return
     from atomic_io import write_text_atomic
+    from plots import freezing_chart
 
     write_text_atomic(os.path.join(a.output_dir, "compare_freezing.json"), json.dumps(rows, indent=2))
     table = _freezing_table(rows, a, len(data[2]))
     path = os.path.join(a.output_dir, "compare_freezing.md")
     write_text_atomic(path, table)
     print("\n" + table)
-    _bar_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
+    freezing_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
     print(f"\nwrote {path}, compare_freezing.json and compare_freezing.png")
 
 
@@ -426,42 +423,12 @@ def _freezing_table(rows, a, n_test):
     return "\n".join(lines) + "\n"
 
 
-def _bar_chart(rows, path):
-    """Grouped bars per strategy (STS-B / 100); stage-2 rows also mark their stage-1 scores."""
-    import textwrap
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from atomic_io import save_figure
-
-    metrics = [("topic accuracy", "topic_accuracy", 1), ("topic macro-F1", "topic_macro_f1", 1),
-               ("NER F1", "ner_f1", 1), ("STS-B Spearman / 100", "sts_spearman", 100)]
-    x, width = np.arange(len(rows)), 0.2
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    for k, (label, key, scale) in enumerate(metrics):
-        offset = (k - 1.5) * width
-        ax.bar(x + offset, [r[key] / scale for r in rows], width, label=label)
-        before = [(i, r["before"][key] / scale) for i, r in enumerate(rows) if "before" in r]
-        if before:
-            ax.scatter([i + offset for i, _ in before], [v for _, v in before], marker="_", s=120, color="black",
-                       zorder=3, label="stage 1 (before stage 2)" if k == 0 else None)
-    ax.set_xticks(x, [textwrap.fill(r["strategy"], 22) for r in rows], fontsize=8)
-    ax.set(ylim=(0, 1.2), ylabel="score", title="Freezing strategies (test split; STS-B dev)")
-    ax.legend(loc="upper center", ncols=5, fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 def eval_conll(a, model):
     """Entity P/R/F1 per CoNLL type for the model and for the spaCy teacher, on the same gold words."""
     from conll import read_conll
     from create_ner_dataset import doc_to_words_tags, load_spacy
+    from metrics import ner_metrics
     from ner_tags import CONLL_TYPES, ONTONOTES_TO_CONLL, map_tags
-    from trainer_sentence_transformer import ner_metrics
 
     sentences = read_conll(a.eval_conll)
     words = [w for w, _ in sentences]
@@ -492,142 +459,6 @@ def eval_conll(a, model):
     print(f"{'micro':<8s} {ours['precision']:8.3f} {ours['recall']:6.3f} {ours['f1']:6.3f}   "
           f"{theirs['precision']:8.3f} {theirs['recall']:6.3f} {theirs['f1']:6.3f}")
     return {"model": ours, "spacy": theirs}
-
-
-PREDICT_FILE_FORMATS = (".txt", ".csv", ".jsonl")
-
-
-def check_predict_file_args(a):
-    """Problems with the --predict-file flags, found before the model loads."""
-    problems = []
-    if a.predict_file:
-        if not os.path.isfile(a.predict_file):
-            problems.append(f"--predict-file: no file at {a.predict_file}")
-        elif os.path.splitext(a.predict_file)[1].lower() not in PREDICT_FILE_FORMATS:
-            problems.append(f"--predict-file: {a.predict_file} is not one of {', '.join(PREDICT_FILE_FORMATS)} "
-                            "(rename a plain text file to .txt)")
-    if a.chunk_size < 1:
-        problems.append("--chunk-size must be >= 1")
-    return problems
-
-
-def _is_unreadable(text):
-    """True for text holding lone surrogates: bytes that were not UTF-8 (read with errors='surrogateescape') or a
-    JSON "\\ud800"-style escape; neither can be written back as UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def read_texts(path, text_column="text"):
-    """Yield (row, text, error) for each input record of a .txt / .csv / .jsonl file, streaming: row counts input
-    records from 1 (a line of .txt / .jsonl, a data row of .csv); error is None or says why the row has no text."""
-    import csv
-
-    kind = os.path.splitext(path)[1].lower()
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="" if kind == ".csv" else None) as f:
-        if kind == ".csv":
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or text_column not in header:
-                raise ValueError(f"{path}: no column {text_column!r} in the CSV header {header}; pass --text-column "
-                                 "with one of its columns.")
-            column, row = header.index(text_column), 0
-            while True:
-                row += 1
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    yield row, None, f"unreadable CSV row: {e}"
-                    continue
-                if column >= len(fields):
-                    yield row, None, f"row has {len(fields)} fields, no {text_column!r} column"
-                else:
-                    yield row, fields[column], None
-        for row, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if kind == ".txt":
-                yield row, line, None
-                continue
-            if not line.strip():
-                yield row, "", None
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as e:
-                yield row, None, f"not valid JSON: {e}"
-                continue
-            if not isinstance(record, dict) or text_column not in record:
-                yield row, None, f"not a JSON object with a {text_column!r} key (use --text-column)"
-            elif not isinstance(record[text_column], str):
-                yield row, None, f"{text_column!r} is {type(record[text_column]).__name__}, not a string"
-            else:
-                yield row, record[text_column], None
-
-
-def _predict_chunk(model, chunk, batch_size):
-    """Output records for one chunk of (row, text, error): a prediction or a per-row error each, in order."""
-    records = []
-    for row, text, error in chunk:
-        if error is None and _is_unreadable(text):
-            error = "not valid UTF-8 (or a lone surrogate escape)"
-        elif error is None and not text.strip():
-            error = "empty text"
-        records.append({"row": row, "error": error} if error else {"row": row, "text": text})
-    todo = [r for r in records if "text" in r]
-    try:
-        preds = model.predict([r["text"] for r in todo], batch_size=batch_size)
-    except Exception:  # isolate the row that failed: predict one by one
-        preds = []
-        for r in todo:
-            try:
-                preds.append(model.predict(r["text"]))
-            except Exception as e:
-                preds.append({"error": f"prediction failed: {type(e).__name__}: {e}"})
-    for r, p in zip(todo, preds):
-        del r["text"]
-        r.update(p)
-    return records
-
-
-def predict_file(model, path, output, text_column="text", batch_size=32, chunk_size=1000, show_progress=True):
-    """Predict every text of a .txt / .csv / .jsonl file into `output`, one JSON line per input record
-    ({'row', 'label', 'score', 'entities'} or {'row', 'error'}), reading and predicting chunk_size rows at a time
-    (memory flat). Written to a temp name and renamed at the end: `output` is whole or absent, never half-written.
-    Returns {'rows': n, 'errors': n}."""
-    from tqdm.auto import tqdm
-
-    output = os.path.abspath(output)
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    counts = {"rows": 0, "errors": 0}
-    try:
-        with open(tmp, "w", encoding="utf-8") as out, tqdm(unit="text", desc="predict", disable=not show_progress) as bar:
-            chunk = []
-            records = read_texts(path, text_column)
-            while True:
-                item = next(records, None)
-                if item is not None:
-                    chunk.append(item)
-                if chunk and (item is None or len(chunk) == chunk_size):
-                    for record in _predict_chunk(model, chunk, batch_size):
-                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        counts["errors"] += "error" in record
-                    counts["rows"] += len(chunk)
-                    bar.update(len(chunk))
-                    chunk = []
-                if item is None:
-                    break
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    print(f"{counts['rows']} rows -> {output} ({counts['errors']} with an error record)")
-    return counts
 
 
 def train_mode(a):
@@ -694,6 +525,8 @@ def export_fast_mode(a):
 
 def predict_file_mode(a):
     """Mode --predict-file FILE: one JSON line per input text into --output."""
+    from serving import predict_file
+
     predict_file(saved_model(a), a.predict_file, a.output or os.path.join(a.output_dir, "predictions.jsonl"),
                  a.text_column, a.batch_size, a.chunk_size)
 

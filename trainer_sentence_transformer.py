@@ -45,8 +45,10 @@ import torch
 from torch import nn
 
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
-from atomic_io import atomic_write_dir, recover_interrupted_writes, save_figure, write_text_atomic
+from atomic_io import atomic_write_dir, recover_interrupted_writes, write_text_atomic
 from atomic_io import kill_point
+from metrics import classification_metrics, ner_metrics
+from plots import plot_history
 from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
 from sentence_transformer import length_sorted_batches, pad_ids
 
@@ -192,63 +194,6 @@ def collate(features, indices, pad_id, cache=None):
             emb[row, :len(cache[i])] = cache[i]
         batch["token_embeddings"] = emb
     return batch
-
-
-# --------------------------------------------------------------------------- metrics
-def classification_metrics(y_true, y_pred, n_labels):
-    cm = np.zeros((n_labels, n_labels), dtype=int)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    tp = np.diag(cm).astype(float)
-    precision = np.divide(tp, cm.sum(0), out=np.zeros(n_labels), where=cm.sum(0) > 0)
-    recall = np.divide(tp, cm.sum(1), out=np.zeros(n_labels), where=cm.sum(1) > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n_labels), where=precision + recall > 0)
-    return {"accuracy": float(tp.sum() / max(cm.sum(), 1)), "macro_f1": float(f1.mean()),
-            "confusion_matrix": cm.tolist()}
-
-
-def ner_metrics(gold, pred):
-    """Entity-level P/R/F1 per type and micro (seqeval, conlleval rules), on words; padding is never scored."""
-    from seqeval.metrics import classification_report
-
-    report = classification_report(gold, pred, output_dict=True, zero_division=0)
-    per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
-                    "support": int(v["support"])}
-                for k, v in report.items() if not k.endswith("avg")}
-    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
-    return {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
-            "f1": float(micro["f1-score"]), "per_type": per_type}
-
-
-def spearman(x, y):
-    """Spearman rank correlation of two sequences (ties get their average rank)."""
-    def ranks(v):
-        v = np.asarray(v, dtype=float)
-        order = np.argsort(v, kind="mergesort")
-        sorted_v = v[order]
-        first = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
-        group = np.cumsum(first) - 1  # tie group of each sorted position
-        starts = np.flatnonzero(first)
-        ends = np.r_[starts[1:], len(v)]
-        out = np.empty(len(v))
-        out[order] = ((starts + ends - 1) / 2.0)[group]
-        return out
-
-    rx, ry = ranks(x), ranks(y)
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def sts_spearman(model, pairs, batch_size=64):
-    """STS score: Spearman x 100 between the cosine of the two sentences' encode() embeddings and the human scores.
-
-    model: anything with encode(texts, batch_size=, normalize=True) -> [N, H] (a MultiTaskSentenceTransformer, its
-    .encoder, a sentence-transformers model); pairs: (sentence1, sentence2, score) triples, e.g.
-    create_ner_dataset.read_sts("../shared/data/stsbenchmark/sts-dev.csv").
-    """
-    if len(pairs) < 2:
-        raise ValueError(f"sts_spearman needs at least 2 sentence pairs, got {len(pairs)}.")
-    first = np.asarray(model.encode([p[0] for p in pairs], batch_size=batch_size, normalize=True))
-    second = np.asarray(model.encode([p[1] for p in pairs], batch_size=batch_size, normalize=True))
-    return 100 * spearman((first * second).sum(-1), [p[2] for p in pairs])
 
 
 # --------------------------------------------------------------------------- processes
@@ -972,49 +917,3 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
     metrics["ner"] = ner_metrics([g for g, _ in ner], [p for _, p in ner]) if ner else None
     metrics["rows"] = {"topic": len(topic), "ner": len(ner)}
     return metrics
-
-
-def plot_history(history, path):
-    """Training losses and validation metrics per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r["train_cls_loss"] for r in history], "o-", label="topic loss")
-    left.plot(epochs, [r["train_ner_loss"] for r in history], "o-", label="NER loss")
-    left.set(xlabel="epoch", ylabel="training loss", title="Training losses")
-    left.legend()
-    if any("val" in r for r in history):
-        val = [r for r in history if "val" in r]
-        e = [r["epoch"] for r in val]
-        for label, get in (("topic accuracy", lambda v: v["accuracy"]), ("topic macro-F1", lambda v: v["macro_f1"]),
-                           ("NER micro-F1", lambda v: v["ner"] and v["ner"]["f1"])):
-            scores = [get(r["val"]) for r in val]
-            if any(x is not None for x in scores):  # a task no validation row carries is not drawn
-                right.plot(e, [np.nan if x is None else x for x in scores], "o-", label=label)
-        right.set(xlabel="epoch", ylabel="score", title="Validation")
-        right.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_confusion(matrix, labels, path, title="Confusion matrix"):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-           xlabel="predicted", ylabel="true", title=title)
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
-    fig.tight_layout()
-    save_figure(fig, path)

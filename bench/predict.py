@@ -38,7 +38,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quantize", default=None, help="quantize mode of export_fast (default: multi_task_sentence_transformer.QUANTIZE)")
+    parser.add_argument("--quantize", default=None, help="quantize mode of export_fast (default: serving.QUANTIZE)")
     args = parser.parse_args()
     if not os.path.isdir(args.model_dir):
         sys.exit(f"error: no trained model at {args.model_dir}; make one with `python main.py --dataset "

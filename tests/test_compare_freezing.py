@@ -22,8 +22,8 @@ def compare_run(tmp_path_factory, ag_news_dir, tiny_model_dir):
     import contextlib
     import io
 
-    import create_ner_dataset
     import main
+    import sts_benchmark
 
     cwd = tmp_path_factory.mktemp("compare")
     sts = cwd / "sts-dev-200.csv"
@@ -34,7 +34,7 @@ def compare_run(tmp_path_factory, ag_news_dir, tiny_model_dir):
             "--output-dir", str(cwd / "out")]
     threads, printed = torch.get_num_threads(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
-        mp.setattr(create_ner_dataset, "STS_DEV", str(sts))
+        mp.setattr(sts_benchmark, "STS_DEV", str(sts))
         mp.chdir(cwd)
         torch.set_num_threads(1)
         try:
@@ -113,11 +113,11 @@ def test_the_frozen_encoder_keeps_its_weights_and_sts_score(compare_run, tiny_mo
 
 @pytest.mark.parametrize("mode", [["--compare-freezing"], []])
 def test_a_missing_sts_file_stops_the_run_before_training(tmp_path, monkeypatch, ag_news_dir, tiny_model_dir, mode):
-    import create_ner_dataset
     import main
+    import sts_benchmark
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(create_ner_dataset, "STS_DEV", "../no/such/sts-dev.csv")
+    monkeypatch.setattr(sts_benchmark, "STS_DEV", "../no/such/sts-dev.csv")
     with pytest.raises(FileNotFoundError, match="no STS Benchmark file at .*no/such/sts-dev.csv"):
         main.main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--max-train-rows", "60",
                    "--max-test-rows", "24", "--epochs", "1", "--output-dir", "out", *mode])

@@ -8,6 +8,7 @@ import torch
 
 import main
 import precision
+import serving
 from helpers import tiny_multitask
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from precision import cpu_has_fast_bf16, resolve_precision
@@ -118,12 +119,10 @@ def test_fast_model_runs_through_onnx_runtime(tiny_pair, monkeypatch):
 
 
 def test_export_fast_is_atomic(tmp_path, monkeypatch):
-    import multi_task_sentence_transformer as mt
-
     def broken(*args, **kwargs):
         raise RuntimeError("export failed")
 
-    monkeypatch.setattr(mt, "export_onnx", broken)
+    monkeypatch.setattr(serving, "export_onnx", broken)
     with pytest.raises(RuntimeError, match="export failed"):
         tiny_multitask().export_fast(tmp_path / "fast")
     assert os.listdir(tmp_path) == []  # no half-written folder, no temp left
@@ -152,7 +151,7 @@ def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir)
 
     model, fast = minilm_pair
     texts = list(load_dataset(ag_news_dir, split="test")["text"][:96])
-    assert fast.fast.config["quantize"] == "none"  # int8 was measured to lose quality (multi_task_sentence_transformer.QUANTIZE)
+    assert fast.fast.config["quantize"] == "none"  # int8 was measured to lose quality (serving.QUANTIZE)
     ref, got = model.predict(texts, precision="fp32"), fast.predict(texts)
     cosine = (model.encode(texts, normalize=True, precision="fp32") * fast.encode(texts, normalize=True)).sum(1)
     assert cosine.min() >= 0.99999
@@ -182,7 +181,7 @@ def test_predict_file_txt_csv_jsonl(tmp_path):
     model = tiny_multitask()
     txt, csv, jsonl = write_inputs(tmp_path)
     out = tmp_path / "out.jsonl"
-    main.predict_file(model, str(txt), str(out), chunk_size=2, show_progress=False)
+    serving.predict_file(model, str(txt), str(out), chunk_size=2, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[1] == {"row": 2, "error": "empty text"} and "UTF-8" in rows[3]["error"]
@@ -190,13 +189,13 @@ def test_predict_file_txt_csv_jsonl(tmp_path):
     expected = model.predict("Apple opens a store in Paris.")
     assert {k: rows[0][k] for k in expected} == expected and rows[4]["label"] in model.label_names
 
-    main.predict_file(model, str(csv), str(out), chunk_size=2, show_progress=False)
+    serving.predict_file(model, str(csv), str(out), chunk_size=2, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["label"] in model.label_names and rows[1]["error"] == "empty text"
     assert rows[2]["label"] in model.label_names and "no 'text' column" in rows[3]["error"]
 
-    main.predict_file(model, str(jsonl), str(out), chunk_size=3, show_progress=False)
+    serving.predict_file(model, str(jsonl), str(out), chunk_size=3, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == list(range(1, 9))
     assert "label" in rows[0] and "label" in rows[7]
@@ -210,7 +209,7 @@ def test_predict_file_streams_in_chunks(tmp_path, monkeypatch):
     path = tmp_path / "many.txt"
     path.write_text("".join(f"Text number {i} from Paris.\n" for i in range(23)))
     sizes, reads = [], []
-    predict, read_texts = model.predict, main.read_texts
+    predict, read_texts = model.predict, serving.read_texts
 
     def spy_read(*args):
         for item in read_texts(*args):
@@ -222,8 +221,8 @@ def test_predict_file_streams_in_chunks(tmp_path, monkeypatch):
         return predict(texts, **kwargs)
 
     monkeypatch.setattr(model, "predict", spy_predict)
-    monkeypatch.setattr(main, "read_texts", spy_read)
-    counts = main.predict_file(model, str(path), str(tmp_path / "out.jsonl"), chunk_size=5, show_progress=False)
+    monkeypatch.setattr(serving, "read_texts", spy_read)
+    counts = serving.predict_file(model, str(path), str(tmp_path / "out.jsonl"), chunk_size=5, show_progress=False)
     assert counts == {"rows": 23, "errors": 0} and len(read_records(tmp_path / "out.jsonl")) == 23
     assert [n for n, _ in sizes] == [5, 5, 5, 5, 3]
     assert [r for _, r in sizes] == [5, 10, 15, 20, 23]  # each chunk predicted before the next is read
@@ -241,7 +240,7 @@ def test_predict_file_isolates_a_failing_row(tmp_path, monkeypatch):
         return predict(texts, **kwargs)
 
     monkeypatch.setattr(model, "predict", fragile)
-    main.predict_file(model, str(path), str(tmp_path / "out.jsonl"), show_progress=False)
+    serving.predict_file(model, str(path), str(tmp_path / "out.jsonl"), show_progress=False)
     rows = read_records(tmp_path / "out.jsonl")
     assert "label" in rows[0] and "label" in rows[2]
     assert rows[1] == {"row": 2, "error": "prediction failed: RuntimeError: cannot handle this one"}
@@ -264,7 +263,7 @@ def test_predict_file_leaves_nothing_half_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr(model, "predict", killed)
     with pytest.raises(KeyboardInterrupt):
-        main.predict_file(model, str(path), str(out), chunk_size=2, show_progress=False)
+        serving.predict_file(model, str(path), str(out), chunk_size=2, show_progress=False)
     assert out.read_text() == "previous results\n"  # the old output is untouched, no torn new one
     assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.jsonl"]  # and no temp file left
 
@@ -273,7 +272,7 @@ def test_csv_without_the_text_column_names_the_flag(tmp_path):
     path = tmp_path / "in.csv"
     path.write_text("id,body\n1,hello\n")
     with pytest.raises(ValueError, match="--text-column"):
-        main.predict_file(tiny_multitask(), str(path), str(tmp_path / "out.jsonl"), show_progress=False)
+        serving.predict_file(tiny_multitask(), str(path), str(tmp_path / "out.jsonl"), show_progress=False)
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -3,10 +3,10 @@ Benchmark score of the encoder."""
 import pytest
 import torch
 
-from create_ner_dataset import read_sts
 from helpers import quiet_config, tiny_multitask
 from ner_tags import build_tag_list
-from trainer_sentence_transformer import MultiTaskTrainer, evaluate, prepare_features, spearman, sts_spearman
+from sts_benchmark import read_sts, sts_spearman
+from trainer_sentence_transformer import MultiTaskTrainer, evaluate, prepare_features
 
 TAGS = build_tag_list()
 BOTH = {"words": ["Apple", "buys", "Google", "in", "Paris"], "ner_tags": ["B-ORG", "O", "B-ORG", "O", "B-GPE"],
@@ -73,18 +73,6 @@ def test_labels_outside_the_classes_are_still_an_error():
         prepare_features(rows({**BOTH, "label": -2}), tiny_multitask(tags=TAGS))
     with pytest.raises(ValueError, match="4 words but 3 ner_tags"):
         prepare_features(rows({**OTHER, "ner_tags": ["O"] * 3}), tiny_multitask(tags=TAGS))
-
-
-def test_spearman_matches_the_textbook_definition_with_ties():
-    x, y = [1, 2, 2, 3, 10], [5, 6, 7, 7, 1]
-    rx, ry = [1, 2.5, 2.5, 4, 5], [2, 3, 4.5, 4.5, 1]  # average ranks of ties
-
-    def pearson(a, b):
-        ma, mb = sum(a) / len(a), sum(b) / len(b)
-        cov = sum((p - ma) * (q - mb) for p, q in zip(a, b))
-        return cov / (sum((p - ma) ** 2 for p in a) * sum((q - mb) ** 2 for q in b)) ** 0.5
-
-    assert spearman(x, y) == pytest.approx(pearson(rx, ry))
 
 
 def test_sts_benchmark_reader_and_score_on_real_pairs(packaged_model_path, tmp_path):

@@ -6,8 +6,8 @@ import torch
 
 from helpers import TOY_ROWS, quiet_config, tiny_multitask
 from ner_tags import build_tag_list
-from trainer_sentence_transformer import (MultiTaskTrainer, TrainingDiverged, classification_metrics, evaluate,
-                                          length_grouped_batches, ner_metrics, prepare_features)
+from trainer_sentence_transformer import (MultiTaskTrainer, TrainingDiverged, evaluate, length_grouped_batches,
+                                          prepare_features)
 
 TAGS = build_tag_list()
 
@@ -182,13 +182,6 @@ def test_bad_rows_are_clear_errors():
         prepare_features({"words": [["a"]], "ner_tags": [["O"]], "label": [7]}, model)
     with pytest.raises(ValueError, match="not in the model's tag list"):
         prepare_features({"words": [["a"]], "ner_tags": [["B-FOO"]], "label": [0]}, model)
-
-
-def test_metrics():
-    m = classification_metrics([0, 1, 1, 2], [0, 1, 2, 2], 3)
-    assert m["accuracy"] == 0.75 and m["confusion_matrix"] == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
-    n = ner_metrics([["B-ORG", "I-ORG", "O", "B-PER"]], [["B-ORG", "I-ORG", "O", "O"]])
-    assert n["precision"] == 1.0 and n["recall"] == 0.5 and n["per_type"]["ORG"]["f1"] == 1.0
 
 
 def test_evaluate_scores_words_not_padding(monkeypatch):

@@ -1,0 +1,281 @@
+"""Serving: the fast CPU path (the whole multi-task forward as an ONNX Runtime graph) and streaming file prediction.
+
+    export_onnx(model, directory)            # <directory>/model.onnx + fast_config.json (model.export_fast writes it)
+    FastRunner(directory).run(ids, mask, shapes)   # ONNX Runtime session over an exported folder (from_pretrained)
+    predict_file(model, path, output)        # a .txt / .csv / .jsonl file -> one JSON line of predictions per row
+
+onnx / onnxruntime are imported only on an export or a load.
+"""
+import copy
+import json
+import os
+
+import torch
+from torch import nn
+
+# The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):
+# one graph (input_ids, attention_mask, shape_ids) -> (cls_logits, ner_logits, sentence_embedding), dynamic batch and
+# sequence axes, exported from model.forward (the sentence embedding is read from the encoder's own output).
+# Weights: fp32 by default; optionally ONNX Runtime's dynamic int8 quantisation (per-channel) on the encoder MatMuls
+# that QUANTIZE names (measured not to keep quality on this model: see QUANTIZE).
+
+FAST_DIR = "fast"
+ONNX_NAME = "model.onnx"
+FAST_CONFIG_NAME = "fast_config.json"
+INPUT_NAMES = ("input_ids", "attention_mask", "shape_ids")
+OUTPUT_NAMES = ("cls_logits", "ner_logits", "sentence_embedding")
+OPSET = 17
+# Which encoder MatMuls get int8 weights: "none" (fp32 everywhere), "ffn" (the two feed-forward MatMuls of each
+# layer, ~2/3 of the encoder's FLOPs), "encoder" (every encoder MatMul with a weight). Measured (bench/predict.py,
+# README): "ffn" runs 1.15-1.7x the fp32 torch speed but loses too much (sentence-embedding cosine 0.990 on MiniLM,
+# entity F1 vs fp32 0.95), so the default keeps fp32 weights (ONNX Runtime's graph optimisations only).
+QUANTIZE_MODES = ("none", "ffn", "encoder")
+QUANTIZE = "none"
+INSTALL_HINT = "pip install onnx==1.23.2 onnxruntime==1.32.0"
+
+
+class _ExportWrapper(nn.Module):
+    """model.forward as a function of three tensors returning three tensors (what the ONNX graph computes)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, shape_ids):
+        return forward_all(self.model, input_ids, attention_mask, shape_ids)
+
+
+def forward_all(model, input_ids, attention_mask, shape_ids):
+    """(cls_logits, ner_logits, sentence_embedding) of one multi-task forward, in OUTPUT_NAMES order; the sentence
+    embedding is the one model.forward returns (the encoder's own output)."""
+    out = model(input_ids, attention_mask, shape_ids=shape_ids)
+    return tuple(out[name] for name in OUTPUT_NAMES)
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError(f"The fast path needs ONNX Runtime: {INSTALL_HINT}") from e
+    return onnxruntime
+
+
+def _quantize_nodes(onnx_path, mode):
+    """Names of the MatMul nodes with an initializer weight inside the encoder that `mode` quantises."""
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    chosen = []
+    for node in graph.node:
+        if node.op_type != "MatMul" or not any(x in weights for x in node.input):
+            continue
+        name = node.name
+        in_encoder = "/encoder/layer." in name
+        is_ffn = "/intermediate/" in name or ("/output/" in name and "/attention/" not in name)
+        if in_encoder and (mode == "encoder" or (mode == "ffn" and is_ffn)):
+            chosen.append(name)
+    return chosen
+
+
+def export_onnx(model, directory, quantize=QUANTIZE):
+    """Write <directory>/model.onnx (+ fast_config.json) for `model` (a MultiTaskSentenceTransformer); the model
+    itself is not changed (a CPU fp32 copy is exported). Returns what was quantised."""
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}.")
+    _import_ort()
+    import warnings
+
+    copy_ = copy.deepcopy(model).cpu().float().eval()
+    wrapper = _ExportWrapper(copy_).eval()
+    # A padded example row, so the traced graph keeps the attention mask (an all-ones mask can be traced away).
+    ids = torch.full((2, 16), 1000, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    shapes = torch.ones_like(ids)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, ONNX_NAME)
+    axes = {"batch": 0, "tokens": 1}
+    dynamic = {n: {0: "batch", 1: "tokens"} for n in INPUT_NAMES + ("ner_logits",)}
+    dynamic.update(cls_logits={0: "batch"}, sentence_embedding={0: "batch"})
+    raw = path if quantize == "none" else os.path.join(directory, "model.fp32.onnx")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, (ids, mask, shapes), raw, dynamo=False, input_names=list(INPUT_NAMES),
+                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic, opset_version=OPSET,
+                          do_constant_folding=True)
+    nodes = []
+    if quantize != "none":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        nodes = _quantize_nodes(raw, quantize)
+        quantize_dynamic(raw, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes)
+        os.remove(raw)
+    config = {"inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "opset": OPSET, "quantize": quantize,
+              "int8_matmuls": len(nodes), "dynamic_axes": axes}
+    with open(os.path.join(directory, FAST_CONFIG_NAME), "w") as f:
+        json.dump(config, f, indent=2)
+    return config
+
+
+class FastRunner:
+    """An ONNX Runtime session over an exported folder; run(ids, mask, shapes) -> dict of numpy outputs."""
+
+    def __init__(self, directory, threads=None):
+        ort = _import_ort()
+        with open(os.path.join(directory, FAST_CONFIG_NAME)) as f:
+            self.config = json.load(f)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(os.path.join(directory, ONNX_NAME), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def run(self, input_ids, attention_mask, shape_ids, outputs=OUTPUT_NAMES):
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
+                 "shape_ids": shape_ids.numpy()}
+        return dict(zip(outputs, self.session.run(list(outputs), feeds)))
+
+
+# ------------------------------------------------------------------------------ main.py --predict-file: streaming I/O
+# Read a .txt / .csv / .jsonl file chunk by chunk, predict each chunk, write one JSON line per input record (a row
+# with no usable text, or whose prediction fails, gets an error record in its place).
+
+PREDICT_FILE_FORMATS = (".txt", ".csv", ".jsonl")
+
+
+def check_predict_file_args(a):
+    """Problems with the --predict-file flags, found before the model loads."""
+    problems = []
+    if a.predict_file:
+        if not os.path.isfile(a.predict_file):
+            problems.append(f"--predict-file: no file at {a.predict_file}")
+        elif os.path.splitext(a.predict_file)[1].lower() not in PREDICT_FILE_FORMATS:
+            problems.append(f"--predict-file: {a.predict_file} is not one of {', '.join(PREDICT_FILE_FORMATS)} "
+                            "(rename a plain text file to .txt)")
+    if a.chunk_size < 1:
+        problems.append("--chunk-size must be >= 1")
+    return problems
+
+
+def _is_unreadable(text):
+    """True for text holding lone surrogates: bytes that were not UTF-8 (read with errors='surrogateescape') or a
+    JSON "\\ud800"-style escape; neither can be written back as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def read_texts(path, text_column="text"):
+    """Yield (row, text, error) for each input record of a .txt / .csv / .jsonl file, streaming: row counts input
+    records from 1 (a line of .txt / .jsonl, a data row of .csv); error is None or says why the row has no text."""
+    import csv
+
+    kind = os.path.splitext(path)[1].lower()
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="" if kind == ".csv" else None) as f:
+        if kind == ".csv":
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header or text_column not in header:
+                raise ValueError(f"{path}: no column {text_column!r} in the CSV header {header}; pass --text-column "
+                                 "with one of its columns.")
+            column, row = header.index(text_column), 0
+            while True:
+                row += 1
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    yield row, None, f"unreadable CSV row: {e}"
+                    continue
+                if column >= len(fields):
+                    yield row, None, f"row has {len(fields)} fields, no {text_column!r} column"
+                else:
+                    yield row, fields[column], None
+        for row, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if kind == ".txt":
+                yield row, line, None
+                continue
+            if not line.strip():
+                yield row, "", None
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                yield row, None, f"not valid JSON: {e}"
+                continue
+            if not isinstance(record, dict) or text_column not in record:
+                yield row, None, f"not a JSON object with a {text_column!r} key (use --text-column)"
+            elif not isinstance(record[text_column], str):
+                yield row, None, f"{text_column!r} is {type(record[text_column]).__name__}, not a string"
+            else:
+                yield row, record[text_column], None
+
+
+def _predict_chunk(model, chunk, batch_size):
+    """Output records for one chunk of (row, text, error): a prediction or a per-row error each, in order."""
+    records = []
+    for row, text, error in chunk:
+        if error is None and _is_unreadable(text):
+            error = "not valid UTF-8 (or a lone surrogate escape)"
+        elif error is None and not text.strip():
+            error = "empty text"
+        records.append({"row": row, "error": error} if error else {"row": row, "text": text})
+    todo = [r for r in records if "text" in r]
+    try:
+        preds = model.predict([r["text"] for r in todo], batch_size=batch_size)
+    except Exception:  # isolate the row that failed: predict one by one
+        preds = []
+        for r in todo:
+            try:
+                preds.append(model.predict(r["text"]))
+            except Exception as e:
+                preds.append({"error": f"prediction failed: {type(e).__name__}: {e}"})
+    for r, p in zip(todo, preds):
+        del r["text"]
+        r.update(p)
+    return records
+
+
+def predict_file(model, path, output, text_column="text", batch_size=32, chunk_size=1000, show_progress=True):
+    """Predict every text of a .txt / .csv / .jsonl file into `output`, one JSON line per input record
+    ({'row', 'label', 'score', 'entities'} or {'row', 'error'}), reading and predicting chunk_size rows at a time
+    (memory flat). Written to a temp name and renamed at the end: `output` is whole or absent, never half-written.
+    Returns {'rows': n, 'errors': n}."""
+    from tqdm.auto import tqdm
+
+    output = os.path.abspath(output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    tmp = f"{output}.tmp-{os.getpid()}"
+    counts = {"rows": 0, "errors": 0}
+    try:
+        with open(tmp, "w", encoding="utf-8") as out, tqdm(unit="text", desc="predict", disable=not show_progress) as bar:
+            chunk = []
+            records = read_texts(path, text_column)
+            while True:
+                item = next(records, None)
+                if item is not None:
+                    chunk.append(item)
+                if chunk and (item is None or len(chunk) == chunk_size):
+                    for record in _predict_chunk(model, chunk, batch_size):
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        counts["errors"] += "error" in record
+                    counts["rows"] += len(chunk)
+                    bar.update(len(chunk))
+                    chunk = []
+                if item is None:
+                    break
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"{counts['rows']} rows -> {output} ({counts['errors']} with an error record)")
+    return counts
