@@ -112,3 +112,47 @@ def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=())
             rows["word_starts"].append(starts)
             rows["ner_tags"].append(tags)
     return datasets.Dataset.from_dict(rows, features=row_features(label_names))
+
+
+def evaluate_on_conll(model, path, spacy_model="en_core_web_sm", batch_size=64):
+    """Entity P/R/F1 per CoNLL type of the model and of its spaCy teacher on the same gold words of a CoNLL file.
+
+    Both are restricted to the model's entity types (a spaCy-typed model's tags are mapped onto CoNLL's; a CoNLL-typed
+    model is compared with the spaCy types that map onto its own). Returns {"model": ner_metrics, "spacy": ...,
+    "sentences": n, "types": [kept spaCy types]}."""
+    from spacy.tokens import Doc
+
+    from create_ner_dataset import doc_to_words_tags, load_spacy
+    from metrics import ner_metrics
+
+    sentences = read_conll(path)
+    words = [w for w, _ in sentences]
+    gold = [t for _, t in sentences]
+    kept = {t[2:] for t in model.tags if t != "O"}  # the types the model was trained on
+    model_tags = model.predict_tags(words, batch_size=batch_size)
+    if kept <= set(CONLL_TYPES):  # a model trained with --ner-types conll: its tags are CoNLL's already
+        kept = {t for t, conll in ONTONOTES_TO_CONLL.items() if conll in kept}  # the spaCy types that map onto them
+    else:
+        model_tags = [map_tags(t, ONTONOTES_TO_CONLL) for t in model_tags]
+    nlp = load_spacy(spacy_model)
+    teacher = []
+    for ws, doc in zip(words, nlp.pipe((Doc(nlp.vocab, words=ws) for ws in words), batch_size=256)):
+        _, starts, tags = doc_to_words_tags(doc, kept)
+        by_start = dict(zip(starts, tags))  # tokens the word filter dropped get O
+        teacher.append(map_tags([by_start.get(tok.idx, "O") for tok in doc], ONTONOTES_TO_CONLL))
+    return {"model": ner_metrics(gold, model_tags), "spacy": ner_metrics(gold, teacher),
+            "sentences": len(sentences), "types": sorted(kept)}
+
+
+def conll_table(results):
+    """The side-by-side text table of evaluate_on_conll's result (per type, then micro)."""
+    ours, theirs = results["model"], results["spacy"]
+    zero = {"precision": 0, "recall": 0, "f1": 0}
+    lines = [f"{'type':<8s} {'model P':>8s} {'R':>6s} {'F1':>6s}   {'spaCy P':>8s} {'R':>6s} {'F1':>6s}"]
+    for kind in sorted(set(ours["per_type"]) | set(theirs["per_type"])):
+        o, s = ours["per_type"].get(kind, zero), theirs["per_type"].get(kind, zero)
+        lines.append(f"{kind:<8s} {o['precision']:8.3f} {o['recall']:6.3f} {o['f1']:6.3f}   "
+                     f"{s['precision']:8.3f} {s['recall']:6.3f} {s['f1']:6.3f}")
+    lines.append(f"{'micro':<8s} {ours['precision']:8.3f} {ours['recall']:6.3f} {ours['f1']:6.3f}   "
+                 f"{theirs['precision']:8.3f} {theirs['recall']:6.3f} {theirs['f1']:6.3f}")
+    return "\n".join(lines)

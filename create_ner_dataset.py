@@ -36,7 +36,7 @@ from pathlib import Path
 from data_sources import (TEST_FRACTION, _check_columns, _check_texts, _label_names_and_ids, _load_parts,
                           _load_source, _resolve_source, _source_fingerprint, carve_test_split, clean_applies,
                           stratified_indices)
-from ner_tags import (ONTONOTES_TO_CONLL, _check_ner_types, _kept_types, build_tag_list, default_dropped_types,
+from ner_tags import (NER_TYPES, ONTONOTES_TO_CONLL, _check_ner_types, _kept_types, build_tag_list, default_dropped_types,
                       iob1_to_iob2, map_tags)
 from text_prep import _keep_word, clean_text
 from errors import InputError, ProjectError
@@ -198,16 +198,33 @@ def row_features(label_names):
     })
 
 
-def _check_options(test_fraction, ner_types, clean, text_column, label_column) -> None:
-    _check_ner_types(ner_types)
-    clean_applies("", clean)  # validates clean
+def option_problems(test_fraction=TEST_FRACTION, ner_types="spacy", clean="auto", text_column="text",
+                    label_column="label", dropped_types=None) -> list[tuple[str, str]]:
+    """[(option, what is wrong)] for create_dataset's options: the one place they are checked (create_dataset raises
+    them, main.py reports them under its flags' names)."""
+    problems = []
+    try:
+        _check_ner_types(ner_types)
+        build_tag_list(dropped_types, ner_types)
+    except InputError as e:
+        problems.append(("ner_types" if ner_types not in NER_TYPES else "dropped_types", str(e)))
+    if clean not in (True, False, "auto"):
+        problems.append(("clean", f"must be True, False or 'auto', got {clean!r}"))
     if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
-        raise InputError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
+        problems.append(("test_fraction", f"must be between 0 and 1 (exclusive), got {test_fraction!r}"))
     for name, col in (("text_column", text_column), ("label_column", label_column)):
         if not (isinstance(col, str) and col):
-            raise InputError(f"{name} must be a non-empty column name, got {col!r}")
-    if text_column == label_column:
-        raise InputError(f"text_column and label_column are both {text_column!r}; name two different columns")
+            problems.append((name, f"must be a non-empty column name, got {col!r}"))
+    if text_column == label_column and text_column:
+        problems.append(("label_column", f"and text_column are both {text_column!r}; name two different columns"))
+    return problems
+
+
+def _check_options(test_fraction, ner_types, clean, text_column, label_column, dropped_types=None) -> None:
+    problems = option_problems(test_fraction, ner_types, clean, text_column, label_column, dropped_types)
+    if problems:
+        raise InputError("; ".join(message if name in ("ner_types", "dropped_types") else f"{name} {message}"
+                                   for name, message in problems))
 
 
 def _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, text_column,

@@ -21,6 +21,7 @@ from ner_tags import build_tag_list
 from precision import AUTOCAST_DTYPES, resolve_precision
 from sentence_transformer import ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids, pool
 from text_prep import WORD_SHAPES, clean_text_with_spans, split_words, word_shape
+from errors import InputError, InputTypeError
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
@@ -154,13 +155,13 @@ class MultiTaskSentenceTransformer(nn.Module):
             encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length,
                                           attention_dropout=attention_dropout)
         elif attention_dropout is not None and encoder.attention_dropout != attention_dropout:
-            raise ValueError(f"The given encoder has attention_dropout={encoder.attention_dropout}, not "
+            raise InputError(f"The given encoder has attention_dropout={encoder.attention_dropout}, not "
                              f"{attention_dropout}; build it with that setting, or pass attention_dropout=None.")
         self.encoder = encoder
         self.label_names = list(label_names if label_names is not None else AG_NEWS_LABELS)
         self.tags = list(tags if tags is not None else build_tag_list())
         if not self.label_names or not self.tags or self.tags[0] != "O":
-            raise ValueError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
+            raise InputError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
         self.clean = clean
         self.classifier_dropout, self.ner_dropout = classifier_dropout, ner_dropout
         self.ner_window, self.ner_context = ner_window, ner_context
@@ -236,7 +237,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         (plan_windows), every window runs through the same length-sorted batches, and each word takes its tag from
         the window where it lies farthest from a cut edge (the most context on both sides)."""
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         precision = resolve_precision(precision, self.device, fast_available=self.fast is not None)
         was_training = self.training
         self.eval()
@@ -345,7 +346,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file); precision as in predict()."""
         if not isinstance(words_batch, (list, tuple)) or not all(
                 isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
-            raise TypeError("predict_tags expects a list of word lists (list[list[str]]).")
+            raise InputTypeError("predict_tags expects a list of word lists (list[list[str]]).")
         if not words_batch:
             resolve_precision(precision, self.device, fast_available=self.fast is not None)  # still check the flag
             return []
@@ -359,7 +360,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         feeds it (cleaned text, spaCy words, word shapes); runs through the fast path like predict(). For token
         embeddings or the bare encoder use model.encoder.encode()."""
         if convert_to not in ("numpy", "tensor"):
-            raise ValueError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
+            raise InputError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
         texts, single = check_texts(texts)
         words = [p[2] for p in self._prepare(texts)]
         if texts:

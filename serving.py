@@ -12,6 +12,7 @@ import os
 
 import torch
 from torch import nn
+from errors import InputError
 
 # The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):
 # one graph (input_ids, attention_mask, shape_ids) -> (cls_logits, ner_logits, sentence_embedding), dynamic batch and
@@ -82,7 +83,7 @@ def export_onnx(model, directory, quantize=QUANTIZE):
     """Write <directory>/model.onnx (+ fast_config.json) for `model` (a MultiTaskSentenceTransformer); the model
     itself is not changed (a CPU fp32 copy is exported). Returns what was quantised."""
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}.")
+        raise InputError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}.")
     _import_ort()
     import warnings
 
@@ -183,7 +184,7 @@ def read_texts(path, text_column="text"):
             reader = csv.reader(f)
             header = next(reader, None)
             if not header or text_column not in header:
-                raise ValueError(f"{path}: no column {text_column!r} in the CSV header {header}; pass --text-column "
+                raise InputError(f"{path}: no column {text_column!r} in the CSV header {header}; pass --text-column "
                                  "with one of its columns.")
             column, row = header.index(text_column), 0
             while True:

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from metrics import spearman
+from errors import InputError, InputFileNotFound
 
 STS_DEV = "../shared/data/stsbenchmark/sts-dev.csv"
 
@@ -18,7 +19,7 @@ def read_sts(path=STS_DEV) -> list[tuple[str, str, float]]:
     file, years, id, score, sentence 1, sentence 2 (rows with extra trailing columns keep the first seven; quotes are
     literal text). FileNotFoundError / ValueError naming the file and line."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no STS Benchmark file at {path!r} (expected ../shared/data/stsbenchmark/sts-dev.csv "
+        raise InputFileNotFound(f"no STS Benchmark file at {path!r} (expected ../shared/data/stsbenchmark/sts-dev.csv "
                                 "relative to the project's root)")
     pairs = []
     with open(path, encoding="utf-8") as f:
@@ -31,11 +32,11 @@ def read_sts(path=STS_DEV) -> list[tuple[str, str, float]]:
                 if len(fields) < 7 or not 0 <= score <= 5:
                     raise ValueError
             except (ValueError, IndexError):
-                raise ValueError(f"{path}, line {line_no}: not an STS Benchmark row (7 tab-separated columns, score "
+                raise InputError(f"{path}, line {line_no}: not an STS Benchmark row (7 tab-separated columns, score "
                                  "0-5 in the 5th)") from None
             pairs.append((fields[5], fields[6], score))
     if not pairs:
-        raise ValueError(f"{path} holds no sentence pairs")
+        raise InputError(f"{path} holds no sentence pairs")
     return pairs
 
 
@@ -56,7 +57,7 @@ def sts_spearman(model, pairs, batch_size=64):
     read_sts("../shared/data/stsbenchmark/sts-dev.csv").
     """
     if len(pairs) < 2:
-        raise ValueError(f"sts_spearman needs at least 2 sentence pairs, got {len(pairs)}.")
+        raise InputError(f"sts_spearman needs at least 2 sentence pairs, got {len(pairs)}.")
     first = np.asarray(model.encode([p[0] for p in pairs], batch_size=batch_size, normalize=True))
     second = np.asarray(model.encode([p[1] for p in pairs], batch_size=batch_size, normalize=True))
     return 100 * spearman((first * second).sum(-1), [p[2] for p in pairs])

@@ -38,7 +38,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -47,6 +47,8 @@ from torch import nn
 from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
 from atomic_io import atomic_write_dir, recover_interrupted_writes, write_text_atomic
 from atomic_io import kill_point
+from errors import InputError, ProjectError
+from distributed import check_joined, distributed_state, make_accelerator, process_share
 from metrics import classification_metrics, ner_metrics
 from plots import plot_history
 from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
@@ -57,11 +59,11 @@ REPORT_TO = ("none", "tensorboard")  # experiment trackers (accelerate's); metri
 TRACKER_DIR = "tensorboard"          # <output_dir>/tensorboard: the event files
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ProjectError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ProjectError, RuntimeError):
     """A checkpoint directory is incomplete or does not fit the model being trained."""
 
 
@@ -98,27 +100,45 @@ class TrainConfig:
     report_to: str = "none"          # none | tensorboard (accelerate's tracker, event files in <output_dir>/tensorboard)
 
     def __post_init__(self):
+        problems = self.problems(asdict(self))
+        if problems:
+            raise InputError("TrainConfig: " + "; ".join(f"{name} {message}" for name, message in problems) + ".")
+
+    @staticmethod
+    def problems(settings):
+        """[(field, what is wrong)] for TrainConfig settings (a dict of fields; missing ones take their defaults):
+        the one place these values are checked. main.py reports them under the flags' names (--batch-size ...)."""
+        c = {**{f.name: f.default for f in fields(TrainConfig)}, **settings}
+
+        def number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        def integer(x):
+            return isinstance(x, int) and not isinstance(x, bool)
+
         checks = [
-            (isinstance(self.epochs, int) and self.epochs >= (0 if self.eval_only else 1),
-             "epochs must be an integer >= 1 (0 only with eval_only=True)"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be an integer >= 1"),
-            (self.lr > 0 and (self.head_lr is None or self.head_lr > 0), "lr and head_lr must be > 0"),
-            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
-            (self.w_cls >= 0 and self.w_ner >= 0, "loss weights must be >= 0"),
-            (self.loss_weighting in LOSS_WEIGHTINGS,
-             f"loss_weighting must be one of {', '.join(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}"),
-            (isinstance(self.keep_embedding, (int, float)) and math.isfinite(self.keep_embedding)
-             and self.keep_embedding >= 0, f"keep_embedding must be a number >= 0 (0 = off), got "
-             f"{self.keep_embedding!r}"),
-            (isinstance(self.freeze_layers, int) and self.freeze_layers >= 0, "freeze_layers must be an integer >= 0"),
-            (self.mixed_precision in MIXED_PRECISIONS, f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}"),
-            (self.save_every_steps >= 0 and self.save_every_minutes >= 0, "save_every_* must be >= 0"),
-            (isinstance(self.log_every_steps, int) and self.log_every_steps >= 1, "log_every_steps must be >= 1"),
-            (self.report_to in REPORT_TO, f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}"),
+            ("epochs", integer(c["epochs"]) and c["epochs"] >= (0 if c["eval_only"] else 1),
+             "must be an integer >= 1 (0 only with eval_only=True)"),
+            ("batch_size", integer(c["batch_size"]) and c["batch_size"] >= 1, "must be >= 1"),
+            ("lr", number(c["lr"]) and c["lr"] > 0, "must be > 0"),
+            ("head_lr", c["head_lr"] is None or number(c["head_lr"]) and c["head_lr"] > 0, "must be > 0"),
+            ("warmup_ratio", number(c["warmup_ratio"]) and 0 <= c["warmup_ratio"] < 1, "must be in [0, 1)"),
+            ("w_cls", number(c["w_cls"]) and c["w_cls"] >= 0, "must be >= 0"),
+            ("w_ner", number(c["w_ner"]) and c["w_ner"] >= 0, "must be >= 0"),
+            ("loss_weighting", c["loss_weighting"] in LOSS_WEIGHTINGS,
+             f"must be one of {', '.join(LOSS_WEIGHTINGS)}, got {c['loss_weighting']!r}"),
+            ("keep_embedding", number(c["keep_embedding"]) and c["keep_embedding"] >= 0,
+             f"must be a number >= 0 (0 = off), got {c['keep_embedding']!r}"),
+            ("freeze_layers", integer(c["freeze_layers"]) and c["freeze_layers"] >= 0, "must be >= 0"),
+            ("mixed_precision", c["mixed_precision"] in MIXED_PRECISIONS,
+             f"must be one of {', '.join(MIXED_PRECISIONS)}, got {c['mixed_precision']!r}"),
+            ("save_every_steps", number(c["save_every_steps"]) and c["save_every_steps"] >= 0, "must be >= 0"),
+            ("save_every_minutes", number(c["save_every_minutes"]) and c["save_every_minutes"] >= 0, "must be >= 0"),
+            ("log_every_steps", integer(c["log_every_steps"]) and c["log_every_steps"] >= 1, "must be >= 1"),
+            ("report_to", c["report_to"] in REPORT_TO,
+             f"must be one of {', '.join(REPORT_TO)}, got {c['report_to']!r}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"TrainConfig: {message}.")
+        return [(name, message) for name, ok, message in checks if not ok]
 
 
 # --------------------------------------------------------------------------- data
@@ -133,16 +153,16 @@ def prepare_features(rows, model, batch_size=1000):
     words, tags, labels = list(rows["words"]), list(rows["ner_tags"]), list(rows["label"])
     for i, (w, t) in enumerate(zip(words, tags)):
         if t is not None and len(w) != len(t):
-            raise ValueError(f"row {i}: {len(w)} words but {len(t)} ner_tags; each word needs exactly one tag "
+            raise InputError(f"row {i}: {len(w)} words but {len(t)} ner_tags; each word needs exactly one tag "
                              "(or ner_tags None for a row without NER tags).")
     unknown = {t for row in tags if row is not None for t in row} - set(tag_to_id)
     if unknown:
-        raise ValueError(f"tags {sorted(unknown)} are not in the model's tag list; build the model with the "
+        raise InputError(f"tags {sorted(unknown)} are not in the model's tag list; build the model with the "
                          "dataset's tags (MultiTaskSentenceTransformer(tags=tags)).")
     n_labels = len(model.label_names)
     bad = [i for i, y in enumerate(labels) if not (isinstance(y, (int, np.integer)) and -1 <= y < n_labels)]
     if bad:
-        raise ValueError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} (or -1: no topic "
+        raise InputError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} (or -1: no topic "
                          f"label) ({len(bad)} such rows); fix the labels or the model's label_names.")
     features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "word_index": [], "label": labels, "ner_tags": tags,
                 "words": words}  # words: evaluate() tags rows longer than one window in windows
@@ -196,68 +216,6 @@ def collate(features, indices, pad_id, cache=None):
     return batch
 
 
-# --------------------------------------------------------------------------- processes
-def distributed_state():
-    """accelerate's process state, joined to the process group a launcher (torchrun, accelerate launch) set up.
-
-    Without CUDA it must be created with cpu=True: otherwise each CPU process started by torchrun silently trains
-    alone. A launch of several processes that this process did not join is an error, never N silent copies.
-    """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=not torch.cuda.is_available())
-    check_joined(state.num_processes)
-    return state
-
-
-def make_accelerator(report_to="none", output_dir=None):
-    """The Accelerator a trainer runs through: processes, devices, DDP, gathering; never precision.
-
-    accelerate keeps one process-wide state whose mixed precision is fixed by the first Accelerator, so a second
-    trainer asking for another precision would fail ("AcceleratorState has already been initialized"), and a
-    prepared model's forward would stay wrapped in the first trainer's autocast. So every trainer's Accelerator runs
-    in fp32 ("no") and the trainer applies its own precision per forward (precision.autocast, plus a GradScaler for
-    fp16): any number of trainers in one process, each in its own precision. Where an Accelerator made elsewhere
-    already fixed another precision, this one is told not to apply it (no autocast wrapper, no scaler)."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
-
-    cpu = not torch.cuda.is_available()
-    fixed = AcceleratorState._shared_state != PartialState._shared_state  # initialised earlier in this process
-    fixed_precision = fixed and AcceleratorState._shared_state.get("_mixed_precision", "no") != "no"
-    tracking = {} if report_to == "none" else {"log_with": report_to, "project_dir": output_dir}
-    accelerator = Accelerator(mixed_precision=None if fixed_precision else "no", cpu=cpu, **tracking)
-    if accelerator.native_amp or accelerator.scaler is not None:
-        accelerator.native_amp, accelerator.scaler = False, None  # prepare() must not wrap forward in autocast
-    return accelerator
-
-
-def check_joined(num_processes):
-    """Raise if a launcher started several processes (WORLD_SIZE, a process group) but we see another number."""
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        launched = torch.distributed.get_world_size()
-    if launched != num_processes:
-        raise ValueError(
-            f"{launched} processes were launched (WORLD_SIZE / process group) but this one runs as 1 of "
-            f"{num_processes}: each would train alone. Create accelerate's state through "
-            "trainer_sentence_transformer.distributed_state() (Accelerator(cpu=True) on a machine without CUDA) "
-            "before any other PartialState/Accelerator, or launch a single process.")
-
-
-def process_share(batch, rank, n_processes, owned_only):
-    """This process's rows of one global batch, and its loss weight (0 with a stand-in row when it has none).
-
-    owned_only (feature cache): only rows i with i % n_processes == rank, the rows this process cached; otherwise
-    every n-th row from position rank, the most even split. Every process must run a step, so one without rows
-    runs a stand-in row whose loss counts 0 (DDP's gradient all-reduce needs every process).
-    """
-    rows = [i for i in batch if i % n_processes == rank] if owned_only else batch[rank::n_processes]
-    if rows:
-        return rows, 1.0
-    return [rank if owned_only else batch[0]], 0.0
-
-
 def exit_at_step_for_tests(global_step):
     """MTST_EXIT_AT_STEP=N: every process exits at once (like a kill) right after global step N (tests only)."""
     if os.environ.get("MTST_EXIT_AT_STEP") == str(global_step):
@@ -276,7 +234,7 @@ def apply_freezing(model, config):
     elif c.freeze_layers:
         embeddings, layers = m.encoder.embeddings_and_layers()
         if c.freeze_layers > len(layers):
-            raise ValueError(f"freeze_layers={c.freeze_layers} but the encoder has {len(layers)} layers; "
+            raise InputError(f"freeze_layers={c.freeze_layers} but the encoder has {len(layers)} layers; "
                              f"use freeze_encoder=True to freeze all of it.")
         frozen += [embeddings, *layers[:c.freeze_layers]]
     if c.freeze_classifier or c.w_cls == 0:  # weight 0: no gradient would reach it (and DDP needs none missing)
@@ -289,7 +247,7 @@ def apply_freezing(model, config):
     trainable = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
     heads_train = (not c.freeze_classifier and c.w_cls > 0) or (not c.freeze_ner and c.w_ner > 0)
     if (not trainable or not heads_train) and not c.eval_only:
-        raise ValueError("Nothing to train: every part is frozen (or every trainable task has loss weight 0). "
+        raise InputError("Nothing to train: every part is frozen (or every trainable task has loss weight 0). "
                          "Unfreeze a part, or set eval_only=True to only evaluate.")
     return trainable
 
@@ -453,7 +411,7 @@ class MultiTaskTrainer:
         check_joined(self.accelerator.num_processes)
         if config.batch_size % self.accelerator.num_processes:
             n = self.accelerator.num_processes
-            raise ValueError(f"batch_size {config.batch_size} is the global batch and must split evenly over {n} "
+            raise InputError(f"batch_size {config.batch_size} is the global batch and must split evenly over {n} "
                              f"processes; use a multiple of {n} (e.g. --batch-size {config.batch_size // n * n or n}).")
         self.model = model
         self.trainable = apply_freezing(model, config)
@@ -489,7 +447,7 @@ class MultiTaskTrainer:
         """Train for config.epochs, evaluating on the validation rows after every epoch; returns the history."""
         c, acc = self.config, self.accelerator
         if c.eval_only:
-            raise ValueError("eval_only=True: call evaluate() instead of train().")
+            raise InputError("eval_only=True: call evaluate() instead of train().")
         from accelerate.utils import set_seed
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup

@@ -115,7 +115,7 @@ def test_killed_two_process_run_resumes_exactly_and_refuses_one_process(tmp_path
 
 
 def test_a_launch_this_process_did_not_join_is_an_error(monkeypatch):
-    from trainer_sentence_transformer import check_joined
+    from distributed import check_joined
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="each would train alone"):

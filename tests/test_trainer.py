@@ -301,7 +301,7 @@ def test_epochs_zero_is_an_error_unless_only_evaluating(tmp_path):
 
 
 def test_process_share_splits_each_global_batch():
-    from trainer_sentence_transformer import process_share
+    from distributed import process_share
 
     batch = [7, 3, 9, 4, 0, 8]
     shares = [process_share(batch, rank, 2, owned_only=False) for rank in range(2)]

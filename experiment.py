@@ -1,0 +1,134 @@
+"""One experiment, as main.py runs it: the labelled data with validation carved from train, one model trained on it
+(fresh, or on from a saved model), its validation-selected checkpoint evaluated once on the test split, and
+results.json, model/ (with its model card) and the plots written. `a` holds main.py's flags (argparse namespace).
+
+    data = load_data(a)                                   # (train, val, test, tags)
+    results, model = run_experiment(a, data, "outputs/x") # None on the other processes of a DDP run
+"""
+import json
+import os
+import time
+
+from errors import InputError
+
+CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
+
+
+def dropped_types(a):
+    """The --dropped-entity-types as a tuple, or None for the default of --ner-types."""
+    if a.dropped_entity_types.strip().lower() == "default":
+        return None
+    return tuple(t.strip().upper() for t in a.dropped_entity_types.split(",") if t.strip())
+
+
+def clean_mode(a):
+    return CLEAN_MODES[str(a.clean_text).lower()]
+
+
+def train_config_settings(a, output_dir=None, **overrides):
+    """The TrainConfig keyword arguments of the flags named like its fields (a new such flag needs no edit here)."""
+    from dataclasses import fields
+
+    from trainer_sentence_transformer import TrainConfig
+
+    settings = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    settings.update(output_dir=output_dir or a.output_dir, **overrides)
+    return settings
+
+
+def train_config(a, output_dir=None, **overrides):
+    from trainer_sentence_transformer import TrainConfig
+
+    return TrainConfig(**train_config_settings(a, output_dir, **overrides))
+
+
+def load_data(a):
+    """(train, val, test, tags): the cached silver dataset, with validation carved from train, plus gold NER rows.
+
+    Validation is carved (stratified) from the topic rows, and the same fraction of the --ner-data sentences joins it
+    as NER-only rows; the rest of the gold sentences join train. The test split is the data's own (or carved)."""
+    from conll import load_ner_files
+    from create_ner_dataset import combine_rows, create_dataset
+    from distributed import distributed_state
+
+    start = time.perf_counter()
+    with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
+        ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
+                                  max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
+                                  dropped_types=dropped_types(a), clean=clean_mode(a), n_process=a.label_processes,
+                                  text_column=a.text_column, label_column=a.label_column,
+                                  test_fraction=a.test_fraction, ner_types=a.ner_types)
+    names = ds["train"].features["label"].names
+    n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(names)
+    if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
+        raise InputError(f"--val-fraction {a.val_fraction} of {len(ds['train'])} train rows gives {n_val} validation "
+                         f"rows; each split needs at least one row per class ({n_labels}): use more rows "
+                         "(--max-train-rows) or another --val-fraction.")
+    split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
+    train, val = split["train"], split["test"]
+    gold_note = ""
+    if a.ner_data:
+        gold = load_ner_files(a.ner_data, ner_types=a.ner_types, dropped_types=dropped_types(a), label_names=names)
+        gold = gold.train_test_split(test_size=a.val_fraction, seed=a.seed)
+        train, val = combine_rows(train, gold["train"]), combine_rows(val, gold["test"])
+        gold_note = f" (+ {len(gold['train'])} / {len(gold['test'])} gold NER-only sentences from --ner-data)"
+    print(f"data: {len(train)} train / {len(val)} validation / {len(ds['test'])} test rows{gold_note}, "
+          f"{n_labels} classes, {len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
+    return train, val, ds["test"], tags
+
+
+def new_model(a, train, tags):
+    """A fresh model for the flags: the encoder, the data's class names and tags, pooling, dropout, cleaning."""
+    from data_sources import clean_applies
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    names = train.features["label"].names  # the data's class names: the saved model predicts them
+    return MultiTaskSentenceTransformer(a.model_name, label_names=names, tags=tags, pooling=a.pooling,
+                                        max_length=a.max_length, classifier_dropout=a.dropout, ner_dropout=a.dropout,
+                                        clean=clean_applies(a.dataset, clean_mode(a), names),
+                                        attention_dropout=a.attention_dropout)
+
+
+def run_experiment(a, data, output_dir, start_from=None, **config_overrides):
+    """Train one model and evaluate its best (validation-selected) checkpoint on the test split once.
+
+    start_from: a saved model folder to train on from (a stage-2 run: a fresh optimizer and schedule); None builds a
+    new model from the flags. config_overrides: TrainConfig fields (e.g. w_ner=0.0, freeze_classifier=True).
+    Returns (results, best model) on the main process, None on the others (DDP)."""
+    from accelerate.utils import set_seed
+
+    from atomic_io import write_text_atomic
+    from model_card import write_model_card
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from plots import plot_confusion
+    from run_info import run_info
+    from sts_benchmark import sts_pairs, sts_spearman
+    from trainer_sentence_transformer import MultiTaskTrainer, evaluate
+
+    train, val, test, tags = data
+    sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
+    config = train_config(a, output_dir, **config_overrides)
+    set_seed(a.seed)  # the heads' initialisation too
+    model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(a, train, tags)
+    trainer = MultiTaskTrainer(model, train, val, config)
+    start = time.perf_counter()
+    history = trainer.train()
+    train_seconds = time.perf_counter() - start
+    best = MultiTaskSentenceTransformer.from_pretrained(os.path.join(output_dir, "best_model"))
+    best.to(trainer.accelerator.device)
+    test_metrics = evaluate(best, test, precision=trainer.precision, accelerator=trainer.accelerator)  # sharded
+    if not trainer.accelerator.is_main_process:
+        return None
+    best.save_pretrained(os.path.join(output_dir, "model"))
+    plot_confusion(test_metrics["confusion_matrix"], best.label_names, os.path.join(output_dir, "confusion_matrix.png"),
+                   "Test confusion matrix")
+    results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts),
+               "best_epoch": trainer.state["best_epoch"], "history": history,
+               "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
+               "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
+               "trained_tasks": best.trained_tasks, "flags": vars(a), "run": run_info()}
+    if start_from:
+        results["start"] = start_from
+    write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    write_model_card(os.path.join(output_dir, "model"), best, results)  # the Hub card, with the metrics above
+    return results, best
