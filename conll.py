@@ -136,7 +136,7 @@ def evaluate_on_conll(model, path, spacy_model="en_core_web_sm", batch_size=64):
         model_tags = [map_tags(t, ONTONOTES_TO_CONLL) for t in model_tags]
     nlp = load_spacy(spacy_model)
     teacher = []
-    for ws, doc in zip(words, nlp.pipe((Doc(nlp.vocab, words=ws) for ws in words), batch_size=256)):
+    for doc in nlp.pipe((Doc(nlp.vocab, words=ws) for ws in words), batch_size=256):
         _, starts, tags = doc_to_words_tags(doc, kept)
         by_start = dict(zip(starts, tags))  # tokens the word filter dropped get O
         teacher.append(map_tags([by_start.get(tok.idx, "O") for tok in doc], ONTONOTES_TO_CONLL))

@@ -11,6 +11,7 @@ the same segmentation the silver labels were made on. Nothing is loaded at impor
 import json
 import math
 import os
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -83,6 +84,17 @@ def plan_windows(counts, budget, overlap):
             nxt -= 1
             shared += counts[nxt]
         start = nxt
+
+
+class Window(NamedTuple):
+    """One encoder window of a row for windowed tagging: the row's first window, or a later one of a long row."""
+    row: int              # index of the row in the batch
+    input_ids: list       # wordpiece ids with special tokens
+    shape_ids: list       # each piece's word shape
+    positions: list       # the positions of the words' first pieces
+    word_index: list      # the row's word index of each of those positions
+    at_start: bool        # the window starts at the row's start (no cut before it)
+    at_end: bool          # the window ends at the row's end (no cut after it)
 
 
 def bio_to_spans(tags):
@@ -243,24 +255,24 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.eval()
         max_length = self.encoder.max_length
         enc = tokenize_words(self.tokenizer, words_batch, max_length)  # first windows, exactly as before
-        # windows: (row, first word, input ids, shape ids, positions, word index (of the row), at text start, at end)
-        windows = [(i, 0, enc["input_ids"][i], enc["shape_ids"][i], enc["positions"][i], enc["word_index"][i],
-                    True, True) for i in range(len(words_batch))]
-        if "ner_logits" in outputs:
-            windows += self._later_windows(words_batch, enc, windows)
+        later = self._later_windows(words_batch, enc) if "ner_logits" in outputs else []
+        cut = {w.row for w in later}  # rows whose first window is cut at its end
+        windows = [Window(i, enc["input_ids"][i], enc["shape_ids"][i], enc["positions"][i], enc["word_index"][i],
+                          at_start=True, at_end=i not in cut) for i in range(len(words_batch))] + later
         results = [{} for _ in words_batch]
         best = {}  # (row, word) -> edge distance of the window its tag came from
         for i, words in enumerate(words_batch):
             if "ner_logits" in outputs:
                 results[i]["tags"] = ["O"] * len(words)  # words with no wordpiece stay 'O'
-        ids = [w[2] for w in windows]
+        ids = [w.input_ids for w in windows]
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
-            shapes, _ = pad_ids([windows[j][3] for j in batch])
+            shapes, _ = pad_ids([windows[j].shape_ids for j in batch])
             out = self._forward_batch(input_ids, mask, shapes, precision, outputs)
             probs = out["cls_logits"].softmax(-1) if "cls_logits" in out else None
             tag_ids = out["ner_logits"].argmax(-1).tolist() if "ner_logits" in out else None
             for row, j in enumerate(batch):
-                i, _, window_ids, _, positions, word_index, at_start, at_end = windows[j]
+                window = windows[j]
+                i, at_start, at_end = window.row, window.at_start, window.at_end
                 if at_start:  # the row's first window: topic and embedding
                     if probs is not None:
                         results[i]["probs"] = probs[row]
@@ -268,8 +280,8 @@ class MultiTaskSentenceTransformer(nn.Module):
                         results[i]["embedding"] = out["sentence_embedding"][row]
                 if tag_ids is None:
                     continue
-                last = len(window_ids) - 2  # the last content piece (before [SEP])
-                for t, w in zip(positions, word_index):
+                last = len(window.input_ids) - 2  # the last content piece (before [SEP])
+                for t, w in zip(window.positions, window.word_index):
                     # pieces of context on the nearer cut side (a side at the text's own start / end is no cut)
                     edge = min(t - 1 if not at_start else math.inf, last - t if not at_end else math.inf)
                     if edge > best.get((i, w), -1):
@@ -278,9 +290,9 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.train(was_training)
         return results
 
-    def _later_windows(self, words_batch, enc, windows):
-        """Windows 2.. of the rows longer than one window (plan_windows); marks their first window as cut at its end.
-        Rows shorter than max_length pieces were never cut, so only full-length rows are counted."""
+    def _later_windows(self, words_batch, enc):
+        """Windows 2.. (Window) of the rows longer than one window (plan_windows); their first window is then cut at
+        its end. Rows shorter than max_length pieces were never cut, so only full-length rows are counted."""
         max_length = self.encoder.max_length
         budget = max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
         full = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) >= max_length and words_batch[i]]
@@ -297,13 +309,12 @@ class MultiTaskSentenceTransformer(nn.Module):
             if sum(counts) <= budget:
                 continue  # exactly one window long
             plan = plan_windows(counts, budget, max(0, int(budget * WINDOW_OVERLAP)))
-            windows[i] = windows[i][:7] + (False,)  # the first window is cut at its end
             for start, end in plan[1:]:
                 later.append((i, start, end == len(counts)))
                 parts.append(words_batch[i][start:end])
         enc_later = tokenize_words(self.tokenizer, parts, max_length)
-        return [(i, start, enc_later["input_ids"][k], enc_later["shape_ids"][k], enc_later["positions"][k],
-                 [start + w for w in enc_later["word_index"][k]], False, at_end)
+        return [Window(i, enc_later["input_ids"][k], enc_later["shape_ids"][k], enc_later["positions"][k],
+                       [start + w for w in enc_later["word_index"][k]], at_start=False, at_end=at_end)
                 for k, (i, start, at_end) in enumerate(later)]
 
     def _prepare(self, texts):

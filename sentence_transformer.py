@@ -357,6 +357,38 @@ class SentenceTransformer(nn.Module):
 
     # ----------------------------------------------------------------- encode
     @torch.inference_mode()
+    def embed_ids(self, id_lists, batch_size=32, output="sentence", precision="fp32", device=None,
+                  show_progress_bar=False, desc="encode"):
+        """The one inference loop over token ids: per row, its sentence embedding [H] (output='sentence') or its token
+        embeddings [n_tokens, H] (output='token', padding stripped), fp32 on the CPU, in the input order.
+
+        Rows run in length-sorted batches (each padded to its own longest row, so little compute is wasted), in eval
+        mode (no dropout), on device (default: the model's) under precision's autocast ('fp32'/'no', 'bf16', 'fp16';
+        already resolved). encode() and the trainer's embedding and feature caches all run through here."""
+        was_training = self.training
+        self.eval()
+        device = device or self.device
+        batches = length_sorted_batches(id_lists, batch_size, self.tokenizer.pad_token_id or 0)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=-(-len(id_lists) // batch_size), desc=desc, unit="batch")
+        results = [None] * len(id_lists)
+        for batch, input_ids, mask in batches:
+            with autocast(precision, device):
+                out = self(input_ids.to(device), mask.to(device))
+            if output == "sentence":
+                emb = out["sentence_embedding"].float().cpu()
+                for row, i in enumerate(batch):
+                    results[i] = emb[row]
+            else:
+                tokens = out["token_embeddings"].float().cpu()
+                for row, i in enumerate(batch):
+                    results[i] = tokens[row, :len(id_lists[i])].clone()
+        self.train(was_training)
+        return results
+
+    @torch.inference_mode()
     def encode(self, texts, batch_size=32, normalize=False, show_progress_bar=None, convert_to="numpy",
                output="sentence", precision="fp32"):
         """Embed texts in the sentence-transformers style.
@@ -374,42 +406,16 @@ class SentenceTransformer(nn.Module):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         texts, single = check_texts(texts)
-        was_training = self.training
-        self.eval()
-        device = self.device
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"] if texts else []
         if show_progress_bar is None:
             show_progress_bar = len(texts) > 10 * batch_size
-        batches = length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0)
-        if show_progress_bar:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, total=-(-len(ids) // batch_size), desc="encode", unit="batch")
-        results = [None] * len(texts)
-        for batch, input_ids, mask in batches:
-            input_ids, mask = input_ids.to(device), mask.to(device)
-            with autocast(precision, device):
-                out = self(input_ids, mask)
-            if output == "sentence":
-                emb = out["sentence_embedding"].float()
-                if normalize:
-                    emb = nn.functional.normalize(emb, p=2, dim=1)
-                for row, i in enumerate(batch):
-                    results[i] = emb[row]
-            else:
-                tok = out["token_embeddings"].float()
-                if normalize:
-                    tok = nn.functional.normalize(tok, p=2, dim=-1)
-                for row, i in enumerate(batch):
-                    results[i] = tok[row, :len(ids[i])]
-        if was_training:
-            self.train()
-
+        results = self.embed_ids(ids, batch_size, output, precision, show_progress_bar=show_progress_bar)
+        if normalize:
+            results = [nn.functional.normalize(r, p=2, dim=-1) for r in results]
         if output == "sentence":
-            stacked = torch.stack(results).cpu() if results else torch.empty(0, self.hidden_size)
+            stacked = torch.stack(results) if results else torch.empty(0, self.hidden_size)
             stacked = stacked[0] if single else stacked
             return stacked.numpy() if convert_to == "numpy" else stacked
-        results = [r.cpu() for r in results]
         if convert_to == "numpy":
             results = [r.numpy() for r in results]
         return results[0] if single else results

@@ -294,21 +294,12 @@ class LossWeighting(nn.Module):
         return {task: math.exp(-float(s.detach())) for task, s in self.log_vars.items()}
 
 
-@torch.inference_mode()
 def sentence_embeddings(model, features, rows, batch_size=64, device=None, precision="no"):
     """Pooled sentence embeddings [len(rows), H] (fp32, CPU) of model.encoder in eval mode (no dropout) for the given
     rows of prepare_features() output, run on device (default: the model's) in precision."""
-    was_training = model.encoder.training
-    model.encoder.eval()
-    ids, rows = features["input_ids"], list(rows)
-    device = device or model.device
-    out = torch.zeros(len(rows), model.encoder.hidden_size)
-    for batch, input_ids, mask in length_sorted_batches([ids[i] for i in rows], batch_size, pad_ids_value(model)):
-        with autocast(precision, device):
-            emb = model.encoder(input_ids.to(device), mask.to(device))["sentence_embedding"]
-        out[batch] = emb.float().cpu()
-    model.encoder.train(was_training)
-    return out
+    ids = features["input_ids"]
+    out = model.encoder.embed_ids([ids[i] for i in rows], batch_size, "sentence", precision, device)
+    return torch.stack(out) if out else torch.zeros(0, model.encoder.hidden_size)
 
 
 def tensor_fingerprint(tensor):
@@ -318,24 +309,14 @@ def tensor_fingerprint(tensor):
 
 
 # --------------------------------------------------------------------------- feature cache
-@torch.inference_mode()
 def encode_cache(model, features, rows, device, precision, batch_size, show_progress=False, desc="caching"):
     """Token embeddings of the frozen encoder for the given rows (unpadded, fp32, on CPU); None for other rows."""
-    from tqdm.auto import tqdm
-
-    model.encoder.eval()
-    ids = features["input_ids"]
-    rows = list(rows)
+    ids, rows = features["input_ids"], list(rows)
     cache = [None] * len(ids)
-    batches = length_sorted_batches([ids[i] for i in rows], batch_size, pad_ids_value(model))
-    for batch, input_ids, mask in tqdm(batches, total=-(-len(rows) // batch_size), desc=desc,
-                                       disable=not show_progress):
-        batch = [rows[j] for j in batch]
-        with autocast(precision, device):
-            out = model.encoder(input_ids.to(device), mask.to(device))
-        tokens = out["token_embeddings"].float().cpu()
-        for row, i in enumerate(batch):
-            cache[i] = tokens[row, :len(ids[i])].clone()
+    tokens = model.encoder.embed_ids([ids[i] for i in rows], batch_size, "token", precision, device,
+                                     show_progress_bar=show_progress, desc=desc)
+    for i, t in zip(rows, tokens):
+        cache[i] = t
     return cache
 
 

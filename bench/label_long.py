@@ -56,7 +56,7 @@ def main():
     best, words = {}, {}
     for r in range(args.repeats):
         for name in (list(sets) if r % 2 == 0 else list(reversed(sets))):  # alternate the order
-            seconds, out = timed(lambda: cnd.label_texts(sets[name], nlp, batch_size=args.batch_size))
+            seconds, out = timed(lambda name=name: cnd.label_texts(sets[name], nlp, batch_size=args.batch_size))
             words[name] = sum(len(w) for w, _, _ in out)
             best[name] = min(best.get(name, seconds), seconds)
             print(f"  rep {r}: {name:8s} {seconds:7.2f} s")

@@ -123,7 +123,7 @@ def test_label_texts_bio_edge_cases():
     assert out[0] == ([], [], []) and out[1] == ([], [], [])
     words, starts, tags = out[2]
     assert tags[:2] == ["B-PERSON", "I-PERSON"] and "B-GPE" in tags and "DATE" not in " ".join(tags)
-    for words, starts, tags in out:
+    for words, _, tags in out:
         assert ner_tags.is_valid_bio(tags) and "\u200b" not in words
     # all types kept: dropped types show up; every type dropped: all O
     assert any("DATE" in t for t in cnd.label_texts(texts[2:3], nlp, dropped_types=())[0][2])
