@@ -49,7 +49,8 @@ def test_non_text_is_a_type_error_everywhere(model, bad):
 
 
 def test_long_rows_are_truncated_in_training(tmp_path):
-    from trainer_sentence_transformer import MultiTaskTrainer, prepare_features
+    from batching import prepare_features
+    from trainer_sentence_transformer import MultiTaskTrainer
 
     model = tiny_multitask()
     # the only entity stands beyond max_length: truncated away in training, and scored as a missed entity

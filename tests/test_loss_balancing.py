@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from helpers import TOY_ROWS, quiet_config, tiny_multitask
-from trainer_sentence_transformer import (CheckpointError, MultiTaskTrainer, TrainConfig, prepare_features,
-                                          sentence_embeddings)
+from batching import prepare_features
+from trainer_sentence_transformer import CheckpointError, MultiTaskTrainer, TrainConfig, sentence_embeddings
 
 
 def config(tmp_path, **kw):

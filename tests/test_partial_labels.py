@@ -6,7 +6,8 @@ import torch
 from helpers import quiet_config, tiny_multitask
 from ner_tags import build_tag_list
 from sts_benchmark import read_sts, sts_spearman
-from trainer_sentence_transformer import MultiTaskTrainer, evaluate, prepare_features
+from batching import prepare_features
+from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
 TAGS = build_tag_list()
 BOTH = {"words": ["Apple", "buys", "Google", "in", "Paris"], "ner_tags": ["B-ORG", "O", "B-ORG", "O", "B-GPE"],

@@ -6,8 +6,8 @@ import torch
 
 from helpers import TOY_ROWS, quiet_config, tiny_multitask
 from ner_tags import build_tag_list
-from trainer_sentence_transformer import (MultiTaskTrainer, TrainingDiverged, evaluate, length_grouped_batches,
-                                          prepare_features)
+from batching import length_grouped_batches, prepare_features
+from trainer_sentence_transformer import MultiTaskTrainer, TrainingDiverged, evaluate
 
 TAGS = build_tag_list()
 
