@@ -109,7 +109,8 @@ def _flag_comments():
 
 
 # Messages main.py gives instead of the library's, where a flag has a hint of its own.
-FLAG_HINTS = {"epochs": "must be >= 1 (to use a saved model without training: --predict or --eval-conll)"}
+FLAG_HINTS = {"epochs": "must be >= 1 (to use a saved model without training: --predict or --eval-conll)",
+              "keep_embedding": "must be >= 0 (0 = off)"}
 
 
 def check_args(parser, a):

@@ -35,5 +35,5 @@ def test_flags_checked_by_the_trainer_and_the_data_builder_are_reported_under_th
     err = capsys.readouterr().err
     for message in ("--batch-size must be >= 1", "--lr must be > 0", "--test-fraction must be between 0 and 1",
                     "--report-to must be one of none, tensorboard", "--clean-text must be one of auto, true, false",
-                    "--keep-embedding must be a number >= 0"):
+                    "--keep-embedding must be >= 0"):
         assert message in err, message
