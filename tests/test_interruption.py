@@ -19,7 +19,7 @@ KILL_POINTS = [
     ("train:3", None),                          # after a step, before its checkpoint: the step is done again
     ("swap:last:2", "out/checkpoints/.last.old-"),  # between the renames: the previous checkpoint is parked
     ("write:best_model:1", "out/.best_model.tmp-"),  # end of epoch 1: best model written, not yet renamed
-    ("write:results.json:1", "out/results.json.tmp"),  # training done, results not yet in place
+    ("write:results.json:1", "out/.results.json.tmp-"),  # training done, results not yet in place
 ]
 
 
