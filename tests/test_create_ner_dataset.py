@@ -139,6 +139,7 @@ def test_spans_are_tight():
     assert raw[starts[s]:ends[s + 5]] == "KMRT.O"
 
 
+@pytest.mark.slow
 def test_clean_real_rows(ag_raw):
     """Every row of the shared data: no artefacts left, both cleaners agree, offsets map words back."""
     texts = [t for split in ("train", "test") for t in ag_raw[split]["text"]]
@@ -183,6 +184,7 @@ def test_split_words_nasty(bert_tokenizer):
     assert cnd.split_words("") == ([], []) and cnd.split_words(" \n\t ") == ([], [])
 
 
+@pytest.mark.slow
 def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
     dd, tags = labelled
     assert tags == cnd.build_tag_list()
@@ -228,6 +230,7 @@ def test_label_texts_bio_edge_cases():
 
 # ---------------------------------------------------------------- cache
 
+@pytest.mark.slow
 def test_cache_hit_never_calls_spacy(labelled, ag_news_dir, cache_dir, monkeypatch):
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
     dd, tags = cnd.create_dataset(ag_news_dir, max_train_rows=TRAIN_ROWS, cache_dir=str(cache_dir), show_progress=False)
@@ -255,6 +258,7 @@ def test_cache_key_repeatable(ag_news_dir, monkeypatch):
     assert len({key, *others}) == len(others) + 1
 
 
+@pytest.mark.slow
 def test_interrupted_write_is_not_read_back(labelled, ag_news_dir, cache_dir, tmp_path, monkeypatch):
     """A finished copy left in a temp folder, or a final folder lacking meta.json, must mean: label again."""
     key = cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS)
@@ -317,6 +321,7 @@ def test_stratified_limits(ag_raw):
     assert cnd.stratified_indices(labels, 10 ** 6) == list(range(len(labels)))
 
 
+@pytest.mark.slow
 def test_limited_dataset_rows(labelled, ag_raw):
     train = labelled[0]["train"]
     expected = cnd.stratified_indices(list(ag_raw["train"]["label"]), TRAIN_ROWS, seed=42)
