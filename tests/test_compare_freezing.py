@@ -57,6 +57,8 @@ def changed(before, after):
     return [name for name in before if not torch.equal(before[name], after[name])]
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("folder, frozen, trained", [("stage2_classifier_frozen", "classifier", "ner_head"),
                                                      ("stage2_ner_frozen", "ner_head", "classifier")])
 def test_stage2_keeps_the_frozen_head_bit_identical_and_trains_the_rest(compare_run, folder, frozen, trained):
@@ -70,6 +72,7 @@ def test_stage2_keeps_the_frozen_head_bit_identical_and_trains_the_rest(compare_
     assert len(results["history"]) == 1  # --stage2-epochs 1
 
 
+@pytest.mark.slow
 def test_compare_freezing_json_has_every_strategy_with_scores(compare_run):
     out, printed = compare_run
     rows = json.loads((out / "compare_freezing.json").read_text())
@@ -99,6 +102,7 @@ def test_compare_freezing_json_has_every_strategy_with_scores(compare_run):
     assert "compare_freezing.md" in printed and "| stage 2: NER head frozen, topic trained |" in printed
 
 
+@pytest.mark.slow
 def test_the_frozen_encoder_keeps_its_weights_and_sts_score(compare_run, tiny_model_dir):
     """The `encoder frozen` row's encoder is the untrained one: same weights, and the STS score the others move from."""
     out, _ = compare_run

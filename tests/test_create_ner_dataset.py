@@ -73,6 +73,7 @@ def test_unknown_entity_type():
 
 # ---------------------------------------------------------------- labelled rows
 
+@pytest.mark.slow
 def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
     dd, tags = labelled
     assert tags == ner_tags.build_tag_list()
@@ -118,6 +119,7 @@ def test_label_texts_bio_edge_cases():
 
 # ---------------------------------------------------------------- cache
 
+@pytest.mark.slow
 def test_cache_hit_never_calls_spacy(labelled, ag_news_dir, cache_dir, monkeypatch):
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
     dd, tags = cnd.create_dataset(ag_news_dir, max_train_rows=TRAIN_ROWS, cache_dir=str(cache_dir), show_progress=False)
@@ -145,6 +147,7 @@ def test_cache_key_repeatable(ag_news_dir, monkeypatch):
     assert len({key, *others}) == len(others) + 1
 
 
+@pytest.mark.slow
 def test_interrupted_write_is_not_read_back(labelled, ag_news_dir, cache_dir, tmp_path, monkeypatch):
     """A finished copy left in a temp folder, or a final folder lacking meta.json, must mean: label again."""
     key = cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS)
@@ -207,6 +210,7 @@ def test_stratified_limits(ag_raw):
     assert data_sources.stratified_indices(labels, 10 ** 6) == list(range(len(labels)))
 
 
+@pytest.mark.slow
 def test_limited_dataset_rows(labelled, ag_raw):
     train = labelled[0]["train"]
     expected = data_sources.stratified_indices(list(ag_raw["train"]["label"]), TRAIN_ROWS, seed=42)

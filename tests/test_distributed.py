@@ -73,6 +73,7 @@ def results(cwd):
     return json.loads((cwd / "out" / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_result(one_and_two):
     from safetensors.torch import load_file
 
@@ -92,6 +93,7 @@ def test_two_processes_give_the_one_process_result(one_and_two):
         assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < WEIGHT_ATOL, name
 
 
+@pytest.mark.slow
 def test_killed_two_process_run_resumes_exactly_and_refuses_one_process(tmp_path_factory, one_and_two, monkeypatch,
                                                                         dropout_free_model_dir, ag_news_dir,
                                                                         reference):
@@ -125,6 +127,7 @@ def test_a_launch_this_process_did_not_join_is_an_error(monkeypatch):
     check_joined(1)
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_process_stops_every_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            str(ROOT / "tests" / "ddp_nan_run.py"), str(tmp_path / "out")], capture_output=True, text=True,

@@ -146,6 +146,7 @@ def minilm_pair(tmp_path_factory, packaged_model_path):
     return model, MultiTaskSentenceTransformer.from_pretrained(path)
 
 
+@pytest.mark.slow
 def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir):
     from datasets import load_dataset
 

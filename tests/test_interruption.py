@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 
+import pytest
+
 from helpers import dead_pid
 from main_runs import command, comparable, env
 
@@ -19,7 +21,7 @@ KILL_POINTS = [
     ("train:3", None),                          # after a step, before its checkpoint: the step is done again
     ("swap:last:2", "out/checkpoints/.last.old-"),  # between the renames: the previous checkpoint is parked
     ("write:best_model:1", "out/.best_model.tmp-"),  # end of epoch 1: best model written, not yet renamed
-    ("write:results.json:1", "out/results.json.tmp"),  # training done, results not yet in place
+    ("write:results.json:1", "out/.results.json.tmp-"),  # training done, results not yet in place
 ]
 
 
@@ -32,6 +34,7 @@ def copy_of_reference(reference, tmp_path):
     shutil.copytree(reference / ".cache", tmp_path / ".cache")
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_model_dir, ag_news_dir, reference):
     cache_key = os.listdir(reference / ".cache" / "ner_datasets")[0]
     for point, left in KILL_POINTS:
@@ -49,6 +52,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tiny_model_dir
     assert not debris(tmp_path)
 
 
+@pytest.mark.slow
 def test_partial_checkpoint_is_refused_with_a_fix(tmp_path, tiny_model_dir, ag_news_dir, reference):
     copy_of_reference(reference, tmp_path)
     (tmp_path / "out" / "checkpoints" / "last" / "training_state.pt").write_bytes(b"torn")
@@ -58,6 +62,7 @@ def test_partial_checkpoint_is_refused_with_a_fix(tmp_path, tiny_model_dir, ag_n
     assert "delete" in proc.stderr and "checkpoints" in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(tmp_path, tiny_model_dir, ag_news_dir, reference):
     copy_of_reference(reference, tmp_path)
     proc = subprocess.run(command(tiny_model_dir, ag_news_dir) + ["--lr", "1e-3"], cwd=tmp_path, env=env(),

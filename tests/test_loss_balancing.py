@@ -169,6 +169,7 @@ def test_bad_flags_are_clear_errors(capsys, args, message):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir, reference):
     """DDP on CPU: the learned weights and the distillation are all-reduced like the rest (dropout-free encoder)."""
     from test_distributed import LOSS_RTOL, fresh_dir, main_command

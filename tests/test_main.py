@@ -28,6 +28,7 @@ def small_run(tmp_path_factory, ag_news_dir):
     return cwd, proc
 
 
+@pytest.mark.slow
 def test_default_flags_run_end_to_end(small_run):
     cwd, proc = small_run
     out = cwd / "out"
@@ -45,6 +46,7 @@ def test_default_flags_run_end_to_end(small_run):
     assert "wall time" in proc.stdout
 
 
+@pytest.mark.slow
 def test_saved_model_loads_and_predicts(small_run):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
@@ -58,6 +60,7 @@ def test_saved_model_loads_and_predicts(small_run):
     assert [(e["text"], text[e["start"]:e["end"]]) for e in entities] == [(w, w) for w in ("Apple", "Paris", "France")]
 
 
+@pytest.mark.slow
 def test_predict_and_eval_conll_modes(small_run, conll_valid):
     cwd, _ = small_run
     proc = run_main(["--output-dir", "out", "--predict", "Apple opens a store in Paris."], cwd)
@@ -73,6 +76,7 @@ def test_predict_and_eval_conll_modes(small_run, conll_valid):
     assert result["spacy"]["f1"] > 0.3  # the teacher really tagged the gold words
 
 
+@pytest.mark.slow
 def test_second_run_reuses_cached_dataset(small_run, ag_news_dir):
     cwd, _ = small_run
     proc = run_main(["--dataset", ag_news_dir, "--max-train-rows", "60", "--max-test-rows", "24", "--epochs", "1",
@@ -95,6 +99,7 @@ def test_help_lists_flags_with_defaults(tmp_path):
     assert shown["--epochs"] == "4" and shown["--w-ner"] == "3.0" and shown["--batch-size"] == "32"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "two"], "invalid int value"),
     (["--pooling", "median"], "--pooling must be one of mean, cls, max"),
@@ -113,6 +118,7 @@ def test_bad_flags_fail_before_any_work(tmp_path, args, message):
     assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_dataset_says_how_to_use_a_local_copy(tmp_path):
     proc = run_main(["--dataset", "no-such-org/no-such-dataset", "--output-dir", "out"], tmp_path, check=False)
     assert proc.returncode != 0
@@ -131,6 +137,7 @@ def test_missing_model_dir_flag(tmp_path, ag_news_dir):
     assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
 
 
+@pytest.mark.slow
 def test_too_few_rows_for_a_validation_split(tmp_path, ag_news_dir):
     proc = run_main(["--dataset", ag_news_dir, "--max-train-rows", "20", "--max-test-rows", "8",
                      "--output-dir", "out"], tmp_path, check=False)

@@ -18,6 +18,7 @@ def bbc_run(tmp_path_factory, tiny_model_dir):
     return cwd, proc
 
 
+@pytest.mark.slow
 def test_a_csv_with_string_labels_trains_and_keeps_its_class_names(bbc_run):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
@@ -34,6 +35,7 @@ def test_a_csv_with_string_labels_trains_and_keeps_its_class_names(bbc_run):
     assert "-> Politics" in predicted.stdout or "-> Sports" in predicted.stdout
 
 
+@pytest.mark.slow
 def test_gold_ner_files_join_training_as_ner_only_rows(tmp_path, ag_news_dir, tiny_model_dir, conll_valid):
     from ner_tags import CONLL_TAGS
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
@@ -57,6 +59,7 @@ def test_gold_ner_files_join_training_as_ner_only_rows(tmp_path, ag_news_dir, ti
     assert "micro" in evaluated.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--ner-types", "ontonotes"], "--ner-types must be one of spacy, conll"),
     (["--clean-text", "maybe"], "--clean-text must be one of auto, true, false"),
@@ -70,6 +73,7 @@ def test_bad_data_flags_fail_before_any_work(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_misspelled_label_column_names_the_columns_that_exist(tmp_path):
     proc = run_main(["--dataset", BBC, "--label-column", "categroy", "--output-dir", "out"], tmp_path, check=False)
     assert proc.returncode == 1

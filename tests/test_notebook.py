@@ -29,6 +29,7 @@ def test_notebook_is_committed_without_outputs():
     assert not outputs(nb) and all(c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs_and_shows_its_results():
     from nbclient.exceptions import CellExecutionError
 

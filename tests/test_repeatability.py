@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from main_runs import ROOT, command, comparable, env
 
 FRESH_PROCESS = ("import json, sys; from create_ner_dataset import dataset_cache_key; "
@@ -23,6 +25,7 @@ def test_cache_key_and_tags_are_the_same_in_every_process(ag_news_dir):
     assert runs[0][0] != dataset_cache_key(ag_news_dir, 300, 81)
 
 
+@pytest.mark.slow
 def test_same_flags_and_seed_repeat_exactly(tmp_path, tiny_model_dir, ag_news_dir, reference):
     from safetensors.torch import load_file
 

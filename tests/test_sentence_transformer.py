@@ -33,6 +33,7 @@ def test_import_loads_nothing():
     assert out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.slow
 def test_parity_with_sentence_transformers(minilm, ag_texts):
     from sentence_transformers import SentenceTransformer as Reference
 
@@ -115,6 +116,7 @@ def test_non_strings_are_type_errors(bad):
         model.encode(bad)
 
 
+@pytest.mark.slow
 def test_bf16_agrees_with_fp32(minilm, ag_texts):
     fp32 = minilm.encode(ag_texts[:64], normalize=True)
     bf16 = minilm.encode(ag_texts[:64], normalize=True, precision="bf16")

@@ -48,6 +48,7 @@ def test_spans_are_tight():
     assert raw[starts[s]:ends[s + 5]] == "KMRT.O"
 
 
+@pytest.mark.slow
 def test_clean_real_rows(ag_raw):
     """Every row of the shared data: no artefacts left, both cleaners agree, offsets map words back."""
     texts = [t for split in ("train", "test") for t in ag_raw[split]["text"]]
