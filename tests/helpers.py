@@ -40,6 +40,21 @@ def quiet_config(output_dir, **kwargs):
     return TrainConfig(**{**settings, **kwargs})
 
 
+def crash_after_saves(trainer, n):
+    """Make trainer._save_checkpoint raise KeyboardInterrupt (a kill) right after its n-th checkpoint is written,
+    counting every save, mid-epoch and end of epoch alike. Returns the trainer."""
+    original, calls = trainer._save_checkpoint, {"n": 0}
+
+    def save_then_crash(*args):
+        original(*args)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    trainer._save_checkpoint = save_then_crash
+    return trainer
+
+
 def tiny_multitask(seed=0, tags=None, **kwargs):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from helpers import TOY_ROWS, quiet_config, tiny_multitask
+from helpers import TOY_ROWS, crash_after_saves, quiet_config, tiny_multitask
 from trainer_sentence_transformer import (CheckpointError, MultiTaskTrainer, TrainConfig, prepare_features,
                                           sentence_embeddings)
 
@@ -42,16 +42,7 @@ def test_learned_weights_and_distillation_targets_resume_exactly(tmp_path):
 
     cfg = config(tmp_path / "cut", save_every_steps=2, **settings)
     cut = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, cfg)
-    calls = {"n": 0}
-    original = cut._save_checkpoint
-
-    def crash_after_second_mid_epoch_save(name, state, *args):
-        original(name, state, *args)
-        calls["n"] += 1
-        if calls["n"] == 3:  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (here)
-            raise KeyboardInterrupt
-
-    cut._save_checkpoint = crash_after_second_mid_epoch_save
+    crash_after_saves(cut, 3)  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (then the crash)
     with pytest.raises(KeyboardInterrupt):
         cut.train()
     last = tmp_path / "cut" / "run" / "checkpoints" / "last"
