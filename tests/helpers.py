@@ -1,8 +1,12 @@
-"""Small builders shared by tests: a tiny random BERT with the packaged (real) tokenizer."""
+"""Small builders and harnesses shared by tests: a tiny random BERT with the packaged (real) tokenizer, saved or
+not, a trainer that crashes after its n-th checkpoint, toy rows."""
 import torch
 
 
-def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2):
+def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2, dropout=0.1, pooler=False):
+    """A random BERT (attention dropout 0, the models' default; hidden dropout `dropout`, BERT's default 0.1) and the
+    packaged tokenizer. pooler=True builds BERT's pooling layer too: the heads never use it, but it draws from the
+    seeded generator, so a model built with it has other weights than one built without."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     import sentence_transformer
@@ -10,9 +14,17 @@ def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2):
     tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512,
-                        attention_probs_dropout_prob=0.0)  # the models' default attention dropout
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=0.0)
     torch.manual_seed(seed)
-    return BertModel(config, add_pooling_layer=False), tokenizer
+    return BertModel(config, add_pooling_layer=pooler), tokenizer
+
+
+def save_tiny_encoder(path, **kwargs):
+    """tiny_encoder_and_tokenizer(**kwargs) saved as a local model folder (for main.py's --model-name); returns path."""
+    encoder, tokenizer = tiny_encoder_and_tokenizer(**kwargs)
+    encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):

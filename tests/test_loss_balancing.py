@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from helpers import TOY_ROWS, crash_after_saves, quiet_config, tiny_multitask
+from helpers import TOY_ROWS, crash_after_saves, quiet_config, save_tiny_encoder, tiny_multitask
 from trainer_sentence_transformer import (CheckpointError, MultiTaskTrainer, TrainConfig, prepare_features,
                                           sentence_embeddings)
 
@@ -165,8 +165,7 @@ def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir
     from test_distributed import LOSS_RTOL, fresh_dir, main_command
     from main_runs import env
 
-    model_dir = tmp_path_factory.mktemp("bert") / "bert"
-    _save_dropout_free_encoder(model_dir)
+    model_dir = save_tiny_encoder(tmp_path_factory.mktemp("bert") / "bert", dropout=0.0, pooler=True)
     histories = {}
     for processes in (1, 2):
         cwd = fresh_dir(tmp_path_factory, f"balance{processes}", reference)
@@ -183,20 +182,6 @@ def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir
             assert two["log_vars"][task] == pytest.approx(one["log_vars"][task], abs=1e-6), task
         assert two["log_vars"]["ner"] != pytest.approx(-math.log(3.0), abs=1e-4)  # it moved
         assert two["val"] == one["val"]
-
-
-def _save_dropout_free_encoder(path):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    import sentence_transformer
-
-    tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
 
 
 if __name__ == "__main__":
