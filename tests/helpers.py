@@ -67,6 +67,21 @@ def crash_after_saves(trainer, n):
     return trainer
 
 
+def flag_error(args, cwd, monkeypatch, capsys):
+    """main.parse_args(args) in-process from cwd (relative paths resolve there), which must refuse them as main.py's
+    command line does (argparse's exit status 2) and write nothing there; returns what it printed to stderr."""
+    import pytest
+
+    import main
+
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as exit_info:
+        main.parse_args(args)
+    assert exit_info.value.code == 2
+    assert not list(cwd.iterdir())  # no output folder, no .cache
+    return capsys.readouterr().err
+
+
 def tiny_multitask(seed=0, tags=None, **kwargs):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
