@@ -1,8 +1,12 @@
-"""Small builders shared by tests: a tiny random BERT with the packaged (real) tokenizer."""
+"""Small builders and harnesses shared by tests: a tiny random BERT with the packaged (real) tokenizer, saved or
+not, a trainer that crashes after its n-th checkpoint, toy rows."""
 import torch
 
 
-def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2):
+def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2, dropout=0.1, pooler=False):
+    """A random BERT (attention dropout 0, the models' default; hidden dropout `dropout`, BERT's default 0.1) and the
+    packaged tokenizer. pooler=True builds BERT's pooling layer too: the heads never use it, but it draws from the
+    seeded generator, so a model built with it has other weights than one built without."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     import sentence_transformer
@@ -10,9 +14,17 @@ def tiny_encoder_and_tokenizer(seed=0, hidden=32, layers=2):
     tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=512,
-                        attention_probs_dropout_prob=0.0)  # the models' default attention dropout
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=0.0)
     torch.manual_seed(seed)
-    return BertModel(config, add_pooling_layer=False), tokenizer
+    return BertModel(config, add_pooling_layer=pooler), tokenizer
+
+
+def save_tiny_encoder(path, **kwargs):
+    """tiny_encoder_and_tokenizer(**kwargs) saved as a local model folder (for main.py's --model-name); returns path."""
+    encoder, tokenizer = tiny_encoder_and_tokenizer(**kwargs)
+    encoder.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 def tiny_sentence_transformer(pooling="mean", max_length=64, seed=0):
@@ -38,6 +50,36 @@ def quiet_config(output_dir, **kwargs):
     settings = dict(epochs=1, batch_size=8, output_dir=str(output_dir), show_progress=False, plots=False,
                     save_every_steps=0, resume=False, mixed_precision="no")
     return TrainConfig(**{**settings, **kwargs})
+
+
+def crash_after_saves(trainer, n):
+    """Make trainer._save_checkpoint raise KeyboardInterrupt (a kill) right after its n-th checkpoint is written,
+    counting every save, mid-epoch and end of epoch alike. Returns the trainer."""
+    original, calls = trainer._save_checkpoint, {"n": 0}
+
+    def save_then_crash(*args):
+        original(*args)
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+
+    trainer._save_checkpoint = save_then_crash
+    return trainer
+
+
+def flag_error(args, cwd, monkeypatch, capsys):
+    """main.parse_args(args) in-process from cwd (relative paths resolve there), which must refuse them as main.py's
+    command line does (argparse's exit status 2) and write nothing there; returns what it printed to stderr."""
+    import pytest
+
+    import main
+
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as exit_info:
+        main.parse_args(args)
+    assert exit_info.value.code == 2
+    assert not list(cwd.iterdir())  # no output folder, no .cache
+    return capsys.readouterr().err
 
 
 def tiny_multitask(seed=0, tags=None, **kwargs):

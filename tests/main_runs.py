@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import tiny_sentence_transformer
+from helpers import save_tiny_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,11 +34,7 @@ def comparable(results):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_model") / "bert"
-    model = tiny_sentence_transformer(max_length=128)
-    model.encoder.save_pretrained(path)
-    model.tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_model") / "bert")
 
 
 @pytest.fixture(scope="session")

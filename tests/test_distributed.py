@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from helpers import save_tiny_encoder
 from main_runs import ROOT, env
 
 LOSS_RTOL = 1e-6     # measured 2.2e-8
@@ -35,20 +36,7 @@ def run(cwd, model_dir, data_dir, processes, **extra_env):
 
 @pytest.fixture(scope="module")
 def dropout_free_model_dir(tmp_path_factory):
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    import sentence_transformer
-
-    path = tmp_path_factory.mktemp("dropout_free") / "bert"
-    tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_encoder(tmp_path_factory.mktemp("dropout_free") / "bert", dropout=0.0, pooler=True)
 
 
 def fresh_dir(tmp_path_factory, name, reference):

@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from helpers import TOY_ROWS, quiet_config, tiny_multitask
 from batching import prepare_features
+from helpers import TOY_ROWS, crash_after_saves, quiet_config, save_tiny_encoder, tiny_multitask
 from trainer_sentence_transformer import CheckpointError, MultiTaskTrainer, TrainConfig, sentence_embeddings
 
 
@@ -42,16 +42,7 @@ def test_learned_weights_and_distillation_targets_resume_exactly(tmp_path):
 
     cfg = config(tmp_path / "cut", save_every_steps=2, **settings)
     cut = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, cfg)
-    calls = {"n": 0}
-    original = cut._save_checkpoint
-
-    def crash_after_second_mid_epoch_save(name, state, *args):
-        original(name, state, *args)
-        calls["n"] += 1
-        if calls["n"] == 3:  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (here)
-            raise KeyboardInterrupt
-
-    cut._save_checkpoint = crash_after_second_mid_epoch_save
+    crash_after_saves(cut, 3)  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (then the crash)
     with pytest.raises(KeyboardInterrupt):
         cut.train()
     last = tmp_path / "cut" / "run" / "checkpoints" / "last"
@@ -175,8 +166,7 @@ def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir
     from test_distributed import LOSS_RTOL, fresh_dir, main_command
     from main_runs import env
 
-    model_dir = tmp_path_factory.mktemp("bert") / "bert"
-    _save_dropout_free_encoder(model_dir)
+    model_dir = save_tiny_encoder(tmp_path_factory.mktemp("bert") / "bert", dropout=0.0, pooler=True)
     histories = {}
     for processes in (1, 2):
         cwd = fresh_dir(tmp_path_factory, f"balance{processes}", reference)
@@ -193,20 +183,6 @@ def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir
             assert two["log_vars"][task] == pytest.approx(one["log_vars"][task], abs=1e-6), task
         assert two["log_vars"]["ner"] != pytest.approx(-math.log(3.0), abs=1e-4)  # it moved
         assert two["val"] == one["val"]
-
-
-def _save_dropout_free_encoder(path):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    import sentence_transformer
-
-    tokenizer = AutoTokenizer.from_pretrained(sentence_transformer.packaged_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import tag_capitalised_words
+from helpers import flag_error, tag_capitalised_words
 from main_runs import ROOT, env
 
 MAIN = str(ROOT / "main.py")
@@ -85,15 +85,19 @@ def test_second_run_reuses_cached_dataset(small_run, ag_news_dir):
     assert "resumed from" in proc.stdout  # the finished run was not trained again
 
 
-def test_help_lists_flags_with_defaults(tmp_path):
+def test_help_lists_flags_with_defaults(monkeypatch, capsys):
     import main
 
-    proc = run_main(["--help"], tmp_path, COLUMNS="200")  # wide: no default is wrapped across lines
+    monkeypatch.setenv("COLUMNS", "200")  # wide: no default is wrapped across lines
+    with pytest.raises(SystemExit) as exit_info:
+        main.parse_args(["--help"])
+    help_text = capsys.readouterr().out
+    assert exit_info.value.code == 0
     for flag in ("--model-name", "--pooling", "--dataset", "--epochs", "--freeze-encoder", "--mixed-precision",
                  "--output-dir", "--compare-freezing", "--eval-conll", "--predict"):
-        assert flag in proc.stdout, flag
+        assert flag in help_text, flag
     # each flag's help line ends with the exact default written at the top of main.py
-    shown = dict(re.findall(r"^  (--[a-z0-9-]+).*?\(default: ([^\n]*)\)$", proc.stdout, re.MULTILINE | re.DOTALL))
+    shown = dict(re.findall(r"^  (--[a-z0-9-]+).*?\(default: ([^\n]*)\)$", help_text, re.MULTILINE | re.DOTALL))
     expected = {"--" + name.lower().replace("_", "-"): str(getattr(main, name)) for name in main.FLAG_NAMES}
     assert {flag: shown.get(flag) for flag in expected} == expected
     assert shown["--epochs"] == "4" and shown["--w-ner"] == "3.0" and shown["--batch-size"] == "32"
@@ -112,9 +116,15 @@ def test_help_lists_flags_with_defaults(tmp_path):
     (["--eval-conll", "no/such/file.txt"], "no file at"),
     (["--no-such-flag"], "unrecognized arguments"),
 ])
-def test_bad_flags_fail_before_any_work(tmp_path, args, message):
-    proc = run_main(args + ["--output-dir", "out"], tmp_path, check=False)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+def test_bad_flags_fail_before_any_work(tmp_path, monkeypatch, capsys, args, message):
+    stderr = flag_error(args + ["--output-dir", "out"], tmp_path, monkeypatch, capsys)
+    assert message in stderr, stderr
+
+
+def test_a_bad_flag_stops_the_real_command_line_before_any_work(tmp_path):
+    """One real process for the flag errors checked in-process above: main.py exits 2 and creates nothing."""
+    proc = run_main(["--pooling", "median", "--output-dir", "out"], tmp_path, check=False)
+    assert proc.returncode == 2 and "--pooling must be one of mean, cls, max" in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
 
 
@@ -130,11 +140,10 @@ def test_predict_without_a_saved_model(tmp_path):
     assert proc.returncode == 1 and "save_pretrained" in proc.stderr.splitlines()[-2]
 
 
-def test_missing_model_dir_flag(tmp_path, ag_news_dir):
-    proc = run_main(["--dataset", ag_news_dir, "--model-name", "./no/such/model", "--max-train-rows", "20",
-                     "--max-test-rows", "8", "--output-dir", "out"], tmp_path, check=False)
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
-    assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
+def test_missing_model_dir_flag(tmp_path, monkeypatch, capsys, ag_news_dir):
+    stderr = flag_error(["--dataset", ag_news_dir, "--model-name", "./no/such/model", "--max-train-rows", "20",
+                         "--max-test-rows", "8", "--output-dir", "out"], tmp_path, monkeypatch, capsys)
+    assert "does not exist" in stderr
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import TOY_ROWS, quiet_config, tiny_multitask
+from helpers import TOY_ROWS, crash_after_saves, quiet_config, tiny_multitask
 from ner_tags import build_tag_list
 from batching import length_grouped_batches, prepare_features
 from trainer_sentence_transformer import MultiTaskTrainer, TrainingDiverged, evaluate
@@ -106,16 +106,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
 
     cfg = config(tmp_path / "cut", epochs=3, save_every_steps=2)
     cut = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, cfg)
-    calls = {"n": 0}
-    original = cut._save_checkpoint
-
-    def crash_after_second_mid_epoch_save(name, state, *args):
-        original(name, state, *args)
-        calls["n"] += 1
-        if calls["n"] == 3:  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (here)
-            raise KeyboardInterrupt
-
-    cut._save_checkpoint = crash_after_second_mid_epoch_save
+    crash_after_saves(cut, 3)  # saves: mid-epoch 1, end of epoch 1, mid-epoch 2 (then the crash)
     with pytest.raises(KeyboardInterrupt):
         cut.train()
     saved = json.loads((tmp_path / "cut" / "run" / "checkpoints" / "last" / "trainer_state.json").read_text())
