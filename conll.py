@@ -13,10 +13,18 @@ import re
 from pathlib import Path
 
 from create_ner_dataset import row_features
-from ner_tags import (CONLL_TYPES, ONTONOTES_TO_CONLL, SPACY_ENTITY_TYPES, _check_ner_types, _kept_types,
-                      default_dropped_types, iob1_to_iob2, map_tags)
-from text_prep import _keep_word
 from errors import InputError, InputFileNotFound
+from ner_tags import (
+    CONLL_TYPES,
+    ONTONOTES_TO_CONLL,
+    SPACY_ENTITY_TYPES,
+    _check_ner_types,
+    _kept_types,
+    default_dropped_types,
+    iob1_to_iob2,
+    map_tags,
+)
+from text_prep import _keep_word
 
 _TAG_RE = re.compile(r"O|[BI]-\S+")
 

@@ -33,13 +33,31 @@ import hashlib
 import json
 from pathlib import Path
 
-from data_sources import (TEST_FRACTION, _check_columns, _check_texts, _label_names_and_ids, _load_parts,
-                          _load_source, _resolve_source, _source_fingerprint, carve_test_split, clean_applies,
-                          stratified_indices)
-from ner_tags import (NER_TYPES, ONTONOTES_TO_CONLL, _check_ner_types, _kept_types, build_tag_list, default_dropped_types,
-                      iob1_to_iob2, map_tags)
-from text_prep import _keep_word, clean_text
+from data_sources import (
+    TEST_FRACTION,
+    _check_columns,
+    _check_texts,
+    _label_names_and_ids,
+    _load_parts,
+    _load_source,
+    _resolve_source,
+    _source_fingerprint,
+    carve_test_split,
+    clean_applies,
+    stratified_indices,
+)
 from errors import InputError, ProjectError
+from ner_tags import (
+    NER_TYPES,
+    ONTONOTES_TO_CONLL,
+    _check_ner_types,
+    _kept_types,
+    build_tag_list,
+    default_dropped_types,
+    iob1_to_iob2,
+    map_tags,
+)
+from text_prep import _keep_word, clean_text
 
 # Bump when the labelling or cleaning logic changes: it is part of the cache key.
 DATASET_VERSION = 2

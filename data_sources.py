@@ -18,6 +18,7 @@ import os
 import random
 import re
 from pathlib import Path
+
 from errors import InputError, ProjectError
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]

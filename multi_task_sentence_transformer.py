@@ -18,11 +18,11 @@ from torch import nn
 
 from atomic_io import atomic_write_dir
 from data_sources import AG_NEWS_LABELS
+from errors import InputError, InputTypeError
 from ner_tags import build_tag_list
 from precision import AUTOCAST_DTYPES, resolve_precision
 from sentence_transformer import ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids, pool
 from text_prep import WORD_SHAPES, clean_text_with_spans, split_words, word_shape
-from errors import InputError, InputTypeError
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"

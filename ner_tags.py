@@ -8,6 +8,7 @@
 Pure Python; importing it loads nothing.
 """
 from __future__ import annotations
+
 from errors import InputError
 
 # The 18 OntoNotes 5 types that en_core_web_sm predicts.

@@ -18,6 +18,7 @@ import contextlib
 import os
 
 import torch
+
 from errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")   # inference

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
+from errors import InputError, InputTypeError, ProjectError
 from hub import hub_reachable
 from precision import autocast, resolve_precision
-from errors import InputError, InputTypeError, ProjectError
 
 POOLING_MODES = ("mean", "cls", "max")
 CONFIG_NAME = "sentence_transformer_config.json"

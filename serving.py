@@ -12,6 +12,7 @@ import os
 
 import torch
 from torch import nn
+
 from errors import InputError
 
 # The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):

@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from metrics import spearman
 from errors import InputError, InputFileNotFound
+from metrics import spearman
 
 STS_DEV = "../shared/data/stsbenchmark/sts-dev.csv"
 

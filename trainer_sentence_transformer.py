@@ -44,13 +44,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from multi_task_sentence_transformer import IGNORE_INDEX
-from atomic_io import atomic_write_dir, recover_interrupted_writes, write_text_atomic
-from atomic_io import kill_point
-from errors import InputError, ProjectError
+from atomic_io import atomic_write_dir, kill_point, recover_interrupted_writes, write_text_atomic
 from batching import collate, length_grouped_batches, pad_ids_value, prepare_features, to_device
 from distributed import check_joined, distributed_state, make_accelerator, process_share
+from errors import InputError, ProjectError
 from metrics import classification_metrics, ner_metrics
+from multi_task_sentence_transformer import IGNORE_INDEX
 from plots import plot_history
 from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
 from sentence_transformer import length_sorted_batches

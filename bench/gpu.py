@@ -60,10 +60,9 @@ def synthetic_rows(n, tags, seed=0):
 def train_once(make_model, rows, batch_size, precision, count_syncs=False):
     """(samples/s, peak GiB, host syncs, steps) of one epoch of MultiTaskTrainer."""
     import torch
+    from accelerate.state import AcceleratorState
 
     from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
-
-    from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()  # accelerate holds one mixed precision per process; this bench alternates two
     model = make_model()
@@ -105,8 +104,8 @@ def main():
         return 1
     from transformers.utils import logging as hf_logging
 
-    from ner_tags import build_tag_list
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from ner_tags import build_tag_list
 
     hf_logging.disable_progress_bar()
     tags = build_tag_list()

@@ -7,6 +7,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from helpers import TOY_ROWS, tiny_multitask  # noqa: E402
+
 from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig, TrainingDiverged  # noqa: E402
 
 rank = int(os.environ["RANK"])

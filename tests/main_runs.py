@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import save_tiny_encoder
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import dead_pid
 
 import atomic_io
 from atomic_io import ConcurrentWriteError, atomic_write_dir, recover_interrupted_writes, write_text_atomic
-from helpers import dead_pid
 
 ROOT = Path(__file__).resolve().parent.parent
 

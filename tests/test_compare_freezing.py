@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from conftest import SHARED_DATA
 
 STRATEGIES = ["joint", "topic only", "NER only", "encoder frozen", "stage 2: classifier frozen, NER trained",

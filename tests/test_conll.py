@@ -2,11 +2,11 @@
 from collections import Counter
 
 import pytest
+from conftest import SHARED_DATA
 
 import conll
 import create_ner_dataset as cnd
 import ner_tags
-from conftest import SHARED_DATA
 
 CONLL_TRAIN = SHARED_DATA / "conll2003" / "train.txt"
 

@@ -8,13 +8,13 @@ import socket
 from collections import Counter
 
 import pytest
+from helpers import dead_pid, zero_piece_words
 
 import create_ner_dataset as cnd
 import data_sources
 import ner_tags
 import text_prep
 from atomic_io import recover_interrupted_writes
-from helpers import dead_pid, zero_piece_words
 
 TRAIN_ROWS = 100  # the test split is labelled in full (3,800 rows)
 

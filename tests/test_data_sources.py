@@ -6,13 +6,13 @@ import os
 from collections import Counter
 
 import pytest
+from conftest import SHARED_DATA
 
 import conll
 import create_ner_dataset as cnd
 import data_sources
 import ner_tags
 import text_prep
-from conftest import SHARED_DATA
 
 BBC_CSV = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
 

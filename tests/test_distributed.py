@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import save_tiny_encoder
 from main_runs import ROOT, env
 

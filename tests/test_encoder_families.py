@@ -4,8 +4,8 @@ AG News text)."""
 import numpy as np
 import pytest
 import torch
-
 from helpers import TOY_ROWS
+
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from sentence_transformer import SentenceTransformer
 from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig

@@ -5,11 +5,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_multitask
 
 import main
 import precision
 import serving
-from helpers import tiny_multitask
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from precision import cpu_has_fast_bf16, resolve_precision
 from sentence_transformer import ModelLoadError

@@ -6,7 +6,6 @@ test_trainer, test_main); this module covers the paths that cross modules.
 import math
 
 import pytest
-
 from helpers import TOY_ROWS, quiet_config, tag_capitalised_words, tiny_multitask
 
 AWKWARD = ["", " \t\n ", "Word " * 2_000, "Zürich – São Paulo 東京 😀🚀", "Übermensch GmbH\u200b announces"]

@@ -9,7 +9,6 @@ import socket
 import subprocess
 
 import pytest
-
 from helpers import dead_pid
 from main_runs import command, comparable, env
 

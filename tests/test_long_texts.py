@@ -4,10 +4,10 @@ the whole row. A tiny encoder with max_length 16 makes texts of many windows che
 import numpy as np
 import pytest
 import torch
-
 from helpers import tag_capitalised_words, tiny_multitask
-from multi_task_sentence_transformer import MultiTaskSentenceTransformer, plan_windows, tokenize_words
+
 from batching import prepare_features
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer, plan_windows, tokenize_words
 from trainer_sentence_transformer import evaluate
 
 MAX_LENGTH = 16  # 14 wordpieces per window besides [CLS] and [SEP]

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 import torch
+from helpers import TOY_ROWS, crash_after_saves, quiet_config, save_tiny_encoder, tiny_multitask
 
 from batching import prepare_features
-from helpers import TOY_ROWS, crash_after_saves, quiet_config, save_tiny_encoder, tiny_multitask
 from trainer_sentence_transformer import CheckpointError, MultiTaskTrainer, TrainConfig, sentence_embeddings
 
 
@@ -163,8 +163,8 @@ def test_bad_flags_are_clear_errors(capsys, args, message):
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir, reference):
     """DDP on CPU: the learned weights and the distillation are all-reduced like the rest (dropout-free encoder)."""
-    from test_distributed import LOSS_RTOL, fresh_dir, main_command
     from main_runs import env
+    from test_distributed import LOSS_RTOL, fresh_dir, main_command
 
     model_dir = save_tiny_encoder(tmp_path_factory.mktemp("bert") / "bert", dropout=0.0, pooler=True)
     histories = {}

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import flag_error, tag_capitalised_words
 from main_runs import ROOT, env
 

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from conftest import SHARED_DATA
 from helpers import flag_error
 from test_main import run_main
@@ -38,8 +37,8 @@ def test_a_csv_with_string_labels_trains_and_keeps_its_class_names(bbc_run):
 
 @pytest.mark.slow
 def test_gold_ner_files_join_training_as_ner_only_rows(tmp_path, ag_news_dir, tiny_model_dir, conll_valid):
-    from ner_tags import CONLL_TAGS
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from ner_tags import CONLL_TAGS
 
     sentences = open(conll_valid).read().split("\n\n")[:61]  # 58 sentences (with -DOCSTART- blocks)
     gold = tmp_path / "gold.txt"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from helpers import tag_capitalised_words, tiny_multitask
+
 from multi_task_sentence_transformer import IGNORE_INDEX, MultiTaskSentenceTransformer, bio_to_spans, tokenize_words
 from ner_tags import build_tag_list
 from sentence_transformer import ModelLoadError
@@ -152,9 +152,9 @@ def test_export_sentence_transformers(tmp_path):
 def test_export_after_training_is_what_the_heads_read(tmp_path):
     """After real training steps: sentence-transformers' load of the export, model.encoder.encode() and the sentence
     embedding the classifier reads inside predict() are one and the same."""
+    from helpers import TOY_ROWS
     from sentence_transformers import SentenceTransformer as Reference
 
-    from helpers import TOY_ROWS
     from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
 
     model = tiny_multitask(seed=2)
@@ -200,6 +200,7 @@ def test_from_pretrained_returns_eval_mode(tmp_path):
 @pytest.mark.parametrize("untrained", ["topic", "ner"])
 def test_a_head_that_never_trained_says_so(tmp_path, untrained):
     from helpers import TOY_ROWS, quiet_config
+
     from trainer_sentence_transformer import MultiTaskTrainer
 
     model = tag_capitalised_words(tiny_multitask())  # a NER head that would find entities if asked

@@ -8,7 +8,6 @@ import os
 import re
 
 import pytest
-
 from conftest import ROOT, SHARED_DATA
 
 NOTEBOOK = ROOT / "quickstart.ipynb"

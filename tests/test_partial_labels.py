@@ -2,11 +2,11 @@
 Benchmark score of the encoder."""
 import pytest
 import torch
-
 from helpers import quiet_config, tiny_multitask
+
+from batching import prepare_features
 from ner_tags import build_tag_list
 from sts_benchmark import read_sts, sts_spearman
-from batching import prepare_features
 from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
 TAGS = build_tag_list()
@@ -78,6 +78,7 @@ def test_labels_outside_the_classes_are_still_an_error():
 
 def test_sts_benchmark_reader_and_score_on_real_pairs(packaged_model_path, tmp_path):
     from conftest import SHARED_DATA
+
     from sentence_transformer import SentenceTransformer
 
     pairs = read_sts(str(SHARED_DATA / "stsbenchmark" / "sts-dev.csv"))

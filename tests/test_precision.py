@@ -2,9 +2,9 @@
 any CPU (the bf16 detection is patched both ways), and inference after training in the precision it asks for."""
 import pytest
 import torch
+from helpers import TOY_ROWS, quiet_config, tiny_multitask
 
 import precision
-from helpers import TOY_ROWS, quiet_config, tiny_multitask
 
 
 class AutocastProbe:

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from main_runs import ROOT, command, comparable, env
 
 FRESH_PROCESS = ("import json, sys; from create_ner_dataset import dataset_cache_key; "

@@ -3,10 +3,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_sentence_transformer
 
 import sentence_transformer as st_module
 from sentence_transformer import ModelLoadError, SentenceTransformer, pool
-from helpers import tiny_sentence_transformer
 
 MIXED = ["short", "a somewhat longer sentence with several more words in it", "", "mid length text here"]
 

@@ -3,10 +3,9 @@ uncased tokenizer keeps, offsets into the text)."""
 import re
 
 import pytest
-
-import text_prep
 from helpers import zero_piece_words
 
+import text_prep
 
 # ---------------------------------------------------------------- cleaning
 

@@ -1,6 +1,5 @@
 """--report-to tensorboard: per-epoch losses, validation metrics and learning rate land in TensorBoard event files."""
 import pytest
-
 from helpers import TOY_ROWS, quiet_config, tiny_multitask
 
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from helpers import TOY_ROWS, crash_after_saves, quiet_config, tiny_multitask
-from ner_tags import build_tag_list
+
 from batching import length_grouped_batches, prepare_features
+from ner_tags import build_tag_list
 from trainer_sentence_transformer import MultiTaskTrainer, TrainingDiverged, evaluate
 
 TAGS = build_tag_list()
