@@ -36,6 +36,7 @@ What is not guaranteed
 - Files that write() puts outside its temporary folder, and writers that bypass these helpers.
 Standard library only.
 
+exit_at_step_for_tests(step) (MTST_EXIT_AT_STEP=N) makes every process of a run exit at once after training step N.
 kill_point(name) lets a test SIGKILL the process at a named point, the same on any machine: MTST_KILL_AT="train:5"
 kills it the 5th time it passes kill_point("train"). Points: label (after each text spaCy labelled), train (after
 each optimizer step), write:<name> (a file or folder written under its temporary name, not yet renamed; <name> is
@@ -53,6 +54,8 @@ import socket
 import tempfile
 import time
 
+from errors import ProjectError
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; writes are not locked (see the module docstring)
@@ -65,7 +68,7 @@ _LOCK_TAG = re.compile(r"^(?P<pid>\d+)@(?P<host>[^~/]*)$")
 _passes = {}  # kill_point name -> times this process passed it
 
 
-class ConcurrentWriteError(RuntimeError):
+class ConcurrentWriteError(ProjectError, RuntimeError):
     """Another writer (process or thread) is writing the same target right now; this write was abandoned."""
 
 
@@ -77,6 +80,12 @@ def kill_point(name):
     _passes[name] = _passes.get(name, 0) + 1
     if _passes[name] == int(spec.rpartition(":")[2]):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def exit_at_step_for_tests(global_step):
+    """MTST_EXIT_AT_STEP=N: every process exits at once (like a kill) right after global step N (tests only)."""
+    if os.environ.get("MTST_EXIT_AT_STEP") == str(global_step):
+        os._exit(75)
 
 
 def writer_tag():

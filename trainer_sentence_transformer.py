@@ -44,7 +44,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from atomic_io import atomic_write_dir, kill_point, recover_interrupted_writes, write_text_atomic
+from atomic_io import (
+    atomic_write_dir,
+    exit_at_step_for_tests,
+    kill_point,
+    recover_interrupted_writes,
+    write_text_atomic,
+)
 from batching import collate, length_grouped_batches, pad_ids_value, prepare_features, to_device
 from distributed import check_joined, distributed_state, make_accelerator, process_share
 from errors import InputError, ProjectError
@@ -139,12 +145,6 @@ class TrainConfig:
              f"must be one of {', '.join(REPORT_TO)}, got {c['report_to']!r}"),
         ]
         return [(name, message) for name, ok, message in checks if not ok]
-
-
-def exit_at_step_for_tests(global_step):
-    """MTST_EXIT_AT_STEP=N: every process exits at once (like a kill) right after global step N (tests only)."""
-    if os.environ.get("MTST_EXIT_AT_STEP") == str(global_step):
-        os._exit(75)
 
 
 # --------------------------------------------------------------------------- freezing and optimizer
