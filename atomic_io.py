@@ -31,8 +31,9 @@ What is not guaranteed
 - Across file systems: the temporary name lies beside the target so that the rename stays on one file system; a
   target that is itself a mount point or a symlink to another file system is not supported.
 - Locking across hosts: flock on a network file system (NFS, SMB) is emulated or ignored depending on the client;
-  two hosts writing one target on a shared disk are not reliably told apart. Without fcntl (Windows) there is no
-  lock at all, and the power-loss guarantees rest on the platform's rename.
+  two hosts writing one target on a shared disk are not reliably told apart. Where flock fails as unsupported
+  (ENOLCK and the like) or without fcntl (Windows) there is no lock at all; on Windows the power-loss guarantees
+  also rest on the platform's rename.
 - Files that write() puts outside its temporary folder, and writers that bypass these helpers.
 Standard library only.
 
@@ -190,13 +191,9 @@ def _holder_is_gone(fd, max_age_s=3600):
     return holder is not None and _writer_is_gone(*holder, os.fstat(fd).st_mtime, max_age_s)
 
 
-@contextlib.contextmanager
-def _writing(path):
-    """Hold the target's writer lock (".<base>.writer-lock" beside path) for the with block, or raise
-    ConcurrentWriteError at once when another writer holds it."""
-    if fcntl is None:
-        yield
-        return
+def _lock(path):
+    """An fd holding the exclusive flock on path's writer lock (".<base>.writer-lock" beside it), None where the file
+    system has no flock; ConcurrentWriteError at once when another writer holds it."""
     parent, base = os.path.split(path)
     lock = os.path.join(parent, f".{base}{_LOCK_SUFFIX}")
     tries = 0
@@ -218,19 +215,36 @@ def _writing(path):
                 f"another writer ({who}) is writing {path} right now; this write was abandoned and {path} left as "
                 f"that writer leaves it (a complete version). Let it finish and retry, or give this run its own "
                 f"output path") from None
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.ENOLCK, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+                return None  # no flock on this file system (some network mounts): unlocked, as without fcntl
+            raise
         if _same_file(fd, lock):
-            break
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}".encode(), 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
         os.close(fd)  # locked a lock file its last holder had just removed: take the one at the path now
-    else:
-        raise ConcurrentWriteError(f"could not lock {lock} to write {path}: it keeps being replaced")
+    raise ConcurrentWriteError(f"could not lock {lock} to write {path}: it keeps being replaced")
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """Hold path's writer lock for the with block (see _lock)."""
+    fd = _lock(path) if fcntl is not None else None
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}".encode(), 0)
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)  # while still holding it: a writer that opened it retries on the new one
-        os.close(fd)
+        if fd is not None:
+            with contextlib.suppress(OSError):  # while still holding it: a writer that opened it retries on the new one
+                os.unlink(os.path.join(os.path.dirname(path), f".{os.path.basename(path)}{_LOCK_SUFFIX}"))
+            os.close(fd)
 
 
 def _tidy_lock(path, max_age_s):

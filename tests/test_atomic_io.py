@@ -1,6 +1,7 @@
 """atomic_io's promises: data fsynced before the rename and the folder after it, temp names unique per writer, dead
 writers' leftovers (files too) tidied and live ones' left alone, and two writers of one target: one wins, the other
 gets ConcurrentWriteError, and the target is always a complete version."""
+import errno
 import fcntl
 import os
 import signal
@@ -230,6 +231,17 @@ def test_the_second_of_two_overlapping_writers_gets_a_clear_error(tmp_path, monk
     assert not debris(tmp_path)
     # once the winner is done, the next write is no conflict
     write_text_atomic(tmp_path / "results.json", "after")
+
+
+def test_a_file_system_without_flock_writes_unlocked(tmp_path, monkeypatch):
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    write_text_atomic(tmp_path / "results.json", "v")
+    atomic_write_dir(tmp_path / "model", lambda d: Path(d, "f").write_text("v"))
+    assert (tmp_path / "results.json").read_text() == "v" and (tmp_path / "model" / "f").read_text() == "v"
+    assert not debris(tmp_path)
 
 
 RACER = """
