@@ -429,7 +429,7 @@ class _progress_bars:
 
 def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> None:
     """Save atomically (atomic_io.atomic_write_dir: a temp folder beside `final`, then renamed)."""
-    from atomic_io import atomic_write_dir
+    from atomic_io import ConcurrentWriteError, atomic_write_dir
 
     if final.exists() and _read_cache(final, key) is not None:
         return  # a concurrent writer finished the same cache first
@@ -442,7 +442,10 @@ def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> No
         Path(tmp, "tags.json").write_text(json.dumps(tags))
 
     with _progress_bars(show_progress):
-        atomic_write_dir(final, write)
+        try:
+            atomic_write_dir(final, write)
+        except ConcurrentWriteError:
+            pass  # another run is writing this very cache (same key: the same rows); this run keeps its copy in memory
 
 
 # ----------------------------------------------------------------------------------------------------------------------
