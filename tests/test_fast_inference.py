@@ -36,7 +36,8 @@ def test_precision_is_validated():
             call()
 
 
-def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path):
+def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path, monkeypatch):
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)  # the flags alone decide
     with_bf16, without = tmp_path / "a", tmp_path / "b"
     with_bf16.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
     without.write_text("flags\t\t: fpu avx avx2 fma\n")
