@@ -31,7 +31,10 @@ def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):
     """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower.
     MTST_CPU_BF16=1/0 overrides the detection."""
     forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
-    if forced in ("1", "true", "yes", "0", "false", "no"):
+    if forced:
+        if forced not in ("1", "true", "yes", "0", "false", "no"):
+            raise InputError(f"{CPU_BF16_ENV}={forced!r}: set it to 1 (as a CPU with bf16) or 0 (without), or unset "
+                             "it to read the CPU's own flags.")
         return forced in ("1", "true", "yes")
     try:
         with open(cpuinfo) as f:

@@ -55,6 +55,12 @@ def test_cpu_bf16_detection_can_be_forced(monkeypatch, tmp_path, forced):
     assert resolve_precision("auto", "cpu") == ("bf16" if forced == "1" else "fp32")
 
 
+def test_a_bad_cpu_bf16_override_names_the_values(monkeypatch):
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "maybe")
+    with pytest.raises(ValueError, match="set it to 1 .* or 0"):
+        cpu_has_fast_bf16()
+
+
 @pytest.mark.parametrize("fast_bf16", [True, False])
 def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16):
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: fast_bf16)
