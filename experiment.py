@@ -4,6 +4,7 @@ results.json, model/ (with its model card) and the plots written. `a` holds main
 
     data = load_data(a)                                   # (train, val, test, tags)
     results, model = run_experiment(a, data, "outputs/x") # None on the other processes of a DDP run
+    results, model = run_schedule(a, data, "outputs/x")   # the same, under --schedule (one or two stages)
 """
 import json
 import os
@@ -12,6 +13,9 @@ import time
 from errors import InputError
 
 CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
+# --schedule: "joint" trains both tasks every epoch; "joint, then NER" trains both for EPOCHS - STAGE2_EPOCHS epochs,
+# then the NER head and encoder on for the last STAGE2_EPOCHS with the topic head frozen (same total epochs).
+SCHEDULES = ("joint", "joint, then NER")
 
 
 def dropped_types(a):
@@ -40,6 +44,25 @@ def train_config(a, output_dir=None, **overrides):
     from trainer_sentence_transformer import TrainConfig
 
     return TrainConfig(**train_config_settings(a, output_dir, **overrides))
+
+
+def schedule_problems(a):
+    """[message] for --schedule / --stage2-epochs values that cannot run (main.py reports them before any work)."""
+    if a.schedule not in SCHEDULES:
+        return [f"--schedule must be one of {' | '.join(repr(s) for s in SCHEDULES)}, got {a.schedule!r}"]
+    if a.schedule == "joint":
+        return []
+    problems = []
+    if not 1 <= a.stage2_epochs < a.epochs:
+        problems.append(f"--stage2-epochs must be between 1 and --epochs - 1 ({a.epochs - 1}) under --schedule "
+                        f"{a.schedule!r}: stage 2 takes the last N of the {a.epochs} epochs (got {a.stage2_epochs})")
+    if a.w_ner == 0 or a.freeze_ner or a.w_cls == 0 or a.freeze_classifier:
+        problems.append(f"--schedule {a.schedule!r} trains both tasks, then NER: it needs both heads trained "
+                        "(--w-cls and --w-ner > 0, neither head frozen); use --schedule joint for one task")
+    if a.freeze_encoder:
+        problems.append(f"--schedule {a.schedule!r} with --freeze-encoder: stage 2 would train the NER head alone "
+                        "on a frozen encoder, which stage 1 already did; use --schedule joint")
+    return problems
 
 
 def load_data(a):
@@ -89,11 +112,12 @@ def new_model(a, train, tags):
                                         attention_dropout=a.attention_dropout)
 
 
-def run_experiment(a, data, output_dir, start_from=None, **config_overrides):
+def run_experiment(a, data, output_dir, start_from=None, extra_results=None, **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once.
 
     start_from: a saved model folder to train on from (a stage-2 run: a fresh optimizer and schedule); None builds a
-    new model from the flags. config_overrides: TrainConfig fields (e.g. w_ner=0.0, freeze_classifier=True).
+    new model from the flags. extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
+    w_ner=0.0, freeze_classifier=True).
     Returns (results, best model) on the main process, None on the others (DDP)."""
     from accelerate.utils import set_seed
 
@@ -129,6 +153,39 @@ def run_experiment(a, data, output_dir, start_from=None, **config_overrides):
                "trained_tasks": best.trained_tasks, "flags": vars(a), "run": run_info()}
     if start_from:
         results["start"] = start_from
+    results.update(extra_results or {})
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     write_model_card(os.path.join(output_dir, "model"), best, results)  # the Hub card, with the metrics above
     return results, best
+
+
+def run_schedule(a, data, output_dir):
+    """run_experiment under a.schedule. "joint, then NER": stage 1 (both tasks, EPOCHS - STAGE2_EPOCHS epochs) trains
+    in output_dir/stage1 without touching the test split; stage 2 trains its validation-selected model on for
+    STAGE2_EPOCHS with the topic head frozen in output_dir, which gets the results as any run. Each stage resumes
+    from its own checkpoints, so a killed schedule continues where it stopped (a finished stage 1 is not retrained).
+    results.json records the stages (epochs, history, best epoch)."""
+    from atomic_io import write_text_atomic
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    if a.schedule == "joint":
+        return run_experiment(a, data, output_dir)
+    from accelerate.utils import set_seed
+
+    train, val, _, tags = data
+    stage1_dir, stage1_epochs = os.path.join(output_dir, "stage1"), a.epochs - a.stage2_epochs
+    print(f"schedule {a.schedule!r}: stage 1, both tasks, {stage1_epochs} epochs")
+    set_seed(a.seed)
+    trainer = MultiTaskTrainer(new_model(a, train, tags), train, val, train_config(a, stage1_dir, epochs=stage1_epochs))
+    history = trainer.train()
+    stage1 = {"epochs": stage1_epochs, "best_epoch": trainer.state["best_epoch"], "history": history,
+              "output_dir": stage1_dir}
+    if trainer.accelerator.is_main_process:
+        write_text_atomic(os.path.join(stage1_dir, "stage.json"), json.dumps(stage1, indent=2))
+    print(f"schedule {a.schedule!r}: stage 2, NER only (topic head frozen), {a.stage2_epochs} epochs from "
+          f"stage 1's epoch {stage1['best_epoch']}")
+    out = run_experiment(a, data, output_dir, start_from=os.path.join(stage1_dir, "best_model"),
+                         epochs=a.stage2_epochs, freeze_classifier=True,
+                         extra_results={"schedule": {"name": a.schedule, "stages": [
+                             stage1, {"epochs": a.stage2_epochs, "frozen": "classifier"}]}})
+    return out

@@ -44,7 +44,8 @@ FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cac
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
 FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left out)
 FREEZE_NER = False                # freeze the NER head (its loss is then left out)
-STAGE2_EPOCHS = 1                 # --compare-freezing: epochs of stage 2 (the joint model trained on, one head frozen)
+SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
+STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
@@ -118,7 +119,7 @@ def check_args(parser, a):
     take are checked by their own checks (TrainConfig.problems, create_ner_dataset.option_problems), reported here
     under the flags' names."""
     from create_ner_dataset import option_problems
-    from experiment import CLEAN_MODES, dropped_types, train_config_settings
+    from experiment import CLEAN_MODES, dropped_types, schedule_problems, train_config_settings
     from ner_tags import NER_TYPES
     from sentence_transformer import POOLING_MODES, ModelLoadError, check_pooling, resolve_model_path
     from serving import check_predict_file_args
@@ -140,6 +141,7 @@ def check_args(parser, a):
         elif name in ("text_column", "label_column"):
             message = "must name a column" if not getattr(a, name) else message
         problems.append(f"{names.get(name, flag(name))} {message}")
+    problems += schedule_problems(a)
     try:
         check_pooling(a.pooling)
     except ValueError:
@@ -197,12 +199,12 @@ def train_mode(a):
     import resource
 
     from distributed import distributed_state
-    from experiment import load_data, run_experiment
+    from experiment import load_data, run_schedule
 
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
-    out = run_experiment(a, load_data(a), a.output_dir)
+    out = run_schedule(a, load_data(a), a.output_dir)
     if out is None:  # not the main process (DDP): only the main one reports
         return
     results, model = out
