@@ -247,6 +247,14 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
     return names, {split: [[index[y] for y in v] for v in vs] for split, vs in values.items()}
 
 
+def class_names(source, text_column="text", label_column="label") -> list[str]:
+    """The class names create_dataset would give this source (reads the rows, labels nothing, caches nothing)."""
+    kind, src = _resolve_source(source)
+    parts = _load_parts(kind, src)
+    _check_columns(parts, text_column, label_column)
+    return _label_names_and_ids(parts, label_column)[0]
+
+
 # Stratified sampling: one routine (_sample_per_label) draws each class's quota; carve_test_split and
 # stratified_indices only decide the quotas. Splits and row picks are part of the cache's content: keep them exact.
 

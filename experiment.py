@@ -5,6 +5,7 @@ results.json, model/ (with its model card) and the plots written. `a` holds main
     data = load_data(a)                                   # (train, val, test, tags)
     results, model = run_experiment(a, data, "outputs/x") # None on the other processes of a DDP run
     results, model = run_schedule(a, data, "outputs/x")   # the same, under --schedule (one or two stages)
+    results, model = run_distillation(a, data, "outputs/x")  # --distil-from DIR: a smaller student of a saved model
 """
 import json
 import os
@@ -36,6 +37,8 @@ def train_config_settings(a, output_dir=None, **overrides):
     from trainer_sentence_transformer import TrainConfig
 
     settings = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
+    if not getattr(a, "distil_from", ""):
+        settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from runs only
     settings.update(output_dir=output_dir or a.output_dir, **overrides)
     return settings
 
@@ -112,11 +115,13 @@ def new_model(a, train, tags):
                                         attention_dropout=a.attention_dropout)
 
 
-def run_experiment(a, data, output_dir, start_from=None, extra_results=None, **config_overrides):
+def run_experiment(a, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,
+                   **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once.
 
     start_from: a saved model folder to train on from (a stage-2 run: a fresh optimizer and schedule); None builds a
-    new model from the flags. extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
+    new model from the flags (unless `model` is given: e.g. a student). teacher: a trained model to distil from
+    (trainer_sentence_transformer). extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
     w_ner=0.0, freeze_classifier=True).
     Returns (results, best model) on the main process, None on the others (DDP)."""
     from accelerate.utils import set_seed
@@ -133,8 +138,9 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, **c
     sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
-    model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(a, train, tags)
-    trainer = MultiTaskTrainer(model, train, val, config)
+    if model is None:
+        model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(a, train, tags)
+    trainer = MultiTaskTrainer(model, train, val, config, teacher=teacher)
     start = time.perf_counter()
     history = trainer.train()
     train_seconds = time.perf_counter() - start
@@ -189,3 +195,22 @@ def run_schedule(a, data, output_dir):
                          extra_results={"schedule": {"name": a.schedule, "stages": [
                              stage1, {"epochs": a.stage2_epochs, "frozen": "classifier"}]}})
     return out
+
+
+def run_distillation(a, data, output_dir):
+    """--distil-from DIR --student-layers N: a student made from the saved model in DIR (distillation.make_student)
+    trained on the data with the task losses and the teacher's outputs (DISTIL_WEIGHT, DISTIL_TEMPERATURE,
+    KEEP_EMBEDDING towards the teacher's embeddings); evaluated and saved like any run. results.json records the
+    teacher (where, its layers, the layers kept, its own scores)."""
+    from distillation import check_teacher_classes, make_student, teacher_record
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    teacher = MultiTaskSentenceTransformer.from_pretrained(a.distil_from)
+    check_teacher_classes(teacher, data[0].features["label"].names, a.distil_from)
+    student = make_student(teacher, a.student_layers)
+    record = teacher_record(a.distil_from, teacher, a.student_layers)
+    print(f"student: {a.student_layers} of the teacher's {record['layers']} layers (layers "
+          f"{', '.join(map(str, record['kept_layers']))}), its tokenizer, pooling ({student.encoder.pooling}), "
+          f"max_length {student.encoder.max_length} and heads; distil weight {a.distil_weight}, temperature "
+          f"{a.distil_temperature}, keep_embedding {a.keep_embedding} (towards the teacher's embeddings)")
+    return run_experiment(a, data, output_dir, model=student, teacher=teacher, extra_results={"teacher": record})

@@ -7,6 +7,8 @@
     python main.py --predict "Apple opens a store in Paris."
     python main.py --predict-file texts.txt --output preds.jsonl   # .txt (a text a line), .csv or .jsonl (--text-column)
     python main.py --export-fast outputs/fast              # ONNX Runtime copy of the model for fast CPU serving
+    python main.py --dataset ../shared/data/ag_news --distil-from outputs/default/model --student-layers 3 \
+        --output-dir outputs/student3                      # a 3-layer student of the trained model, distilled
     torchrun --nproc_per_node 2 main.py ...                # several processes: GPUs, nodes or CPU (DDP)
 
 Edit the flags below, or override any of them on the command line (--epochs 1, --freeze-encoder, ...).
@@ -46,6 +48,10 @@ FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left
 FREEZE_NER = False                # freeze the NER head (its loss is then left out)
 SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
+DISTIL_FROM = ""                  # a saved model folder (e.g. outputs/default/model): train a smaller student of it instead ("" = off)
+STUDENT_LAYERS = 3                # --distil-from: encoder layers of the student, taken from the teacher's (evenly spaced, top one kept)
+DISTIL_WEIGHT = 0.5               # --distil-from: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
+DISTIL_TEMPERATURE = 2.0          # --distil-from: temperature softening those distributions
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
@@ -142,6 +148,8 @@ def check_args(parser, a):
             message = "must name a column" if not getattr(a, name) else message
         problems.append(f"{names.get(name, flag(name))} {message}")
     problems += schedule_problems(a)
+    if a.distil_from:
+        problems += distil_problems(a)
     try:
         check_pooling(a.pooling)
     except ValueError:
@@ -168,6 +176,37 @@ def check_args(parser, a):
     problems += check_predict_file_args(a)
     if problems:
         parser.error("; ".join(problems))
+
+
+def distil_problems(a):
+    """--distil-from / --student-layers against the teacher folder and the data's tags and classes (no weights are
+    loaded and nothing is labelled: the config files and the data's label column only)."""
+    from data_sources import class_names
+    from distillation import teacher_problems
+    from errors import ProjectError
+    from experiment import dropped_types
+    from multi_task_sentence_transformer import CONFIG_NAME
+    from ner_tags import build_tag_list
+
+    if a.schedule != "joint":
+        return [f"--distil-from trains the student jointly; drop --schedule {a.schedule!r}"]
+    try:
+        tags = build_tag_list(dropped_types(a), a.ner_types)
+    except ValueError:
+        tags = None  # reported under its own flag
+    problems = teacher_problems(a.distil_from, a.student_layers, tags)
+    if problems:
+        return problems
+    with open(os.path.join(a.distil_from, CONFIG_NAME)) as f:
+        teacher_classes = json.load(f)["label_names"]
+    try:
+        names = class_names(a.dataset, a.text_column, a.label_column)
+    except ProjectError:
+        return []  # the data's own problem: reported when it loads, as in any run
+    if list(names) != list(teacher_classes):
+        return [f"--distil-from: the teacher predicts {teacher_classes}, the data's classes are {names}; distil on "
+                "data with the teacher's classes (or point --distil-from at a teacher trained on this data)"]
+    return []
 
 
 def print_results(results):
@@ -199,12 +238,12 @@ def train_mode(a):
     import resource
 
     from distributed import distributed_state
-    from experiment import load_data, run_schedule
+    from experiment import load_data, run_distillation, run_schedule
 
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
-    out = run_schedule(a, load_data(a), a.output_dir)
+    out = (run_distillation if a.distil_from else run_schedule)(a, load_data(a), a.output_dir)
     if out is None:  # not the main process (DDP): only the main one reports
         return
     results, model = out

@@ -309,6 +309,14 @@ class SentenceTransformer(nn.Module):
             limit = min(limit, tokenizer_limit)
         return limit
 
+    def layers_path(self):
+        """Attribute path of the encoder's layer list (e.g. "encoder.layer"), for building smaller students."""
+        family = encoder_family(self.encoder.config)
+        if family is None:
+            raise InputError(f"Dropping layers is not supported for a '{self.encoder.config.model_type}' encoder "
+                             f"(known families: {', '.join(ENCODER_FAMILIES)}).")
+        return family["layers"]
+
     def embeddings_and_layers(self):
         """(embedding module, list of transformer layers, lowest first) of the encoder, for freezing."""
         family = encoder_family(self.encoder.config)

@@ -25,6 +25,11 @@ Task balancing (loss_weighting):
 Keeping the sentence embedding (keep_embedding = k > 0): + k * mean over rows of (1 - cos(sentence embedding, the
 same text's sentence embedding from the encoder as it was when training started)). The teacher embeddings are
 computed once (eval mode) and stored in checkpoints/teacher, so a resumed run distils towards the same targets.
+Distilling from a trained teacher model (MultiTaskTrainer(..., teacher=model), see distillation.py): the embedding
+targets are the teacher's sentence embeddings, and with distil_weight = a > 0 the loss is
+(1 - a) * (the task loss above) + a * T^2 * (w_cls * KL(teacher's topic distribution || student's) over all rows +
+w_ner * KL(teacher's tag distribution || student's) over the labelled words), both softened by T =
+distil_temperature. The teacher's outputs are computed once like the embedding targets, stored and read back alike.
 Freezing rules:
   - a frozen part gets no gradient and is not in the optimizer;
   - a frozen head's task contributes no loss, so the shared encoder is not pulled by a head that cannot learn;
@@ -86,6 +91,8 @@ class TrainConfig:
     w_ner: float = 1.0               # loss weight of NER
     loss_weighting: str = "fixed"    # fixed (w_cls, w_ner) | uncertainty (learned, started at w_cls, w_ner)
     keep_embedding: float = 0.0      # weight of the distillation towards the starting encoder's sentence embeddings
+    distil_weight: float = 0.0       # with a teacher: weight a of its softened topic / tag distributions (tasks: 1 - a)
+    distil_temperature: float = 2.0  # softening temperature T of those distributions
     freeze_encoder: bool = False     # the whole encoder (embeddings + all layers)
     freeze_layers: int = 0           # the encoder's embeddings plus its lowest N layers
     freeze_classifier: bool = False
@@ -135,6 +142,10 @@ class TrainConfig:
              f"must be one of {', '.join(LOSS_WEIGHTINGS)}, got {c['loss_weighting']!r}"),
             ("keep_embedding", number(c["keep_embedding"]) and c["keep_embedding"] >= 0,
              f"must be a number >= 0 (0 = off), got {c['keep_embedding']!r}"),
+            ("distil_weight", number(c["distil_weight"]) and 0 <= c["distil_weight"] <= 1,
+             f"must be in [0, 1] (0 = task losses only), got {c['distil_weight']!r}"),
+            ("distil_temperature", number(c["distil_temperature"]) and c["distil_temperature"] > 0,
+             f"must be > 0, got {c['distil_temperature']!r}"),
             ("freeze_layers", integer(c["freeze_layers"]) and c["freeze_layers"] >= 0, "must be >= 0"),
             ("mixed_precision", c["mixed_precision"] in MIXED_PRECISIONS,
              f"must be one of {', '.join(MIXED_PRECISIONS)}, got {c['mixed_precision']!r}"),
@@ -233,6 +244,13 @@ def tensor_fingerprint(tensor):
     return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
+def targets_fingerprint(targets):
+    """The embeddings' fingerprint alone (as checkpoints before teacher logits had), else one over every target."""
+    if set(targets) == {"embeddings"}:
+        return tensor_fingerprint(targets["embeddings"])
+    return tensor_fingerprint(torch.cat([targets[k].double().flatten() for k in sorted(targets)]))
+
+
 # --------------------------------------------------------------------------- feature cache
 def encode_cache(model, features, rows, device, precision, batch_size, show_progress=False, desc="caching"):
     """Token embeddings of the frozen encoder for the given rows (unpadded, fp32, on CPU); None for other rows."""
@@ -268,12 +286,23 @@ RESUME_MAY_DIFFER = ("output_dir", "resume", "show_progress", "plots", "save_eve
                      "log_every_steps", "eval_batch_size", "eval_only", "report_to")
 
 
-def run_settings(model, accelerator, precision):
+def run_settings(model, accelerator, precision, teacher=None):
     """What a resumed run must share beyond the config: the process count, resolved precision, the model's
-    pooling and dropout (the same flags can resolve differently on another machine)."""
+    pooling and dropout (the same flags can resolve differently on another machine), the teacher's weights."""
     return {"num_processes": accelerator.num_processes, "precision": precision, "pooling": model.encoder.pooling,
             "classifier_dropout": model.classifier_dropout, "ner_dropout": model.ner_dropout,
-            "attention_dropout": model.encoder.attention_dropout}
+            "attention_dropout": model.encoder.attention_dropout, "teacher": teacher}
+
+
+def weights_fingerprint(model):
+    """sha1 of a model's parameters and buffers (names and bytes): which teacher a run distils from."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def data_fingerprint(features):
@@ -305,8 +334,14 @@ def check_resumable(saved, checkpoint_dir, fingerprint, config, run):
 class MultiTaskTrainer:
     """Trains a MultiTaskSentenceTransformer on rows with words / ner_tags / label. See the module docstring."""
 
-    def __init__(self, model, train_rows, val_rows=None, config=None):
+    def __init__(self, model, train_rows, val_rows=None, config=None, teacher=None):
         self.config = config = config or TrainConfig()
+        if config.distil_weight > 0 and teacher is None:
+            raise InputError(f"distil_weight={config.distil_weight} needs a teacher to distil from: "
+                             "MultiTaskTrainer(..., teacher=trained_model), or distil_weight=0.")
+        if teacher is not None and (teacher.tags != model.tags or teacher.label_names != model.label_names):
+            raise InputError("the teacher's tags / class names differ from the model's; distil into a student made "
+                             "from the teacher (distillation.make_student).")
         self.precision = resolve_mixed_precision(config.mixed_precision)  # "no" | "bf16" | "fp16", this trainer's own
         distributed_state()  # joins the launcher's process group (cpu=True without CUDA), or says why not
         self.accelerator = make_accelerator(config.report_to, config.output_dir)
@@ -321,6 +356,9 @@ class MultiTaskTrainer:
         self.train_ner = not config.freeze_ner and config.w_ner > 0
         # the distillation needs an encoder that moves (a frozen encoder keeps its embedding exactly)
         self.distill = config.keep_embedding > 0 and not config.freeze_encoder
+        self.teacher = teacher  # a trained model: its embeddings are the targets, and its distributions with a > 0
+        self.soft = teacher is not None and config.distil_weight > 0
+        self.teacher_id = weights_fingerprint(teacher) if teacher is not None else None
         self.loss_weighting = None  # the LossWeighting module (unwrapped) while training with uncertainty weighting
         self.train_features = prepare_features(train_rows, model) if train_rows is not None else None
         self.val_features = prepare_features(val_rows, model) if val_rows is not None else None
@@ -373,10 +411,11 @@ class MultiTaskTrainer:
         self.scaler = torch.amp.GradScaler(acc.device.type) if self.precision == "fp16" else None
         self.model.trained_tasks = self.trained_tasks()  # saved with every best_model / model
         state = self._start_or_resume(optimizer, scheduler, batches_per_epoch)
-        teacher = self._teacher_embeddings(model, state) if self.distill else None  # [N, H] on the host
+        targets = self._distillation_targets(model, state) if self.distill or self.soft else None  # on the host
+        teacher = targets["embeddings"] if self.distill else None  # [N, H]
         first_epoch, first_start = state["epoch"], time.perf_counter()
         cache, val_cache = self._feature_caches(model) if state["epoch"] < c.epochs else (None, None)
-        running = torch.zeros(4, dtype=torch.float64, device=acc.device)  # cls, ner, distill, non-finite: on device
+        running = torch.zeros(5, dtype=torch.float64, device=acc.device)  # cls, ner, distill, soft, non-finite
         if c.report_to != "none":  # event files in <output_dir>/tensorboard; the run's settings as hyperparameters
             acc.init_trackers(TRACKER_DIR, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
                                                    for k, v in asdict(c).items()})
@@ -390,7 +429,7 @@ class MultiTaskTrainer:
                 acc.unwrap_model(model).encoder.eval()  # frozen: no dropout, so cached and live features agree
             batches = length_grouped_batches(self.train_lengths, c.batch_size, c.seed, epoch, c.bucket_batches)
             if state["step_in_epoch"] == 0:
-                state["loss_sums"] = {"cls": 0.0, "ner": 0.0, "distill": 0.0, "n": 0}
+                state["loss_sums"] = {"cls": 0.0, "ner": 0.0, "distill": 0.0, "soft": 0.0, "n": 0}
             sums = state["loss_sums"]  # part of the checkpoint, so a resumed epoch reports the same mean losses
             bar = tqdm(total=batches_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {epoch + 1}/{c.epochs}",
                        disable=not self._show_progress())
@@ -400,6 +439,10 @@ class MultiTaskTrainer:
                 batch = collate(self.train_features, rows, self.pad_id, cache)
                 if teacher is not None:
                     batch["teacher"] = teacher[rows]
+                if self.soft:  # the teacher's logits: per row, and per labelled word in collate's (row-major) order
+                    batch["teacher_cls"] = targets["cls_logits"][rows]
+                    offsets = targets["ner_offsets"]
+                    batch["teacher_ner"] = torch.cat([targets["ner_logits"][offsets[i]:offsets[i + 1]] for i in rows])
                 batch = to_device(batch, acc.device)
                 with autocast(self.precision, acc.device):  # this trainer's precision, for this forward only
                     out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
@@ -417,6 +460,15 @@ class MultiTaskTrainer:
                 else:  # learned weights over the trained tasks (LossWeighting)
                     loss = weighting({t: x for t, x, trained in (("cls", cls_loss, self.train_cls),
                                                                  ("ner", ner_loss, self.train_ner)) if trained}, n_proc)
+                soft_loss = torch.zeros((), device=acc.device)
+                if self.soft:  # Hinton's T^2 * KL(teacher_T || student_T): topic over all rows, NER over labelled words
+                    temp, a = c.distil_temperature, c.distil_weight
+                    soft_cls = weight * kl_divergence(out["cls_logits"].float(), batch["teacher_cls"], temp) / \
+                        len(global_batch)
+                    soft_ner = weight * kl_divergence(out["ner_logits"].float(), batch["teacher_ner"], temp) / n_words
+                    soft_loss = temp * temp * ((c.w_cls * soft_cls if self.train_cls else 0) +
+                                               (c.w_ner * soft_ner if self.train_ner else 0))
+                    loss = (1 - a) * loss + a * soft_loss
                 distill_loss = torch.zeros((), device=acc.device)
                 if teacher is not None:  # mean over the global batch's rows of 1 - cos(embedding, teacher's)
                     cos = nn.functional.cosine_similarity(out["sentence_embedding"].float(), batch["teacher"], dim=-1)
@@ -435,7 +487,7 @@ class MultiTaskTrainer:
                 else:
                     optimizer.step()
                 scheduler.step()
-                running += torch.stack([cls_loss.detach(), ner_loss.detach(), distill_loss.detach(),
+                running += torch.stack([cls_loss.detach(), ner_loss.detach(), distill_loss.detach(), soft_loss.detach(),
                                         (~torch.isfinite(loss.detach())).float()]).double()
                 sums["n"] += 1
                 state["global_step"] += 1
@@ -461,6 +513,8 @@ class MultiTaskTrainer:
                       "lr": scheduler.get_last_lr()[0]}
             if self.distill:
                 record["train_distill_loss"] = sums["distill"] / max(1, sums["n"])
+            if self.soft:
+                record["train_soft_loss"] = sums.get("soft", 0.0) / max(1, sums["n"])
             if weighting is not None:  # the learned weights at the epoch's end
                 record["loss_weights"] = self.loss_weighting.weights()
                 record["log_vars"] = {t: float(v.detach()) for t, v in self.loss_weighting.log_vars.items()}
@@ -492,7 +546,7 @@ class MultiTaskTrainer:
         c, acc = self.config, self.accelerator
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
                  "data": data_fingerprint(self.train_features), "teacher": None,
-                 "loss_sums": {"cls": 0.0, "ner": 0.0, "distill": 0.0, "n": 0}}
+                 "loss_sums": {"cls": 0.0, "ner": 0.0, "distill": 0.0, "soft": 0.0, "n": 0}}
         if acc.is_main_process:  # folders of a write killed half-way (checkpoint, best_model): tidy or restore
             for folder in (self.checkpoint_dir, c.output_dir):
                 recover_interrupted_writes(folder)
@@ -518,40 +572,60 @@ class MultiTaskTrainer:
                                                                      self._show_progress(), desc))
         return tuple(caches)
 
-    def _teacher_embeddings(self, model, state):
-        """The distillation targets [N, H] (CPU): the sentence embeddings of the training texts from the encoder as it
-        was when training started. A fresh run computes them (each process its share, then gathered) and stores them in
-        checkpoints/teacher; a resumed run reads them back there (checked against the checkpoint's fingerprint), as
-        the encoder they came from is gone."""
+    def _distillation_targets(self, model, state):
+        """The distillation targets (CPU tensors) of the training rows, computed once: {"embeddings": [N, H]} (the
+        sentence embeddings of the encoder as it was when training started, or of the teacher when there is one) and,
+        with a teacher and distil_weight > 0, its "cls_logits" [N, C], "ner_logits" [W, T] (the labelled words of every
+        row, row after row) and "ner_offsets" [N + 1] (row i's words are ner_logits[offsets[i]:offsets[i + 1]]).
+        A fresh run computes them (each process its share, then gathered) and stores them in checkpoints/teacher; a
+        resumed run reads them back there (checked against the checkpoint's fingerprint), as the encoder they came
+        from is gone."""
         from safetensors.torch import load_file, save_file
 
         c, acc = self.config, self.accelerator
         path = os.path.join(self.checkpoint_dir, "teacher")
         if state.get("teacher") is not None:  # resumed
             try:
-                teacher = load_file(os.path.join(path, "embeddings.safetensors"))["embeddings"]
+                targets = load_file(os.path.join(path, "embeddings.safetensors"))
             except Exception as e:
                 raise CheckpointError(f"the distillation targets of the checkpoint are unreadable in {path} "
                                       f"({str(e).splitlines()[0][:200]}); delete {self.checkpoint_dir} (or use another "
                                       "output_dir) to start afresh.") from e
-            if tensor_fingerprint(teacher) != state["teacher"]:
+            if targets_fingerprint(targets) != state["teacher"]:
                 raise CheckpointError(f"{path} holds other distillation targets than the checkpoint was trained with; "
                                       f"delete {self.checkpoint_dir} (or use another output_dir) to start afresh.")
-            return teacher
+            return targets
         n_rows, n_proc, rank = len(self.train_features["input_ids"]), acc.num_processes, acc.process_index
-        mine = sentence_embeddings(acc.unwrap_model(model), self.train_features, range(rank, n_rows, n_proc),
-                                   c.eval_batch_size, acc.device, self.precision)
-        teacher = mine
+        mine = range(rank, n_rows, n_proc)
+        if self.teacher is None:
+            part = (sentence_embeddings(acc.unwrap_model(model), self.train_features, mine, c.eval_batch_size,
+                                        acc.device, self.precision),)
+        else:
+            from distillation import teacher_outputs
+
+            part = teacher_outputs(self.teacher, self.train_features, mine, c.eval_batch_size, acc.device,
+                                   self.precision, self.pad_id)
+            self.teacher.to("cpu")  # its outputs are all it is needed for
+        parts = [(rank, part)]
         if n_proc > 1:  # every process needs every row (its share of a batch can be any row)
-            teacher = torch.zeros(n_rows, mine.shape[1])
-            for r, part in acc.gather_for_metrics([(rank, mine)], use_gather_object=True):
-                teacher[r::n_proc] = part
+            parts = acc.gather_for_metrics(parts, use_gather_object=True)
+        rows = {}  # row index -> its outputs
+        for r, p in parts:
+            for j, i in enumerate(range(r, n_rows, n_proc)):
+                rows[i] = [x[j] for x in p]
+        ordered = [rows[i] for i in range(n_rows)]
+        stack = (lambda k: torch.stack([o[k] for o in ordered])) if ordered else (lambda k: parts[0][1][k])
+        targets = {"embeddings": stack(0)}
+        if self.soft:
+            words = [o[2] for o in ordered]
+            targets["cls_logits"] = stack(1)
+            targets["ner_logits"] = torch.cat(words) if words else torch.zeros(0, len(self.teacher.tags))
+            targets["ner_offsets"] = torch.tensor([0, *np.cumsum([len(w) for w in words]).tolist()], dtype=torch.long)
         if acc.is_main_process:
-            atomic_write_dir(path, lambda d: save_file({"embeddings": teacher},
-                                                       os.path.join(d, "embeddings.safetensors")))
+            atomic_write_dir(path, lambda d: save_file(targets, os.path.join(d, "embeddings.safetensors")))
         acc.wait_for_everyone()
-        state["teacher"] = tensor_fingerprint(teacher)
-        return teacher
+        state["teacher"] = targets_fingerprint(targets)
+        return targets
 
     def _sync_losses(self, running, sums, epoch, step):
         """Add the running loss sums of every process to sums; stop every process on a non-finite loss.
@@ -566,7 +640,7 @@ class MultiTaskTrainer:
         totals = torch.cat([running, running.new_tensor([due])])
         if acc.num_processes > 1:
             torch.distributed.all_reduce(totals)
-        cls_sum, ner_sum, distill_sum, bad, due = totals.tolist()
+        cls_sum, ner_sum, distill_sum, soft_sum, bad, due = totals.tolist()
         running.zero_()
         if bad:
             raise TrainingDiverged(
@@ -576,6 +650,7 @@ class MultiTaskTrainer:
         sums["cls"] += cls_sum
         sums["ner"] += ner_sum
         sums["distill"] += distill_sum
+        sums["soft"] = sums.get("soft", 0.0) + soft_sum
         return due > 0
 
     def selection_score(self, metrics):
@@ -591,6 +666,8 @@ class MultiTaskTrainer:
                f"({r['train_seconds']:.0f}s)"
         if "train_distill_loss" in r:
             text += f" distill {r['train_distill_loss']:.4f}"
+        if "train_soft_loss" in r:
+            text += f" soft {r['train_soft_loss']:.4f}"
         if "loss_weights" in r:
             text += " | weights " + " ".join(f"{t} {w:.3f}" for t, w in r["loss_weights"].items())
         if "val" in r:
@@ -614,7 +691,7 @@ class MultiTaskTrainer:
         rngs = acc.gather_for_metrics([rng_state()], use_gather_object=True)  # one per process, in rank order
         if acc.is_main_process:
             model = acc.unwrap_model(self.model)
-            run = run_settings(model, acc, self.precision)
+            run = run_settings(model, acc, self.precision, self.teacher_id)
 
             def write(directory):
                 from safetensors.torch import save_file
@@ -651,7 +728,7 @@ class MultiTaskTrainer:
                                   "another output_dir) to start afresh.") from e
         model = acc.unwrap_model(self.model)
         check_resumable(saved, self.checkpoint_dir, data_fingerprint(self.train_features), self.config,
-                        run_settings(model, acc, self.precision))
+                        run_settings(model, acc, self.precision, self.teacher_id))
         device = "cpu" if acc.device.type == "cpu" else str(acc.device)  # safetensors refuses "cpu:0"
         try:
             model.load_state_dict(load_file(os.path.join(path, "model.safetensors"), device=device))
@@ -690,6 +767,8 @@ def tracker_values(record):
               "train/seconds": record["train_seconds"], "lr": record["lr"]}
     if "train_distill_loss" in record:
         values["train/distill_loss"] = record["train_distill_loss"]
+    if "train_soft_loss" in record:
+        values["train/soft_loss"] = record["train_soft_loss"]
     for task, weight in record.get("loss_weights", {}).items():
         values[f"train/loss_weight_{task}"] = weight
     val = record.get("val")
@@ -702,6 +781,13 @@ def tracker_values(record):
 def fmt(score):
     """A metric for printing: 4 decimals, or '-' for a task no row carries (None)."""
     return "-" if score is None else f"{score:.4f}"
+
+
+def kl_divergence(logits, teacher_logits, temperature):
+    """Summed KL(softmax(teacher / T) || softmax(logits / T)) over rows (the loop divides by the global count)."""
+    return nn.functional.kl_div(nn.functional.log_softmax(logits / temperature, dim=-1),
+                                nn.functional.log_softmax(teacher_logits / temperature, dim=-1),
+                                reduction="sum", log_target=True)
 
 
 def cross_entropy(logits, targets):

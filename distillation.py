@@ -1,0 +1,156 @@
+"""Distillation: a smaller student made from a trained multi-task model (the teacher), trained on its outputs.
+
+    student = make_student(teacher, 3)       # the teacher's encoder with 3 of its layers, its tokenizer, pooling, heads
+    trainer = MultiTaskTrainer(student, train, val, TrainConfig(distil_weight=0.5, keep_embedding=3.0), teacher=teacher)
+
+main.py: `python main.py --dataset ../shared/data/ag_news --distil-from outputs/default/model --student-layers 3`.
+
+Which layers: evenly spaced, always including the top one (6 -> 3 keeps layers 2, 4, 6; 6 -> 2 keeps 3 and 6).
+DistilBERT initialises from every other layer; keeping the *top* layer as well matters here because the heads and
+the pooled sentence embedding were trained on the top layer's output: with it the student starts with heads that
+already read inputs of the kind they were trained on (measured, docs/distillation.md: untrained 3-layer students
+[1,3,5] vs [0,2,4]).
+
+What the student learns from (trainer_sentence_transformer.py computes the teacher's outputs once, on the training
+rows, stores them beside the checkpoint and reads them back on resume):
+  - the task losses on the data's labels, weighted 1 - distil_weight;
+  - the teacher's topic distribution and per-word NER tag distribution, softened by distil_temperature T
+    (Hinton et al. 2015: T^2 * KL(teacher_T || student_T)), weighted distil_weight (and w_cls / w_ner per task);
+  - the teacher's sentence embeddings (keep_embedding * (1 - cos)): the KEEP_EMBEDDING term, with the teacher's
+    embeddings as targets instead of the starting encoder's.
+"""
+import json
+import os
+
+from errors import InputError
+
+DISTIL_RESULT_KEYS = ("path", "layers", "student_layers", "kept_layers")
+
+
+def student_layer_indices(n_teacher, n_student):
+    """0-based teacher layers a student of n_student layers keeps: evenly spaced, ending at the top layer."""
+    if not 1 <= n_student <= n_teacher:
+        raise InputError(f"a student needs between 1 and {n_teacher} layers (the teacher's), got {n_student}; "
+                         f"pick --student-layers in 1..{n_teacher}.")
+    return [(k + 1) * n_teacher // n_student - 1 for k in range(n_student)]
+
+
+def make_student(teacher, n_layers):
+    """A copy of teacher (tokenizer, pooling, heads, cleaning, trained-task record) whose encoder keeps n_layers of
+    its layers (student_layer_indices). The teacher is left untouched."""
+    import copy
+
+    from torch import nn
+
+    student = copy.deepcopy(teacher)
+    student.fast = None  # an ONNX Runtime graph of the teacher does not describe the student
+    _, layers = student.encoder.embeddings_and_layers()
+    keep = student_layer_indices(len(layers), n_layers)
+    holder = student.encoder.encoder
+    path = student.encoder.layers_path()
+    for attr in path.split(".")[:-1]:
+        holder = getattr(holder, attr)
+    setattr(holder, path.split(".")[-1], nn.ModuleList([layers[i] for i in keep]))
+    student.encoder.encoder.config.num_hidden_layers = n_layers
+    for new_index, layer in enumerate(getattr(holder, path.split(".")[-1])):
+        for module in layer.modules():  # attention modules that know their position (caches) get their new one
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    return student
+
+
+def saved_model_layers(model_dir):
+    """The encoder layer count of a folder written by save_pretrained, read from its config (no weights loaded);
+    an InputError naming the fix when the folder is not a saved multi-task model."""
+    from multi_task_sentence_transformer import CONFIG_NAME, ENCODER_DIR, HEADS_NAME
+
+    missing = [n for n in (CONFIG_NAME, HEADS_NAME, os.path.join(ENCODER_DIR, "config.json"))
+               if not os.path.exists(os.path.join(model_dir, n))]
+    if missing:
+        raise InputError(f"{model_dir!r} is not a saved multi-task model (missing {', '.join(missing)}); point "
+                         "--distil-from at a folder main.py wrote as <output-dir>/model (or save_pretrained's).")
+    with open(os.path.join(model_dir, ENCODER_DIR, "config.json")) as f:
+        config = json.load(f)
+    layers = config.get("num_hidden_layers", config.get("n_layers"))
+    if not isinstance(layers, int):
+        raise InputError(f"{model_dir!r}: its encoder config names no layer count; re-save the teacher.")
+    return layers
+
+
+def teacher_problems(model_dir, student_layers, tags=None):
+    """[message] for --distil-from / --student-layers before any work: the folder is a saved model, the layer count
+    fits it, and (given the data's tag list from the flags) the teacher tags with the same tags."""
+    try:
+        n = saved_model_layers(model_dir)
+    except InputError as e:
+        return [f"--distil-from: {e}"]
+    problems = []
+    if not 1 <= student_layers <= n:
+        problems.append(f"--student-layers must be between 1 and the teacher's {n} layers (got {student_layers})")
+    from multi_task_sentence_transformer import CONFIG_NAME
+
+    with open(os.path.join(model_dir, CONFIG_NAME)) as f:
+        config = json.load(f)
+    if tags is not None and list(config["tags"]) != list(tags):
+        problems.append(f"--distil-from: the teacher tags {_short(config['tags'])}, the data's flags give "
+                        f"{_short(tags)}; use the teacher's --ner-types / --dropped-entity-types")
+    return problems
+
+
+def check_teacher_classes(teacher, label_names, model_dir):
+    """InputError when the teacher's topic classes are not the data's (same names, same order)."""
+    if list(teacher.label_names) != list(label_names):
+        raise InputError(f"--distil-from {model_dir!r}: the teacher predicts {_short(teacher.label_names)}, the data's "
+                         f"classes are {_short(label_names)}; distil on the data the teacher was trained on (or "
+                         "one with the same classes, --label-column).")
+
+
+def _short(names, n=6):
+    names = list(names)
+    return "[" + ", ".join(names[:n]) + (f", ... {len(names)} in all" if len(names) > n else "") + "]"
+
+
+def teacher_record(model_dir, teacher, student_layers):
+    """results.json's `teacher`: where it came from, its size and which of its layers the student kept, plus the
+    teacher run's own results (its results.json beside the folder, when there is one)."""
+    _, layers = teacher.encoder.embeddings_and_layers()
+    record = {"path": os.path.abspath(model_dir), "layers": len(layers), "student_layers": student_layers,
+              "kept_layers": [i + 1 for i in student_layer_indices(len(layers), student_layers)]}
+    results = os.path.join(os.path.dirname(os.path.abspath(model_dir)), "results.json")
+    if os.path.isfile(results):
+        with open(results) as f:
+            r = json.load(f)
+        record["results"] = {"accuracy": r["test"]["accuracy"], "ner_f1": r["test"]["ner"] and r["test"]["ner"]["f1"],
+                             "sts_spearman": r.get("sts_spearman"), "commit": r.get("run", {}).get("commit")}
+    return record
+
+
+def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_id):
+    """The teacher's outputs for the given rows of prepare_features() output, in eval mode (no dropout), on device in
+    precision: (sentence embeddings [n, H], topic logits [n, C], [per row: NER logits [its labelled words, T]]),
+    all fp32 on the host, in the order of rows."""
+    import torch
+
+    from batching import collate, to_device
+    from precision import autocast
+
+    rows = list(rows)
+    order = sorted(range(len(rows)), key=lambda k: -len(features["input_ids"][rows[k]]))  # little padding
+    emb, cls, ner = [None] * len(rows), [None] * len(rows), [None] * len(rows)
+    teacher.eval().to(device)
+    with torch.no_grad():  # not inference_mode: the results are loss targets later, which autograd saves
+        for start in range(0, len(order), batch_size):
+            ks = order[start:start + batch_size]
+            batch = to_device(collate(features, [rows[k] for k in ks], pad_id), device)
+            with autocast(precision, device):
+                out = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              shape_ids=batch["shape_ids"], ner_positions=(batch["ner_rows"], batch["ner_cols"]))
+            counts = torch.bincount(batch["ner_rows"].cpu(), minlength=len(ks)).tolist()
+            words = out["ner_logits"].float().cpu().split(counts)
+            for j, k in enumerate(ks):
+                emb[k] = out["sentence_embedding"][j].float().cpu()
+                cls[k] = out["cls_logits"][j].float().cpu()
+                ner[k] = words[j]
+    if not rows:
+        return torch.zeros(0, teacher.encoder.hidden_size), torch.zeros(0, len(teacher.label_names)), []
+    return torch.stack(emb), torch.stack(cls), ner
