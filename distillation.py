@@ -38,12 +38,11 @@ def student_layer_indices(n_teacher, n_student):
 def make_student(teacher, n_layers):
     """A copy of teacher (tokenizer, pooling, heads, cleaning, trained-task record) whose encoder keeps n_layers of
     its layers (student_layer_indices). The teacher is left untouched."""
-    import copy
-
     from torch import nn
 
-    student = copy.deepcopy(teacher)
-    student.fast = None  # an ONNX Runtime graph of the teacher does not describe the student
+    from serving import copy_model
+
+    student = copy_model(teacher)  # without the teacher's ONNX Runtime graph, which does not describe the student
     _, layers = student.encoder.embeddings_and_layers()
     keep = student_layer_indices(len(layers), n_layers)
     holder = student.encoder.encoder

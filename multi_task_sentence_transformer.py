@@ -413,16 +413,18 @@ class MultiTaskSentenceTransformer(nn.Module):
         with open(os.path.join(directory, CARD_NAME), "w") as f:
             f.write(str(build_model_card(self)))
 
-    def export_fast(self, path, quantize=None):
+    def export_fast(self, path, quantize=None, fuse=None):
         """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX
         Runtime graph, see serving.export_onnx). from_pretrained(path) loads it and predict / predict_tags / encode
         then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
-        quantize: 'none' | 'ffn' | 'encoder' (default serving.QUANTIZE). Atomic like save_pretrained."""
+        quantize: 'none' | 'ffn' | 'encoder' (default serving.QUANTIZE); fuse: ONNX Runtime's transformer fusions
+        (default serving.FUSE). Atomic like save_pretrained."""
         import serving
 
         def write(directory):
             self.write_files(directory)
-            serving.export_onnx(self, os.path.join(directory, serving.FAST_DIR), quantize or serving.QUANTIZE)
+            serving.export_onnx(self, os.path.join(directory, serving.FAST_DIR), quantize or serving.QUANTIZE,
+                                serving.FUSE if fuse is None else fuse)
 
         return atomic_write_dir(path, write)
 

@@ -113,6 +113,25 @@ def test_export_fast_round_trip_matches_torch(tiny_pair):
     assert fast.encode("single text").shape == (32,) and fast.encode([]).shape == (0, 32)
 
 
+def test_export_fuses_the_transformer_ops_and_keeps_the_outputs(tiny_pair, tmp_path):
+    """ONNX Runtime's transformer optimizer fused every layer's attention and layer norms (the tiny model: 2 layers)
+    and the fused graph computes what the unfused one does; a model loaded from a fast folder exports again."""
+    model, fast, _ = tiny_pair
+    fusions = fast.fast.config["fusions"]
+    assert fusions["Attention"] == 2 and fusions["SkipLayerNormalization"] == 4, fusions
+    assert fusions["EmbedLayerNormalization"] == 1, fusions
+    plain = MultiTaskSentenceTransformer.from_pretrained(model.export_fast(tmp_path / "plain", fuse=False))
+    assert plain.fast.config["fusions"] is None
+    ids, mask, shapes = (torch.randint(1000, 20000, (3, 11)), torch.ones(3, 11, dtype=torch.long),
+                         torch.randint(0, 5, (3, 11)))
+    mask[1, 6:] = 0
+    fused_out, plain_out = fast.fast.run(ids, mask, shapes), plain.fast.run(ids, mask, shapes)
+    for name in fused_out:
+        assert np.abs(fused_out[name] - plain_out[name]).max() < 1e-4, name
+    again = MultiTaskSentenceTransformer.from_pretrained(fast.export_fast(tmp_path / "again", quantize="ffn"))
+    assert again.fast.config["int8_matmuls"] == 4 and again.fast.config["fusions"]["Attention"] == 2
+
+
 def test_fast_model_runs_through_onnx_runtime(tiny_pair, monkeypatch):
     _, fast, _ = tiny_pair
     calls = []
@@ -160,6 +179,7 @@ def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir)
     model, fast = minilm_pair
     texts = list(load_dataset(ag_news_dir, split="test")["text"][:96])
     assert fast.fast.config["quantize"] == "none"  # int8 was measured to lose quality (serving.QUANTIZE)
+    assert fast.fast.config["fusions"]["Attention"] == 6  # every layer's attention is one fused op
     ref, got = model.predict(texts, precision="fp32"), fast.predict(texts)
     cosine = (model.encode(texts, normalize=True, precision="fp32") * fast.encode(texts, normalize=True)).sum(1)
     assert cosine.min() >= 0.99999
