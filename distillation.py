@@ -1,15 +1,16 @@
 """Distillation: a smaller student made from a trained multi-task model (the teacher), trained on its outputs.
 
-    student = make_student(teacher, 3)       # the teacher's encoder with 3 of its layers, its tokenizer, pooling, heads
+    student = make_student(teacher, 3)       # the teacher's encoder with 3 of its layers (1, 4, 6), tokenizer, heads
     trainer = MultiTaskTrainer(student, train, val, TrainConfig(distil_weight=0.5, keep_embedding=3.0), teacher=teacher)
 
 main.py: `python main.py --dataset ../shared/data/ag_news --distil-from outputs/default/model --student-layers 3`.
 
-Which layers: evenly spaced, always including the top one (6 -> 3 keeps layers 2, 4, 6; 6 -> 2 keeps 3 and 6).
-DistilBERT initialises from every other layer; keeping the *top* layer as well matters here because the heads and
-the pooled sentence embedding were trained on the top layer's output: with it the student starts with heads that
-already read inputs of the kind they were trained on (measured, docs/distillation.md: untrained 3-layer students
-[1,3,5] vs [0,2,4]).
+Which layers: the first and the top one, the rest evenly spaced between them (6 -> 3 keeps layers 1, 4, 6; 6 -> 2
+keeps 1 and 6). Both ends of the stack keep what they were trained on: the first layer reads the embeddings (any
+other layer expects a transformed input), the top layer feeds the pooling and the heads. DistilBERT's every other
+layer (2, 4, 6 or 1, 3, 5) drops one end. Measured on 600 AG News test rows with the default model, students
+untrained: layers 1, 4, 6 keep accuracy 0.917 / NER F1 0.517 / STS-B 83.7 against 2, 4, 6's 0.865 / 0.449 / 75.7
+and 1, 3, 5's 0.838 / 0.561 / 74.2 (docs/distillation.md).
 
 What the student learns from (trainer_sentence_transformer.py computes the teacher's outputs once, on the training
 rows, stores them beside the checkpoint and reads them back on resume):
@@ -28,11 +29,15 @@ DISTIL_RESULT_KEYS = ("path", "layers", "student_layers", "kept_layers")
 
 
 def student_layer_indices(n_teacher, n_student):
-    """0-based teacher layers a student of n_student layers keeps: evenly spaced, ending at the top layer."""
+    """0-based teacher layers a student of n_student layers keeps: the first and the top one, the others evenly
+    spaced between them (rounded half up); a 1-layer student keeps the top one."""
     if not 1 <= n_student <= n_teacher:
         raise InputError(f"a student needs between 1 and {n_teacher} layers (the teacher's), got {n_student}; "
                          f"pick --student-layers in 1..{n_teacher}.")
-    return [(k + 1) * n_teacher // n_student - 1 for k in range(n_student)]
+    if n_student == 1:
+        return [n_teacher - 1]
+    step = (n_teacher - 1) / (n_student - 1)
+    return [int(k * step + 0.5) for k in range(n_student)]
 
 
 def make_student(teacher, n_layers):

@@ -10,14 +10,15 @@ from helpers import TOY_ROWS, flag_error, quiet_config, tiny_multitask
 from main_runs import command, comparable, env
 
 
-def test_students_keep_evenly_spaced_layers_ending_at_the_top():
+def test_students_keep_the_first_and_the_top_layer_and_spread_the_rest():
     from distillation import student_layer_indices
 
-    assert student_layer_indices(6, 3) == [1, 3, 5]
-    assert student_layer_indices(6, 2) == [2, 5]
+    assert student_layer_indices(6, 3) == [0, 3, 5]
+    assert student_layer_indices(6, 2) == [0, 5]
+    assert student_layer_indices(6, 4) == [0, 2, 3, 5]
     assert student_layer_indices(6, 1) == [5]
     assert student_layer_indices(6, 6) == list(range(6))
-    assert student_layer_indices(12, 6) == [1, 3, 5, 7, 9, 11]  # DistilBERT's every other layer
+    assert student_layer_indices(12, 6) == [0, 2, 4, 7, 9, 11]
     for bad in (0, 7):
         with pytest.raises(ValueError, match="between 1 and 6"):
             student_layer_indices(6, bad)
