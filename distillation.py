@@ -8,9 +8,10 @@ main.py: `python main.py --dataset ../shared/data/ag_news --distil-from outputs/
 Which layers: the first and the top one, the rest evenly spaced between them (6 -> 3 keeps layers 1, 4, 6; 6 -> 2
 keeps 1 and 6). Both ends of the stack keep what they were trained on: the first layer reads the embeddings (any
 other layer expects a transformed input), the top layer feeds the pooling and the heads. DistilBERT's every other
-layer (2, 4, 6 or 1, 3, 5) drops one end. Measured on 600 AG News test rows with the default model, students
-untrained: layers 1, 4, 6 keep accuracy 0.917 / NER F1 0.517 / STS-B 83.7 against 2, 4, 6's 0.865 / 0.449 / 75.7
-and 1, 3, 5's 0.838 / 0.561 / 74.2 (docs/distillation.md).
+layer (2, 4, 6 or 1, 3, 5) drops one end. Measured on main.py's validation split with the default model, students
+untrained (bench/layer_choice.py): layers 1, 4, 6 keep accuracy 0.859 / NER F1 0.537 / STS-B 83.7 against 2, 4, 6's
+0.814 / 0.453 / 75.7 and 1, 3, 5's 0.817 / 0.569 / 74.2; 1 and 6 keep 0.831 / 0.462 / 80.0 against 3 and 6's
+0.777 / 0.351 / 73.6 (docs/distillation.md).
 
 What the student learns from (trainer_sentence_transformer.py computes the teacher's outputs once, on the training
 rows, stores them beside the checkpoint and reads them back on resume):
