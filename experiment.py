@@ -183,9 +183,10 @@ def run_schedule(a, data, output_dir):
     print(f"schedule {a.schedule!r}: stage 1, both tasks, {stage1_epochs} epochs")
     set_seed(a.seed)
     trainer = MultiTaskTrainer(new_model(a, train, tags), train, val, train_config(a, stage1_dir, epochs=stage1_epochs))
+    start = time.perf_counter()
     history = trainer.train()
     stage1 = {"epochs": stage1_epochs, "best_epoch": trainer.state["best_epoch"], "history": history,
-              "output_dir": stage1_dir}
+              "output_dir": stage1_dir, "train_seconds": time.perf_counter() - start}
     if trainer.accelerator.is_main_process:
         write_text_atomic(os.path.join(stage1_dir, "stage.json"), json.dumps(stage1, indent=2))
     print(f"schedule {a.schedule!r}: stage 2, NER only (topic head frozen), {a.stage2_epochs} epochs from "

@@ -43,7 +43,13 @@ def results_row(name, results, conll):
     topic = trained.get("topic")
     return (f"| {name} | {fmt(t['accuracy'] if topic else None)} | {fmt(t['macro_f1'] if topic else None)} | "
             f"{fmt(ner)} | {fmt(conll['model']['f1'] if conll else None)} | {fmt(results.get('sts_spearman'), 2)} | "
-            f"{results.get('best_epoch')} | {results['train_seconds'] / 60:.1f} | {results.get('precision')} |")
+            f"{results.get('best_epoch')} | {train_seconds(results) / 60:.1f} | {results.get('precision')} |")
+
+
+def train_seconds(results):
+    """Training time of the run, every stage of a --schedule included."""
+    stages = (results.get("schedule") or {}).get("stages", [])
+    return results["train_seconds"] + sum(s.get("train_seconds", 0) for s in stages)
 
 
 def results_table(folders):

@@ -34,6 +34,17 @@ def test_results_table_has_a_row_per_run_and_its_provenance(tmp_path, capsys):
     assert out.count("commit `abc1234`, `python main.py --dataset ../shared/data/ag_news`, AMD EPYC") == 2
 
 
+def test_a_schedule_row_counts_both_stages_training_time(tmp_path, capsys):
+    import report
+
+    two_stage = {**results(0.909, 0.68), "schedule": {"name": "joint, then NER", "stages": [
+        {"epochs": 3, "train_seconds": 1800.0}, {"epochs": 1, "frozen": "classifier"}]}}
+    (tmp_path / "joint_then_ner").mkdir()
+    (tmp_path / "joint_then_ner" / "results.json").write_text(json.dumps(two_stage))
+    assert report.main([str(tmp_path / "joint_then_ner")]) == 0
+    assert "| 4 | 40.0 | no |" in capsys.readouterr().out  # 600 s of stage 2 + 1800 s of stage 1
+
+
 def test_freezing_tables_from_compare_freezing_json(tmp_path, capsys):
     import report
 

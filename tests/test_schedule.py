@@ -41,6 +41,7 @@ def test_stage_two_trains_ner_on_with_the_topic_head_frozen(schedule_run):
     stages = results["schedule"]["stages"]
     assert results["schedule"]["name"] == "joint, then NER" and results["flags"]["schedule"] == "joint, then NER"
     assert [s["epochs"] for s in stages] == [1, 1]  # EPOCHS 2 in all: the budget of a joint run
+    assert stages[0]["train_seconds"] > 0
     assert len(stages[0]["history"]) == 1 and len(results["history"]) == 1
     assert not (out / "stage1" / "results.json").exists()  # stage 1 never looked at the test split
     stage1, stage2 = parts(out / "stage1" / "best_model"), parts(out / "model")
