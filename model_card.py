@@ -130,7 +130,7 @@ The encoder alone is a Hugging Face model in `encoder/`.
 ## Training
 
 {f"Trained with `python main.py` on {data_name}" if flags else "Saved outside a main.py run: no training record"}{
-" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}. The flags of the run:
+" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"))} The flags of the run:
 
 {"| flag | value |" + chr(10) + "|---|---|" + chr(10) + flag_lines if flag_lines else "Not recorded."}
 
@@ -149,6 +149,17 @@ the CoNLL-2003 row (when present) compares with human labels, spaCy's OntoNotes 
   overlapping windows.
 """
     return ModelCard(text)
+
+
+def _distilled(teacher):
+    """The sentence saying which teacher a student was distilled from (results.json's `teacher`), or ""."""
+    if not teacher:
+        return ""
+    scores = teacher.get("results") or {}
+    said = f" (its test accuracy {scores['accuracy']:.4f})" if scores.get("accuracy") is not None else ""
+    return (f" A {teacher['student_layers']}-layer student distilled from the {teacher['layers']}-layer model in "
+            f"`{teacher['path']}`{said}: it started as that model's layers "
+            f"{', '.join(map(str, teacher['kept_layers']))} and heads, and learned from its outputs.")
 
 
 def write_model_card(model_dir, model, results=None, conll=None):

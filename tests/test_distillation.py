@@ -169,6 +169,8 @@ def test_main_distils_a_student_that_works_like_any_saved_model(distil_run, tmp_
     assert teacher["results"]["accuracy"] == json.loads((distil_run / "out" / "results.json").read_text())[
         "test"]["accuracy"]
     assert "train_soft_loss" in results["history"][0] and "train_distill_loss" in results["history"][0]
+    card = (distil_run / "student" / "model" / "README.md").read_text()
+    assert "1-layer student distilled from the 2-layer model" in card and "layers 2 and heads" in card
     student = MultiTaskSentenceTransformer.from_pretrained(distil_run / "student" / "model")
     assert student.encoder.encoder.config.num_hidden_layers == 1
     texts = ["Apple opens a store in Paris.", "Manchester United beat Chelsea."]
