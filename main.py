@@ -1,6 +1,6 @@
 """The whole experiment: silver-labelled AG News -> multi-task sentence transformer -> test results.
 
-    python main.py --dataset ../shared/data/ag_news         # the default run (about 10 minutes on 2 CPU cores)
+    python main.py --dataset ../shared/data/ag_news         # the default run (25 min on 2 CPU cores without bf16, 12 with)
     python main.py --help                                  # every flag below, with its default
     python main.py --compare-freezing                      # the freezing strategies side by side
     python main.py --eval-conll ../shared/data/conll2003/valid.txt   # model vs spaCy teacher on human labels
