@@ -336,6 +336,9 @@ MODES = [
 
 
 def main(argv=None):
+    import run_info
+
+    run_info.record_start()  # the commit of the code loaded now, whatever the checkout becomes during a long run
     a = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging

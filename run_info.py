@@ -7,6 +7,15 @@ import subprocess
 import sys
 
 
+_AT_START = {}  # record_start(): the commit and date when the run began, before any file could change under it
+
+
+def record_start():
+    """Note the commit and date now (main.py calls it first): results.json then names the code that was loaded at
+    the start, even when the checkout changes while a long run trains."""
+    _AT_START.update(commit=git_commit(), date=datetime.date.today().isoformat())
+
+
 def git_commit(folder=None):
     """The checkout's commit (short hash, '+dirty' when files differ from it), or None outside a git checkout."""
     folder = folder or os.path.dirname(os.path.abspath(__file__))
@@ -48,6 +57,7 @@ def run_info():
 
     n = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = ["torchrun", "--nproc_per_node", str(n)] if n > 1 else ["python"]
-    return {"commit": git_commit(), "command": " ".join(launcher + sys.argv), "machine": machine(),
-            "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+    start = _AT_START or {"commit": git_commit(), "date": datetime.date.today().isoformat()}
+    return {"commit": start["commit"], "command": " ".join(launcher + sys.argv), "machine": machine(),
+            "date": start["date"], "torch": torch.__version__,
             "transformers": transformers.__version__}
