@@ -6,7 +6,6 @@ import platform
 import subprocess
 import sys
 
-
 _AT_START = {}  # record_start(): the commit and date when the run began, before any file could change under it
 
 
