@@ -3,6 +3,7 @@ the library versions and the date, recorded in results.json so every reported nu
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 
@@ -57,6 +58,6 @@ def run_info():
     n = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = ["torchrun", "--nproc_per_node", str(n)] if n > 1 else ["python"]
     start = _AT_START or {"commit": git_commit(), "date": datetime.date.today().isoformat()}
-    return {"commit": start["commit"], "command": " ".join(launcher + sys.argv), "machine": machine(),
+    return {"commit": start["commit"], "command": shlex.join(launcher + sys.argv), "machine": machine(),
             "date": start["date"], "torch": torch.__version__,
             "transformers": transformers.__version__}
