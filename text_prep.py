@@ -182,6 +182,7 @@ def split_words(text: str) -> tuple[list[str], list[int]]:
 WORD_SHAPES = ("pad", "lower", "Title", "UPPER", "mIxed", "digit", "other")
 
 
+@lru_cache(maxsize=1 << 16)  # words repeat: a cached answer is ~10x faster than the character scans (predict)
 def word_shape(word):
     """Index into WORD_SHAPES of one word's casing class."""
     if any(c.isdigit() for c in word):
