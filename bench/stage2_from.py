@@ -1,0 +1,34 @@
+"""Stage 2 of the "joint, then NER" schedule from an existing model: NER alone (topic head frozen) for --stage2-epochs
+epochs from a saved model, with main.py's flags; writes a run folder like main.py's (results.json, model/).
+
+Used for issue 20's full-size row when a run's epoch-3 model already exists: the default run's best_model (epoch 3 of
+a 4-epoch schedule) + 1 NER epoch is 4 epochs in all, the budget of every other row.
+
+    python bench/stage2_from.py outputs/default/best_model --dataset ../shared/data/ag_news --stage2-epochs 1 \
+        --output-dir outputs/joint3_then_ner1
+"""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def main():
+    import main as flags
+    from experiment import load_data, run_experiment
+
+    start_from, argv = sys.argv[1], sys.argv[2:]
+    if not os.path.isdir(start_from):
+        sys.exit(f"error: no saved model at {start_from}")
+    import run_info
+
+    run_info.record_start()
+    a = flags.parse_args(argv)
+    results, _ = run_experiment(a, load_data(a), a.output_dir, start_from=start_from, epochs=a.stage2_epochs,
+                                freeze_classifier=True)
+    flags.print_results(results)
+
+
+if __name__ == "__main__":
+    main()
