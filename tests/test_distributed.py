@@ -123,3 +123,26 @@ def test_a_nan_on_one_process_stops_every_process(tmp_path):
     for rank in (0, 1):
         assert f"process {rank} stopped: loss became non-finite (NaN or inf) at epoch 1, by step 1" in proc.stdout, \
             proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_two_processes_distil_like_one(tmp_path_factory, one_and_two, dropout_free_model_dir, ag_news_dir, reference):
+    """--distil-from under DDP: each process computes its share of the teacher's outputs and the shares are gathered,
+    so the soft and embedding losses, validation and test match the 1-process distillation."""
+    teacher = one_and_two[1][0] / "out" / "model"
+    students = {}
+    for processes in (1, 2):
+        cwd = fresh_dir(tmp_path_factory, f"distil{processes}", reference)
+        proc = subprocess.run(main_command(dropout_free_model_dir, ag_news_dir, processes) +
+                              ["--distil-from", str(teacher), "--student-layers", "1", "--epochs", "2"],
+                              cwd=cwd, capture_output=True, text=True, env=dict(env(), OMP_NUM_THREADS="1"),
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        students[processes] = results(cwd)
+    a, b = students[1], students[2]
+    assert (a["num_processes"], b["num_processes"]) == (1, 2) and a["teacher"]["kept_layers"] == [2]
+    for ra, rb in zip(a["history"], b["history"]):
+        for key in ("train_cls_loss", "train_ner_loss", "train_soft_loss", "train_distill_loss"):
+            assert rb[key] == pytest.approx(ra[key], rel=LOSS_RTOL), (ra["epoch"], key)
+        assert rb["val"] == ra["val"]
+    assert b["test"] == a["test"]
