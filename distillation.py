@@ -44,24 +44,29 @@ def student_layer_indices(n_teacher, n_student):
 def make_student(teacher, n_layers):
     """A copy of teacher (tokenizer, pooling, heads, cleaning, trained-task record) whose encoder keeps n_layers of
     its layers (student_layer_indices). The teacher is left untouched."""
+    _, layers = teacher.encoder.embeddings_and_layers()
+    return keep_layers(teacher, student_layer_indices(len(layers), n_layers))
+
+
+def keep_layers(model, keep):
+    """A copy of model whose encoder keeps only the given 0-based layers, in that order (model is left untouched)."""
     from torch import nn
 
     from serving import copy_model
 
-    student = copy_model(teacher)  # without the teacher's ONNX Runtime graph, which does not describe the student
-    _, layers = student.encoder.embeddings_and_layers()
-    keep = student_layer_indices(len(layers), n_layers)
-    holder = student.encoder.encoder
-    path = student.encoder.layers_path()
-    for attr in path.split(".")[:-1]:
+    copy_ = copy_model(model)  # without an ONNX Runtime graph, which would not describe the copy
+    _, layers = copy_.encoder.embeddings_and_layers()
+    *parents, name = copy_.encoder.layers_path().split(".")
+    holder = copy_.encoder.encoder
+    for attr in parents:
         holder = getattr(holder, attr)
-    setattr(holder, path.split(".")[-1], nn.ModuleList([layers[i] for i in keep]))
-    student.encoder.encoder.config.num_hidden_layers = n_layers
-    for new_index, layer in enumerate(getattr(holder, path.split(".")[-1])):
+    setattr(holder, name, nn.ModuleList([layers[i] for i in keep]))
+    copy_.encoder.encoder.config.num_hidden_layers = len(keep)
+    for new_index, layer in enumerate(getattr(holder, name)):
         for module in layer.modules():  # attention modules that know their position (caches) get their new one
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index
-    return student
+    return copy_
 
 
 def saved_model_layers(model_dir):

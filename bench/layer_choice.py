@@ -20,11 +20,10 @@ def main():
     args = parser.parse_args()
 
     import torch
-    from torch import nn
 
     from create_ner_dataset import create_dataset
+    from distillation import keep_layers
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from serving import copy_model
     from sts_benchmark import sts_pairs, sts_spearman
     from trainer_sentence_transformer import evaluate
 
@@ -37,10 +36,7 @@ def main():
     print("| layers kept | accuracy | NER F1 (silver) | STS-B dev |\n|---|---|---|---|")
     for spec in args.keep:
         keep = [int(i) for i in spec.split(",")]
-        student = copy_model(teacher)
-        layers = student.encoder.encoder.encoder.layer
-        student.encoder.encoder.encoder.layer = nn.ModuleList([layers[i] for i in keep])
-        student.encoder.encoder.config.num_hidden_layers = len(keep)
+        student = keep_layers(teacher, keep)
         m = evaluate(student.eval(), val)
         print(f"| {', '.join(str(i + 1) for i in keep)} | {m['accuracy']:.4f} | {m['ner']['f1']:.4f} | "
               f"{sts_spearman(student, sts):.2f} |", flush=True)
