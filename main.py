@@ -150,6 +150,9 @@ def check_args(parser, a):
     problems += schedule_problems(a)
     if a.distil_from:
         problems += distil_problems(a)
+    else:  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
+        problems += [f"--{f.replace('_', '-')} {m}" for f, m in TrainConfig.problems(
+            {"distil_weight": a.distil_weight, "distil_temperature": a.distil_temperature})]
     try:
         check_pooling(a.pooling)
     except ValueError:

@@ -140,6 +140,8 @@ def test_bad_distillation_inputs_are_refused_before_any_work(tmp_path, monkeypat
         (["--distil-from", str(teacher_dir), "--dataset", str(SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"),
           "--label-column", "category"], "the data's classes are ['Politics', 'Sports']"),
         (["--distil-from", str(teacher_dir), "--schedule", "joint, then NER"], "drop --schedule"),
+        (["--distil-weight", "2"], "--distil-weight must be in [0, 1]"),
+        (["--distil-temperature", "0"], "--distil-temperature must be > 0"),
     ]
     for args, message in cases:
         work = tmp_path / str(len(list(tmp_path.iterdir())))
