@@ -40,7 +40,8 @@ def compare_freezing(a):
 
     if a.stage2_epochs < 1:
         raise InputError(f"--stage2-epochs must be >= 1 (got {a.stage2_epochs}).")
-    sts_pairs()  # a missing STS Benchmark file stops the run before any labelling or training
+    if sts_pairs(getattr(a, "data_root", "auto"))[0] is None:  # said once here; each row records it
+        print("STS-B check skipped in every row (no STS Benchmark file under the data root, no Hub)")
     data = load_data(a)
     folder = os.path.join(a.output_dir, "compare")
     rows = []
@@ -72,12 +73,16 @@ def compare_freezing(a):
     print(f"\nwrote {path}, compare_freezing.json and compare_freezing.png")
 
 
+def _sts(score):
+    return "not measured" if score is None else f"{score:.2f}"
+
+
 def freezing_table(rows):
     """Markdown: one table of every strategy, then stage 1 -> stage 2 for both tasks."""
     lines = ["| strategy | topic accuracy | topic macro-F1 | NER F1 (vs silver) | STS-B Spearman | epochs | "
              "train time (s) |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['strategy']} | {r['topic_accuracy']:.4f} | {r['topic_macro_f1']:.4f} | {r['ner_f1']:.4f} | "
-              f"{r['sts_spearman']:.2f} | {r['epochs']} | {r['train_seconds']:.0f} |" for r in rows]
+              f"{_sts(r['sts_spearman'])} | {r['epochs']} | {r['train_seconds']:.0f} |" for r in rows]
     stage2 = [r for r in rows if "before" in r]
     if stage2:
         lines += ["", "Stage 2, both tasks: stage 1 (the joint model) -> after stage 2 (change)", "",
@@ -85,6 +90,7 @@ def freezing_table(rows):
                   "|---|---|---|---|---|"]
         for r in stage2:
             cells = [f"{r['before'][k]:.{d}f} -> {r[k]:.{d}f} ({r[k] - r['before'][k]:+.{d}f})"
+                     if r[k] is not None and r["before"][k] is not None else "not measured"
                      for k, d in zip(SCORES, (4, 4, 4, 2))]
             lines.append(f"| {r['strategy']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,8 @@ from pathlib import Path
 from errors import InputError, ProjectError
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-LOCAL_SOURCE_HINT = "pass source='../shared/data/ag_news' (or any local folder with train/test files in the Hub layout)"
+LOCAL_SOURCE_HINT = ("pass a local folder with train/test files in the Hub layout, or data files; `python main.py "
+                     "--fetch-data` (where the Hub is reachable) fills data/ with AG News in that layout")
 
 
 class DatasetSourceError(ProjectError, OSError):
@@ -101,6 +102,32 @@ def _source_fingerprint(kind: str, src, loaded=None) -> dict:
         return {"path": str(root), "files": [[str(p.relative_to(root)), p.stat().st_size, _file_digest(p)] for p in files]}
     loaded = loaded if loaded is not None else _load_source(src)
     return {"hub": src, "splits": {name: split._fingerprint for name, split in sorted(loaded.items())}}
+
+
+def _cached_on_disk(hub_id: str) -> bool:
+    """Whether datasets' cache holds a copy of hub_id (a folder named like datasets names it: owner___name)."""
+    import datasets
+
+    name = hub_id.split("/")[-1]
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    return cache.is_dir() and any(p.name == name or p.name.endswith("___" + name) for p in cache.iterdir())
+
+
+def unavailable_hub_source(source) -> str | None:
+    """Why source cannot be loaded here when it is a Hub id that the Hub cannot serve now (not reachable, or
+    offline mode) and datasets' cache has no copy of; None when it can be tried (a local source, a reachable Hub,
+    a cached copy). Quick: one probe of the Hub at most, no download."""
+    try:
+        kind, src = _resolve_source(source)
+    except ProjectError as e:
+        return str(e)
+    if kind != "hub":
+        return None
+    from hub import hub_reachable
+
+    if hub_reachable() or _cached_on_disk(src):
+        return None
+    return "a Hub dataset, but the Hugging Face Hub is not reachable and no cached copy exists"
 
 
 def _load_source(source: str):

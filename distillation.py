@@ -25,6 +25,7 @@ import json
 import os
 
 from errors import InputError
+from sentence_transformer import ModelLoadError, read_saved_json
 
 DISTIL_RESULT_KEYS = ("path", "layers", "student_layers", "kept_layers")
 
@@ -79,8 +80,10 @@ def saved_model_layers(model_dir):
     if missing:
         raise InputError(f"{model_dir!r} is not a saved multi-task model (missing {', '.join(missing)}); point "
                          "--distil-from at a folder main.py wrote as <output-dir>/model (or save_pretrained's).")
-    with open(os.path.join(model_dir, ENCODER_DIR, "config.json")) as f:
-        config = json.load(f)
+    try:
+        config = read_saved_json(os.path.join(model_dir, ENCODER_DIR, "config.json"))
+    except ModelLoadError as e:
+        raise InputError(str(e)) from None
     layers = config.get("num_hidden_layers", config.get("n_layers"))
     if not isinstance(layers, int):
         raise InputError(f"{model_dir!r}: its encoder config names no layer count; re-save the teacher.")
@@ -99,8 +102,10 @@ def teacher_problems(model_dir, student_layers, tags=None):
         problems.append(f"--student-layers must be between 1 and the teacher's {n} layers (got {student_layers})")
     from multi_task_sentence_transformer import CONFIG_NAME
 
-    with open(os.path.join(model_dir, CONFIG_NAME)) as f:
-        config = json.load(f)
+    try:
+        config = read_saved_json(os.path.join(model_dir, CONFIG_NAME), required=("tags", "label_names"))
+    except ModelLoadError as e:
+        return problems + [f"--distil-from: {e}"]
     if tags is not None and list(config["tags"]) != list(tags):
         problems.append(f"--distil-from: the teacher tags {_short(config['tags'])}, the data's flags give "
                         f"{_short(tags)}; use the teacher's --ner-types / --dropped-entity-types")

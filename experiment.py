@@ -135,7 +135,9 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
     train, val, test, tags = data
-    sts = sts_pairs()  # before training: a missing STS file stops the run now, not after it
+    sts, sts_source = sts_pairs(getattr(a, "data_root", "auto"))  # before training: says now if it will be skipped
+    if sts is None:
+        print(f"STS-B check skipped: {sts_source}")
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
     if model is None:
@@ -152,7 +154,7 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     best.save_pretrained(os.path.join(output_dir, "model"))
     plot_confusion(test_metrics["confusion_matrix"], best.label_names, os.path.join(output_dir, "confusion_matrix.png"),
                    "Test confusion matrix")
-    results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts),
+    results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts) if sts else None, "sts_source": sts_source,
                "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,

@@ -1,13 +1,15 @@
 """The whole experiment: silver-labelled AG News -> multi-task sentence transformer -> test results.
 
-    python main.py --dataset ../shared/data/ag_news         # the default run (25 min on 2 CPU cores without bf16, 12 with)
+    python main.py                                         # the default run (25 min on 2 CPU cores without bf16, 12 with)
+    python main.py --fetch-data                            # fill the data root (data/) from the Hugging Face Hub
+    python main.py --dataset my.csv --label-column category   # your own labelled texts instead of AG News
     python main.py --help                                  # every flag below, with its default
     python main.py --compare-freezing                      # the freezing strategies side by side
-    python main.py --eval-conll ../shared/data/conll2003/valid.txt   # model vs spaCy teacher on human labels
+    python main.py --eval-conll conll2003/valid.txt        # model vs spaCy teacher on human labels (in the data root)
     python main.py --predict "Apple opens a store in Paris."
     python main.py --predict-file texts.txt --output preds.jsonl   # .txt (a text a line), .csv or .jsonl (--text-column)
     python main.py --export-fast outputs/fast              # ONNX Runtime copy of the model for fast CPU serving
-    python main.py --dataset ../shared/data/ag_news --distil-from outputs/default/model --student-layers 3 \
+    python main.py --distil-from outputs/default/model --student-layers 3 \
         --output-dir outputs/student3                      # a 3-layer student of the trained model, distilled
     torchrun --nproc_per_node 2 main.py ...                # several processes: GPUs, nodes or CPU (DDP)
 
@@ -17,7 +19,8 @@ Edit the flags below, or override any of them on the command line (--epochs 1, -
 MODEL_NAME = "all-MiniLM-L6-v2"   # encoder: packaged all-MiniLM-L6-v2 (offline); "bert-base-uncased" is the GPU setting
 POOLING = "mean"                  # sentence embedding pooling: mean | cls | max
 MAX_LENGTH = 128                  # wordpieces per text (AG News: mean 54, p95 87)
-DATASET = "ag_news"               # hub id, folder in the hub layout (../shared/data/ag_news) or data file(s): csv tsv json jsonl parquet
+DATASET = "ag_news"               # the data root's ag_news/ (else the Hub's), a folder in the Hub layout, or data file(s): csv tsv json jsonl parquet
+DATA_ROOT = "auto"                # folder of ag_news/ conll2003/ stsbenchmark/; auto: $MTST_DATA_ROOT, else data/ here, else the development copy beside the repo
 TEXT_COLUMN = "text"              # column holding the text (the dataset's, and --predict-file's .csv / .jsonl)
 LABEL_COLUMN = "label"            # column holding the class: ints with ClassLabel names, or strings (the class names)
 TEST_FRACTION = 0.2               # stratified test split carved (seeded) when the data has none
@@ -49,7 +52,7 @@ FREEZE_NER = False                # freeze the NER head (its loss is then left o
 SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
 DISTIL_FROM = ""                  # a saved model folder (e.g. outputs/default/model): train a smaller student of it instead ("" = off)
-STUDENT_LAYERS = 3                # --distil-from: encoder layers of the student, taken from the teacher's (evenly spaced, top one kept)
+STUDENT_LAYERS = 3                # --distil-from: encoder layers of the student, taken from the teacher's (its first and top, the rest spread between)
 DISTIL_WEIGHT = 0.5               # --distil-from: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
 DISTIL_TEMPERATURE = 2.0          # --distil-from: temperature softening those distributions
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
@@ -76,10 +79,17 @@ FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in
 LIST_FLAGS = ("DATASET", "NER_DATA")  # flags taking several values (--dataset a.csv b.csv, --ner-data f1 f2)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage of ~50 flags would bury the message; --help lists them)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (python main.py --help lists every flag)\n")
+
+
 def parse_args(argv=None):
-    """Every flag above as --flag-name, typed by its default; modes as extra options."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """Every flag above as --flag-name, typed by its default; modes as extra options. Paths that are not found as
+    given but lie under the data root (ag_news, conll2003/valid.txt, ...) are resolved there."""
+    parser = _Parser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     comments = _flag_comments()
     for name in FLAG_NAMES:
         default = globals()[name]
@@ -100,8 +110,30 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if isinstance(args.dataset, list) and len(args.dataset) == 1:
         args.dataset = args.dataset[0]  # one source: a string, as in the flag block
+    resolve_data_paths(parser, args)
     check_args(parser, args)
     return args
+
+
+def resolve_data_paths(parser, a):
+    """a.data_root becomes the data root found (a folder, or None); --dataset, --ner-data and --eval-conll names that
+    exist under it (and not as given) become paths under it."""
+    import data_root
+    from errors import ProjectError
+
+    if a.fetch_data:  # the root is to be filled, not read
+        return
+    try:
+        a.data_root = data_root.find_data_root(a.data_root)
+    except ProjectError as e:
+        parser.error(str(e))
+    if isinstance(a.dataset, list):
+        a.dataset = [data_root.resolve(d, a.data_root) for d in a.dataset]
+    else:
+        a.dataset = data_root.resolve(a.dataset, a.data_root)
+    a.ner_data = [data_root.resolve(f, a.data_root) for f in a.ner_data]
+    if a.eval_conll:
+        a.eval_conll = data_root.resolve(a.eval_conll, a.data_root)
 
 
 def _flag_comments():
@@ -177,8 +209,29 @@ def check_args(parser, a):
     if a.eval_conll and not os.path.isfile(a.eval_conll):
         problems.append(f"--eval-conll: no file at {a.eval_conll}")
     problems += check_predict_file_args(a)
+    if not problems and not a.fetch_data and needs_dataset(a):
+        problems += dataset_problems(a)
     if problems:
         parser.error("; ".join(problems))
+
+
+def needs_dataset(a):
+    """Training and --compare-freezing read --dataset; the other modes use a saved model."""
+    return a.compare_freezing or not any(getattr(a, option[2:].replace("-", "_")) for option, _, _ in MODES)
+
+
+def dataset_problems(a):
+    """--dataset naming a Hub dataset that cannot be had here (Hub not reachable, nothing cached): one message naming
+    the command that fetches the data, before any work."""
+    from data_root import FETCH_COMMAND, describe
+    from data_sources import unavailable_hub_source
+
+    why = unavailable_hub_source(a.dataset)
+    if why is None:
+        return []
+    return [f"--dataset {a.dataset}: {why}, and {describe(a.data_root)}. Fetch the data where the Hub is reachable: "
+            f"{FETCH_COMMAND} (writes data/; copy it here or pass --data-root DIR), or train on your own files: "
+            "--dataset my.csv --label-column COLUMN"]
 
 
 def distil_problems(a):
@@ -190,6 +243,7 @@ def distil_problems(a):
     from experiment import dropped_types
     from multi_task_sentence_transformer import CONFIG_NAME
     from ner_tags import build_tag_list
+    from sentence_transformer import read_saved_json
 
     if a.schedule != "joint":
         return [f"--distil-from trains the student jointly; drop --schedule {a.schedule!r}"]
@@ -200,8 +254,7 @@ def distil_problems(a):
     problems = teacher_problems(a.distil_from, a.student_layers, tags)
     if problems:
         return problems
-    with open(os.path.join(a.distil_from, CONFIG_NAME)) as f:
-        teacher_classes = json.load(f)["label_names"]
+    teacher_classes = read_saved_json(os.path.join(a.distil_from, CONFIG_NAME))["label_names"]  # checked above
     try:
         names = class_names(a.dataset, a.text_column, a.label_column)
     except ProjectError:
@@ -219,7 +272,8 @@ def print_results(results):
     print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
     print(f"  topic accuracy  {fmt(t['accuracy'])}")
     print(f"  topic macro-F1  {fmt(t['macro_f1'])}")
-    print(f"  STS-B dev Spearman x100 of encode()  {results['sts_spearman']:.2f}")
+    sts = results["sts_spearman"]
+    print(f"  STS-B dev Spearman x100 of encode()  {results['sts_source'] if sts is None else f'{sts:.2f}'}")
     if t["ner"] is None:
         return
     print(f"  NER micro P/R/F1 vs spaCy silver labels  {t['ner']['precision']:.4f} / {t['ner']['recall']:.4f} / "
@@ -321,6 +375,23 @@ def predict_file_mode(a):
                  a.text_column, a.batch_size, a.chunk_size)
 
 
+def fetch_data_mode(a):
+    """Mode --fetch-data: fill the data root from the Hub (datasets already there are kept)."""
+    import data_root
+    from data_sources import DatasetSourceError
+
+    target = data_root.fetch_target(a.data_root)
+    print(f"fetching into {target} from the Hugging Face Hub (the full AG News: 120,000 train rows, ~30 MB)")
+    report = data_root.fetch(target)
+    for name, outcome in report.items():
+        print(f"  {name}: {outcome}")
+    failed = [n for n, outcome in report.items() if outcome.startswith("failed")]
+    if failed:
+        raise DatasetSourceError(f"could not fetch {', '.join(failed)} into {target} (see above); check that the Hub is "
+                              "reachable (HF_ENDPOINT, HTTPS_PROXY) and run python main.py --fetch-data again: "
+                              "what was written is kept")
+
+
 # Modes: an option, its argparse settings and the function it runs instead of train_mode(). Several given: each runs, in
 # this order (which is also their order in --help). A new mode is one line here and its function.
 MODES = [
@@ -332,6 +403,10 @@ MODES = [
     ("--export-fast", dict(metavar="DIR", help="write the saved model plus its ONNX Runtime graph to DIR (load it with "
                                                "--model-dir DIR or MultiTaskSentenceTransformer.from_pretrained)"),
      export_fast_mode),
+    ("--fetch-data", dict(action="store_true", help="download AG News, CoNLL-2003 and STS-B dev from the Hugging "
+                                                    "Face Hub into the data root (--data-root, else $MTST_DATA_ROOT, "
+                                                    "else data/ in the repository), in the layout main.py reads"),
+     fetch_data_mode),
     ("--predict-file", dict(metavar="FILE", help="predict every text of FILE (.txt: one text a line; .csv / .jsonl: "
                                                  "the --text-column field) into --output, one JSON line per input"),
      predict_file_mode),

@@ -71,6 +71,14 @@ def card_metrics(results=None, conll=None):
     return rows
 
 
+def _sts_note(results):
+    """A line under the results when the run could not measure STS-B (no file under the data root, no Hub)."""
+    source = (results or {}).get("sts_source") or ""
+    if (results or {}).get("sts_spearman") is None and source.startswith("not measured"):
+        return f"\nSTS Benchmark dev (is the encoder still a good sentence embedder?): {source}.\n"
+    return ""
+
+
 def build_model_card(model, results=None, conll=None):
     """A huggingface_hub.ModelCard for the model (and its run's results.json / conll_eval.json when given)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -112,7 +120,7 @@ task's loss, so `predict` leaves it out (no topic label / no entities) and says 
 
 {"| task | data | metric | value |" + chr(10) + "|---|---|---|---|" + chr(10) + metric_lines if rows else
  "Not measured yet (a model saved outside main.py's training run)."}
-
+{_sts_note(results)}
 ## Use
 
 Loading needs this project's code (`multi_task_sentence_transformer.py`):

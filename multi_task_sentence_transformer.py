@@ -21,12 +21,24 @@ from data_sources import AG_NEWS_LABELS
 from errors import InputError, InputTypeError
 from ner_tags import build_tag_list
 from precision import AUTOCAST_DTYPES, resolve_precision
-from sentence_transformer import ModelLoadError, SentenceTransformer, check_texts, length_sorted_batches, pad_ids, pool
+from sentence_transformer import (
+    ModelLoadError,
+    SentenceTransformer,
+    check_texts,
+    length_sorted_batches,
+    load_saved_tensors,
+    pad_ids,
+    pool,
+    read_saved_json,
+    require_keys,
+)
 from text_prep import WORD_SHAPES, clean_text_with_spans, split_words, word_shape
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
+SAVED_CONFIG_KEYS = ("label_names", "tags", "pooling", "max_length", "clean", "classifier_dropout", "ner_dropout",
+                     "attention_dropout", "ner_window", "ner_context")  # what from_pretrained reads
 FORMAT_VERSION = 4  # 2: the NER head sees word shapes; 3: so did the encoder's input; 4: the NER head only (+context)
 # Modules saved in heads.safetensors (everything outside the Hugging Face encoder directory).
 HEAD_MODULES = ("classifier", "ner_head")
@@ -430,9 +442,8 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, device=None):
-        """Load a directory written by save_pretrained(); a partial or mismatched directory is a clear error."""
-        from safetensors.torch import load_file
-
+        """Load a directory written by save_pretrained(); a partial, damaged or mismatched directory is a clear error
+        naming the file (ModelLoadError)."""
         path = os.fspath(path)
         missing = [n for n in (CONFIG_NAME, HEADS_NAME, ENCODER_DIR) if not os.path.exists(os.path.join(path, n))]
         if missing:
@@ -440,13 +451,13 @@ class MultiTaskSentenceTransformer(nn.Module):
                 f"'{path}' is not a complete saved multi-task model (missing {', '.join(missing)}); point at a "
                 "directory written by save_pretrained() (main.py writes <output-dir>/model), or re-run training."
             )
-        with open(os.path.join(path, CONFIG_NAME)) as f:
-            config = json.load(f)
+        config = read_saved_json(os.path.join(path, CONFIG_NAME), required=("format_version",))
         if config.get("format_version") != FORMAT_VERSION:
             raise ModelLoadError(
                 f"'{path}' was saved in format {config.get('format_version')}, this code reads format "
                 f"{FORMAT_VERSION} (the NER head or the encoder's input changed); retrain it with main.py, or load it with the code "
                 "version that wrote it.")
+        require_keys(config, os.path.join(path, CONFIG_NAME), SAVED_CONFIG_KEYS)  # every key, before any load
         encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
                                       max_length=config["max_length"], attention_dropout=config["attention_dropout"])
         model = cls(encoder, label_names=config["label_names"], tags=config["tags"], clean=config["clean"],
@@ -454,7 +465,7 @@ class MultiTaskSentenceTransformer(nn.Module):
                     attention_dropout=config["attention_dropout"], ner_window=config["ner_window"],
                     ner_context=config["ner_context"])
         model.trained_tasks = config.get("trained_tasks")  # absent in models saved before it was recorded
-        heads = load_file(os.path.join(path, HEADS_NAME))
+        heads = load_saved_tensors(os.path.join(path, HEADS_NAME))
         try:
             for name in HEAD_MODULES:
                 getattr(model, name).load_state_dict({k[len(name) + 1:]: v for k, v in heads.items()

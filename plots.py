@@ -58,6 +58,10 @@ def plot_confusion(matrix, labels, path, title="Confusion matrix"):
     save_figure(fig, path)
 
 
+def _scaled(value, scale):
+    return float("nan") if value is None else value / scale
+
+
 def freezing_chart(rows, path):
     """main.py --compare-freezing's chart: grouped bars per strategy (STS-B / 100); stage-2 rows also mark their
     stage-1 scores."""
@@ -70,8 +74,8 @@ def freezing_chart(rows, path):
     fig, ax = plt.subplots(figsize=(11, 4.5))
     for k, (label, key, scale) in enumerate(metrics):
         offset = (k - 1.5) * width
-        ax.bar(x + offset, [r[key] / scale for r in rows], width, label=label)
-        before = [(i, r["before"][key] / scale) for i, r in enumerate(rows) if "before" in r]
+        ax.bar(x + offset, [_scaled(r[key], scale) for r in rows], width, label=label)  # not measured: no bar
+        before = [(i, _scaled(r["before"][key], scale)) for i, r in enumerate(rows) if "before" in r]
         if before:
             ax.scatter([i + offset for i, _ in before], [v for _, v in before], marker="_", s=120, color="black",
                        zorder=3, label="stage 1 (before stage 2)" if k == 0 else None)

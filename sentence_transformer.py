@@ -33,6 +33,46 @@ class ModelLoadError(ProjectError, OSError):
     """The encoder or tokenizer could not be loaded; the message says why and what to do."""
 
 
+def read_saved_json(path, required=()):
+    """A JSON file of a saved model folder as a dict. ModelLoadError naming the file when it is missing, not JSON
+    (cut short, edited by hand) or lacks a required key."""
+    what = "re-copy the folder, or re-save the model with save_pretrained()"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ModelLoadError(f"'{path}' is missing; {what}.") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ModelLoadError(f"'{path}' is not valid JSON ({e}); the file was damaged or edited by hand: {what}.") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"'{path}' holds a JSON {type(data).__name__}, not an object; {what}.")
+    return require_keys(data, path, required)
+
+
+def require_keys(data, path, keys):
+    """data, when it holds every key; else ModelLoadError naming the file and the missing keys."""
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise ModelLoadError(f"'{path}' lacks {', '.join(missing)}; the file was edited by hand or comes from "
+                             "another program: re-copy the folder, or re-save the model with save_pretrained().")
+    return data
+
+
+def load_saved_tensors(path, device="cpu"):
+    """A safetensors file of a saved model folder as {name: tensor}. ModelLoadError naming the file when it is
+    missing, cut short or not a safetensors file."""
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"'{path}' is missing; re-copy the folder, or re-save the model with save_pretrained().")
+    try:
+        return load_file(path, device=device)
+    except Exception as e:  # safetensors' SafetensorError (a bad header, a file cut short) has no public base class
+        raise ModelLoadError(f"'{path}' is not a complete safetensors file ({str(e).splitlines()[0][:160]}; "
+                             f"{os.path.getsize(path)} bytes): it was cut short or damaged in transit; re-copy the "
+                             "folder, or re-save the model with save_pretrained().") from None
+
+
 def packaged_model_path():
     """Local directory of the packaged all-MiniLM-L6-v2 (a Hugging Face model directory)."""
     try:
@@ -177,7 +217,16 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
     try:
         kwargs = _load_kwargs(path, attention_dropout)
         return _from_pretrained_quietly(path, **kwargs), _load_tokenizer(path)
-    except OSError as e:
+    except (ImportError, MemoryError, ProjectError):
+        raise
+    except Exception as e:
+        if os.path.isdir(path):  # a local folder: its files are damaged (cut short, edited), whatever the library said
+            raise ModelLoadError(
+                f"Cannot load the encoder in '{path}': {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                "; a file of the folder (config.json, model.safetensors, the tokenizer's files) is damaged or missing: "
+                "re-copy the folder, or re-save the model.") from e
+        if not isinstance(e, OSError):
+            raise
         raise ModelLoadError(
             f"Cannot load '{name}': {str(e).splitlines()[0]} Check the name (e.g. 'bert-base-uncased'). {OFFLINE_HINT}"
         ) from e
@@ -456,8 +505,7 @@ class SentenceTransformer(nn.Module):
                 "model.save_pretrained(dir), or construct SentenceTransformer(path) to load a plain Hugging Face model "
                 "directory."
             )
-        with open(config_file) as f:
-            config = json.load(f)
+        config = read_saved_json(config_file, required=("pooling", "max_length"))
         config.update(overrides)
         model = cls(path, pooling=config["pooling"], max_length=config["max_length"], device=device,
                     attention_dropout=config.get("attention_dropout"))

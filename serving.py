@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from errors import InputError
+from sentence_transformer import read_saved_json
 
 # The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):
 # one graph (input_ids, attention_mask, shape_ids) -> (cls_logits, ner_logits, sentence_embedding), dynamic batch and
@@ -164,8 +165,7 @@ class FastRunner:
 
     def __init__(self, directory, threads=None):
         ort = _import_ort()
-        with open(os.path.join(directory, FAST_CONFIG_NAME)) as f:
-            self.config = json.load(f)
+        self.config = read_saved_json(os.path.join(directory, FAST_CONFIG_NAME))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1

@@ -1,8 +1,10 @@
 """The STS Benchmark: sentence pairs with human similarity scores (is the encoder still a good sentence embedder?).
 
-    pairs = read_sts()              # (sentence1, sentence2, score 0-5) triples of STS_DEV (from the working dir)
-    pairs = sts_pairs()             # the same, STS_DEV resolved against the project's root (main.py's runs)
+    pairs = read_sts(path)          # (sentence1, sentence2, score 0-5) triples of an STS Benchmark file
+    pairs, source = sts_pairs()     # the dev pairs from the data root, else the Hub, else (None, "not measured: why")
     sts_spearman(model, pairs)      # Spearman x 100 between encode() cosines and the human scores
+
+A run without the STS Benchmark (no data root holding it, no Hub) is not stopped: its results say "not measured".
 """
 import os
 
@@ -11,16 +13,18 @@ import numpy as np
 from errors import InputError, InputFileNotFound
 from metrics import spearman
 
-STS_DEV = "../shared/data/stsbenchmark/sts-dev.csv"
+HUB_ID = "sentence-transformers/stsb"  # STS Benchmark with scores scaled to 0-1; split "validation" is the dev split
+NOT_MEASURED = "not measured"
 
 
-def read_sts(path=STS_DEV) -> list[tuple[str, str, float]]:
+def read_sts(path) -> list[tuple[str, str, float]]:
     """(sentence1, sentence2, score 0-5) triples of an STS Benchmark file: tab-separated, no header, columns genre,
     file, years, id, score, sentence 1, sentence 2 (rows with extra trailing columns keep the first seven; quotes are
     literal text). FileNotFoundError / ValueError naming the file and line."""
     if not os.path.isfile(path):
-        raise InputFileNotFound(f"no STS Benchmark file at {path!r} (expected ../shared/data/stsbenchmark/sts-dev.csv "
-                                "relative to the project's root)")
+        raise InputFileNotFound(f"no STS Benchmark file at {path!r}; pass the dev file (tab-separated: genre, file, "
+                                "years, id, score, sentence 1, sentence 2), or fill a data root: python main.py "
+                                "--fetch-data")
     pairs = []
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
@@ -40,21 +44,40 @@ def read_sts(path=STS_DEV) -> list[tuple[str, str, float]]:
     return pairs
 
 
-def sts_pairs():
-    """STS Benchmark dev pairs from STS_DEV (relative to the project's root, where main.py lies); a missing file is a
-    FileNotFoundError naming the path."""
-    path = STS_DEV
-    if not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
-    return read_sts(path)
+def hub_pairs(load_dataset, hub_id=HUB_ID):
+    """(sentence1, sentence2, score 0-5) of the Hub's STS Benchmark dev split (its scores are 0-1)."""
+    ds = load_dataset(hub_id, split="validation")
+    return [(r["sentence1"], r["sentence2"], 5.0 * float(r["score"])) for r in ds]
+
+
+def sts_pairs(data_root="auto"):
+    """(pairs, source) of the STS Benchmark dev split: from the data root's stsbenchmark/sts-dev.csv (data_root:
+    a folder, None for none, "auto" to look as data_root.find_data_root does), else from the Hub when it answers,
+    else (None, "not measured: <why>") -- a run without it goes on and records that."""
+    import data_root as roots
+    from hub import hub_reachable
+
+    root = roots.find_data_root() if data_root == "auto" else data_root
+    path = roots.sts_file(root)
+    if path:
+        return read_sts(path), path
+    if hub_reachable():
+        try:
+            from datasets import load_dataset
+
+            return hub_pairs(load_dataset), f"hub:{HUB_ID} (validation)"
+        except Exception as e:  # network and datasets errors share no base; the check is optional
+            return None, f"{NOT_MEASURED}: the Hub's {HUB_ID} could not be loaded ({type(e).__name__})"
+    where = f"the data root {root}" if root else "no data root"
+    return None, (f"{NOT_MEASURED}: no {roots.STS_FILE} ({where}) and the Hub is not reachable; "
+                  f"{roots.FETCH_COMMAND} fills a data root")
 
 
 def sts_spearman(model, pairs, batch_size=64):
     """STS score: Spearman x 100 between the cosine of the two sentences' encode() embeddings and the human scores.
 
     model: anything with encode(texts, batch_size=, normalize=True) -> [N, H] (a MultiTaskSentenceTransformer, its
-    .encoder, a sentence-transformers model); pairs: (sentence1, sentence2, score) triples, e.g.
-    read_sts("../shared/data/stsbenchmark/sts-dev.csv").
+    .encoder, a sentence-transformers model); pairs: (sentence1, sentence2, score) triples (read_sts, sts_pairs).
     """
     if len(pairs) < 2:
         raise InputError(f"sts_spearman needs at least 2 sentence pairs, got {len(pairs)}.")

@@ -278,7 +278,7 @@ def test_source_not_found_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     for source in (str(tmp_path / "nope"), "no-such-org-xyz/no-such-dataset"):
-        with pytest.raises(data_sources.DatasetSourceError, match=r"source='\.\./shared/data/ag_news'"):
+        with pytest.raises(data_sources.DatasetSourceError, match=r"python main.py --fetch-data"):
             cnd.create_dataset(source, cache_dir=None, show_progress=False)
     assert issubclass(data_sources.DatasetSourceError, OSError)
 

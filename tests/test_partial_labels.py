@@ -94,5 +94,5 @@ def test_sts_benchmark_reader_and_score_on_real_pairs(packaged_model_path, tmp_p
     bad.write_text("genre\tfile\tyear\t1\tnot-a-score\ta\tb\n")
     with pytest.raises(ValueError, match="line 1"):
         read_sts(str(bad))
-    with pytest.raises(FileNotFoundError, match="sts-dev.csv"):
+    with pytest.raises(FileNotFoundError, match="missing.csv.*--fetch-data"):
         read_sts(str(tmp_path / "missing.csv"))
