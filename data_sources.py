@@ -116,11 +116,9 @@ def _cached_on_disk(hub_id: str) -> bool:
 def unavailable_hub_source(source) -> str | None:
     """Why source cannot be loaded here when it is a Hub id that the Hub cannot serve now (not reachable, or
     offline mode) and datasets' cache has no copy of; None when it can be tried (a local source, a reachable Hub,
-    a cached copy). Quick: one probe of the Hub at most, no download."""
-    try:
-        kind, src = _resolve_source(source)
-    except ProjectError as e:
-        return str(e)
+    a cached copy). A local source that does not exist raises its DatasetSourceError. Quick: one probe of the Hub
+    at most, no download."""
+    kind, src = _resolve_source(source)  # a missing local file or folder: its own error
     if kind != "hub":
         return None
     from hub import hub_reachable

@@ -2,7 +2,7 @@
 
     python main.py                                         # the default run (25 min on 2 CPU cores without bf16, 12 with)
     python main.py --fetch-data                            # fill the data root (data/) from the Hugging Face Hub
-    python main.py --dataset my.csv --label-column category   # your own labelled texts instead of AG News
+    python main.py --dataset my.csv --label-column category --output-dir outputs/my_data   # your own labelled texts
     python main.py --help                                  # every flag below, with its default
     python main.py --compare-freezing                      # the freezing strategies side by side
     python main.py --eval-conll conll2003/valid.txt        # model vs spaCy teacher on human labels (in the data root)
@@ -89,6 +89,17 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv=None):
     """Every flag above as --flag-name, typed by its default; modes as extra options. Paths that are not found as
     given but lie under the data root (ag_news, conll2003/valid.txt, ...) are resolved there."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if isinstance(args.dataset, list) and len(args.dataset) == 1:
+        args.dataset = args.dataset[0]  # one source: a string, as in the flag block
+    resolve_data_paths(parser, args)
+    check_args(parser, args)
+    return args
+
+
+def build_parser():
+    """main.py's argument parser: every flag above, the modes and their options."""
     parser = _Parser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     comments = _flag_comments()
     for name in FLAG_NAMES:
@@ -107,12 +118,7 @@ def parse_args(argv=None):
                         "--export-fast predicts through ONNX Runtime)")
     parser.add_argument("--output", metavar="FILE", help="where --predict-file writes (default OUTPUT_DIR/predictions.jsonl)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="--predict-file reads and predicts this many rows at a time")
-    args = parser.parse_args(argv)
-    if isinstance(args.dataset, list) and len(args.dataset) == 1:
-        args.dataset = args.dataset[0]  # one source: a string, as in the flag block
-    resolve_data_paths(parser, args)
-    check_args(parser, args)
-    return args
+    return parser
 
 
 def resolve_data_paths(parser, a):
@@ -225,8 +231,12 @@ def dataset_problems(a):
     the command that fetches the data, before any work."""
     from data_root import FETCH_COMMAND, describe
     from data_sources import unavailable_hub_source
+    from errors import ProjectError
 
-    why = unavailable_hub_source(a.dataset)
+    try:
+        why = unavailable_hub_source(a.dataset)
+    except ProjectError as e:  # a local file or folder that is not there
+        return [f"--dataset: {e}"]
     if why is None:
         return []
     return [f"--dataset {a.dataset}: {why}, and {describe(a.data_root)}. Fetch the data where the Hub is reachable: "
