@@ -1,9 +1,18 @@
 """Several processes (DDP on CPU, gloo): two real processes started by torch.distributed.run give the 1-process result.
 
 main.py runs on the shared data with a tiny random BERT whose dropout is 0 (with dropout, each process draws its
-own masks, so only the dropout-free run can match 1 process number for number). Measured on this machine
-(300 rows, 3 epochs, batch 8): epoch losses differ by at most 2.2e-8 (relative), validation and test metrics are
-identical, final weights differ by at most 2.3e-5. The tolerances below leave margin for other machines.
+own masks, so only the dropout-free run can match 1 process number for number). The two runs differ only in the
+order in which gradients (and the teacher's gathered outputs) are summed, so they agree to float32 rounding noise,
+which depends on the CPU's kernels. The tests print what they measure ("measured: ..."); the tolerances below are
+about 10x the largest spread seen on both CPU kinds this project runs on (300 rows, 3 epochs, batch 8, fp32):
+
+| what | AMD EPYC, AVX2 only | AMD EPYC with avx512_bf16 (MTST_CPU_BF16=1 and =0 alike) |
+|---|---|---|
+| epoch losses, relative | 2.2e-8 | 1.7e-7 (epoch 3) |
+| distillation losses, relative (epochs 1, 2) | 1.3e-6 (epoch 2) | 1.8e-6, 2.4e-6 |
+| final weights, absolute | 2.3e-5 | 1.3e-5 |
+
+A wrong gather or a missed all-reduce moves these by percent, not by 1e-5.
 """
 import json
 import shutil
@@ -14,8 +23,9 @@ import pytest
 from helpers import save_tiny_encoder
 from main_runs import ROOT, env
 
-LOSS_RTOL = 1e-6     # measured 2.2e-8
-WEIGHT_ATOL = 5e-4   # measured 2.3e-5 (Adam amplifies summation-order noise on near-zero gradients)
+LOSS_RTOL = 2e-6     # measured at most 1.7e-7 (table above)
+DISTIL_RTOL = 3e-5   # measured at most 2.4e-6 (Adam amplifies the summation-order noise of the gathered targets)
+WEIGHT_ATOL = 5e-4   # measured at most 2.3e-5 (Adam amplifies summation-order noise on near-zero gradients)
 ARGS = ["--max-train-rows", "300", "--max-test-rows", "80", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3",
         "--head-lr", "1e-2", "--dropout", "0", "--mixed-precision", "no", "--save-every-steps", "5",
         "--output-dir", "out"]
@@ -151,12 +161,10 @@ def test_two_processes_distil_like_one(tmp_path_factory, one_and_two, dropout_fr
         students[processes] = results(cwd)
     a, b = students[1], students[2]
     assert (a["num_processes"], b["num_processes"]) == (1, 2) and a["teacher"]["kept_layers"] == [2]
-    # epoch 1 as tight as plain training; epoch 2 measured 1.3e-6 relative on the soft loss (Adam amplifies the
-    # summation-order noise of the gathered targets, as for the weights above); a wrong gather would be far off
     print("measured: distillation losses", spread(a, b, DISTIL_KEYS))
-    for ra, rb, rtol in zip(a["history"], b["history"], (LOSS_RTOL, 1e-5)):
+    for ra, rb in zip(a["history"], b["history"]):
         for key in DISTIL_KEYS:
-            assert rb[key] == pytest.approx(ra[key], rel=rtol), (ra["epoch"], key)
+            assert rb[key] == pytest.approx(ra[key], rel=DISTIL_RTOL), (ra["epoch"], key)
         assert rb["val"]["accuracy"] == pytest.approx(ra["val"]["accuracy"], abs=0.01)
         assert rb["val"]["ner"]["f1"] == pytest.approx(ra["val"]["ner"]["f1"], abs=0.01)
     assert b["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=0.01)
