@@ -72,6 +72,11 @@ def resolve(path: str, root: str | None) -> str:
     return under if os.path.exists(under) else path
 
 
+def in_data_root(name: str) -> str:
+    """name resolved under the data root found now (the bench scripts' defaults): "<root>/<name>", or name."""
+    return resolve(name, find_data_root())
+
+
 def sts_file(root: str | None) -> str | None:
     """The STS Benchmark dev file under the root, or None."""
     if root is None:

@@ -4,7 +4,7 @@ Same model (the packaged all-MiniLM-L6-v2), batch size, threads and texts; repet
 machine noise hits both. Prints sentences/s for each, the bf16 mode's speed and cosine agreement, then
 a last line `ratio <ours / theirs>` (fp32).
 
-    python bench/encode.py [--data ../shared/data/ag_news] [--rows 1000] [--repeats 3]
+    python bench/encode.py [--data ag_news] [--rows 1000] [--repeats 3]
 """
 import argparse
 import os
@@ -13,11 +13,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ag_news"))
+    parser.add_argument("--data", default=in_data_root("ag_news"))
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)

@@ -4,7 +4,7 @@ Trains the heads of the packaged MiniLM model with the encoder frozen for a few 
 prints each epoch's seconds (the first includes building the cache), then a last line
 `ratio <first epoch / mean of later epochs>` (goal ≥ 10).
 
-    python bench/feature_cache.py [--data ../shared/data/ag_news] [--rows 1000] [--epochs 3]
+    python bench/feature_cache.py [--data ag_news] [--rows 1000] [--epochs 3]
 """
 import argparse
 import os
@@ -13,11 +13,12 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ag_news"))
+    parser.add_argument("--data", default=in_data_root("ag_news"))
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Do the two tasks' gradients conflict on the shared encoder? (issue 20: what PCGrad-style projection would change)
+"""Do the two tasks' gradients conflict on the shared encoder? (what PCGrad-style projection would change)
 
 For training batches of the default data, the gradient of the topic loss and of the NER loss (each as the trainer
 weighs it: w_cls, w_ner) with respect to the encoder's parameters, in train mode (dropout as in training); prints
@@ -14,13 +14,14 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dirs", nargs="*", default=["start", os.path.join(ROOT, "outputs", "default", "model")],
                         help="saved models; 'start' = the packaged encoder with fresh heads (seed 42)")
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ag_news"))
+    parser.add_argument("--data", default=in_data_root("ag_news"))
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--w-cls", type=float, default=1.0)

@@ -3,7 +3,7 @@
 Prints docs/s of both (best of --repeats, runs interleaved so machine noise hits both), the speed-up of n_process=2
 over 1 for the module, the cold and warm (cached) create_dataset times, and last `ratio <module / bare>`.
 
-    python bench/label.py [--data ../shared/data/ag_news] [--rows 2000] [--batch-size 256] [--repeats 2]
+    python bench/label.py [--data ag_news] [--rows 2000] [--batch-size 256] [--repeats 2]
 """
 import argparse
 import sys
@@ -13,9 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 import create_ner_dataset as cnd  # noqa: E402
 import text_prep  # noqa: E402
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def timed(fn):
@@ -26,8 +26,8 @@ def timed(fn):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "ag_news"),
-                    help="AG News in the Hub layout (default: ../shared/data/ag_news from the repo root)")
+    ap.add_argument("--data", default=in_data_root("ag_news"),
+                    help="AG News in the Hub layout (default: the data root's ag_news)")
     ap.add_argument("--rows", type=int, default=2000, help="first N train texts, cleaned")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=2)

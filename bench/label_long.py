@@ -5,7 +5,7 @@ machine noise hits both), the longest BBC text against nlp.max_length, the cold 
 BBC CSV (carve + label all 928 rows + save), and last `ratio <BBC words/s / AG News words/s>` (1.0: long texts
 label as fast per word as short ones).
 
-    python bench/label_long.py [--bbc ../shared/data/bbc_sport_politics/bbc-text.csv] [--ag-rows 2000] [--repeats 2]
+    python bench/label_long.py [--bbc bbc_sport_politics/bbc-text.csv] [--ag-rows 2000] [--repeats 2]
 """
 import argparse
 import sys
@@ -15,11 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 import create_ner_dataset as cnd  # noqa: E402
 import text_prep  # noqa: E402
-
-SHARED = ROOT / ".." / "shared" / "data"
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def timed(fn):
@@ -30,8 +28,8 @@ def timed(fn):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bbc", default=str(SHARED / "bbc_sport_politics" / "bbc-text.csv"))
-    ap.add_argument("--ag", default=str(SHARED / "ag_news"))
+    ap.add_argument("--bbc", default=in_data_root("bbc_sport_politics/bbc-text.csv"))
+    ap.add_argument("--ag", default=in_data_root("ag_news"))
     ap.add_argument("--ag-rows", type=int, default=2000, help="first N AG News train texts, cleaned")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=2)

@@ -9,12 +9,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", nargs="?", default=os.path.join(ROOT, "outputs", "default", "model"))
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ag_news"))
+    parser.add_argument("--data", default=in_data_root("ag_news"))
     parser.add_argument("--keep", nargs="+", default=["1,3,5", "0,2,4", "0,3,5", "0,2,5", "0,4,5", "2,5", "0,5"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -16,7 +16,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-BBC = os.path.join(ROOT, "..", "shared", "data", "bbc_sport_politics", "bbc-text.csv")
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
+
+BBC = in_data_root("bbc_sport_politics/bbc-text.csv")
 
 
 def silver_entities_past_the_first_window(model, max_train_rows, max_test_rows):

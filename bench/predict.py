@@ -10,7 +10,7 @@ Last line `ratio <first model's best texts/s of fp32 and fast / spaCy texts/s>`.
 
     python bench/predict.py [--model-dir outputs/default/model [outputs/student3/model ...]] [--rows 2000]
         [--threads 2] [--repeats 3] [--modes fp32,bf16,fast,fast-unfused]
-    # a model to measure: python main.py --dataset ../shared/data/ag_news --max-train-rows 2000 --epochs 2 \
+    # a model to measure: python main.py --max-train-rows 2000 --epochs 2 \
     #     --output-dir outputs/bench2k   (then --model-dir outputs/bench2k/model)
 """
 import argparse
@@ -21,6 +21,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 MODES = ("fp32", "bf16", "fast", "fast-unfused")
 
@@ -45,7 +46,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", nargs="+", default=[os.path.join(ROOT, "outputs", "default", "model")],
                         help="saved models (the first is the reference of the last line)")
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ag_news"))
+    parser.add_argument("--data", default=in_data_root("ag_news"))
     parser.add_argument("--rows", type=int, default=2000, help="first N AG News test texts")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -56,8 +57,8 @@ def main():
     args = parser.parse_args()
     missing = [d for d in args.model_dir if not os.path.isdir(d)]
     if missing:
-        sys.exit(f"error: no trained model at {', '.join(missing)}; make one with `python main.py --dataset "
-                 "../shared/data/ag_news --max-train-rows 2000 --epochs 2 --output-dir outputs/bench2k` and pass "
+        sys.exit(f"error: no trained model at {', '.join(missing)}; make one with `python main.py "
+                 "--max-train-rows 2000 --epochs 2 --output-dir outputs/bench2k` and pass "
                  "--model-dir outputs/bench2k/model (or run the default `python main.py` for outputs/default/model).")
 
     import numpy as np

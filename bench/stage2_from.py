@@ -1,10 +1,10 @@
 """Stage 2 of the "joint, then NER" schedule from an existing model: NER alone (topic head frozen) for --stage2-epochs
 epochs from a saved model, with main.py's flags; writes a run folder like main.py's (results.json, model/).
 
-Used for issue 20's full-size row when a run's epoch-3 model already exists: the default run's best_model (epoch 3 of
-a 4-epoch schedule) + 1 NER epoch is 4 epochs in all, the budget of every other row.
+Used for the full-size "joint, then NER" row when a run's epoch-3 model already exists: the default run's best_model
+(epoch 3 of a 4-epoch schedule) + 1 NER epoch is 4 epochs in all, the budget of every other row.
 
-    python bench/stage2_from.py outputs/default/best_model --dataset ../shared/data/ag_news --stage2-epochs 1 \
+    python bench/stage2_from.py outputs/default/best_model --stage2-epochs 1 \
         --output-dir outputs/joint3_then_ner1
 """
 import os

@@ -5,7 +5,7 @@ Trainer: MultiTaskTrainer (dynamic padding, length-grouped batches, mixed precis
 Same model (the packaged all-MiniLM-L6-v2 plus fresh heads), batch size, threads and 640 AG News rows.
 Prints samples/s of both (best of the interleaved repeats), then a last line `ratio <trainer / seed-style>`.
 
-    python bench/train.py [--data ../shared/data/ag_news] [--rows 640] [--repeats 2]
+    python bench/train.py [--data ag_news] [--rows 640] [--repeats 2]
 """
 import argparse
 import os
@@ -15,6 +15,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
 def seed_style_epoch(model, rows, tags, batch_size, seed):
@@ -62,7 +63,7 @@ def trainer_epoch(model, rows, batch_size, seed, precision):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "ag_news"))
+    parser.add_argument("--data", default=in_data_root("ag_news"))
     parser.add_argument("--rows", type=int, default=640)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
