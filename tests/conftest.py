@@ -8,8 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# The shared data set lies beside the checkout (../shared/data); SHARED_DATA overrides it.
-SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+# The development data: $SHARED_DATA, else the data root named by $MTST_DATA_ROOT, else the copy beside the checkout.
+SHARED_DATA = Path(os.environ.get("SHARED_DATA") or os.environ.get("MTST_DATA_ROOT") or ROOT.parent / "shared" / "data")
 AG_NEWS_DIR = SHARED_DATA / "ag_news"
 CONLL_VALID = SHARED_DATA / "conll2003" / "valid.txt"
 

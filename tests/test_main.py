@@ -129,9 +129,14 @@ def test_a_bad_flag_stops_the_real_command_line_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_unreachable_dataset_says_how_to_use_a_local_copy(tmp_path):
+    """A Hub id that cannot be had here (offline, nothing cached): refused before any work, in one line naming the
+    command that fetches the data and the way to train on one's own files."""
     proc = run_main(["--dataset", "no-such-org/no-such-dataset", "--output-dir", "out"], tmp_path, check=False)
-    assert proc.returncode != 0
-    assert "../shared/data/ag_news" in proc.stderr.splitlines()[-2]
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "--dataset no-such-org/no-such-dataset: a Hub dataset, but the Hugging Face Hub is not reachable" in line
+    assert "python main.py --fetch-data" in line and "--dataset my.csv --label-column COLUMN" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".cache").exists()
 
 
 def test_predict_without_a_saved_model(tmp_path):
