@@ -41,7 +41,6 @@ Freezing rules:
 import json
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -57,6 +56,19 @@ from atomic_io import (
     write_text_atomic,
 )
 from batching import collate, length_grouped_batches, pad_ids_value, prepare_features, to_device
+from checkpoints import (  # noqa: F401  (CheckpointError: raised through the trainer, imported from here by users)
+    CheckpointError,
+    check_resumable,
+    data_fingerprint,
+    load_checkpoint_weights,
+    read_trainer_state,
+    rng_state,
+    run_settings,
+    set_rng_state,
+    targets_fingerprint,
+    weights_fingerprint,
+    write_checkpoint,
+)
 from distributed import check_joined, distributed_state, make_accelerator, process_share
 from errors import InputError, ProjectError
 from metrics import classification_metrics, ner_metrics
@@ -72,10 +84,6 @@ TRACKER_DIR = "tensorboard"          # <output_dir>/tensorboard: the event files
 
 class TrainingDiverged(ProjectError, RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class CheckpointError(ProjectError, RuntimeError):
-    """A checkpoint directory is incomplete or does not fit the model being trained."""
 
 
 @dataclass
@@ -238,19 +246,6 @@ def sentence_embeddings(model, features, rows, batch_size=64, device=None, preci
     return torch.stack(out) if out else torch.zeros(0, model.encoder.hidden_size)
 
 
-def tensor_fingerprint(tensor):
-    import hashlib
-
-    return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
-
-
-def targets_fingerprint(targets):
-    """The embeddings' fingerprint alone (as checkpoints before teacher logits had), else one over every target."""
-    if set(targets) == {"embeddings"}:
-        return tensor_fingerprint(targets["embeddings"])
-    return tensor_fingerprint(torch.cat([targets[k].double().flatten() for k in sorted(targets)]))
-
-
 # --------------------------------------------------------------------------- feature cache
 def encode_cache(model, features, rows, device, precision, batch_size, show_progress=False, desc="caching"):
     """Token embeddings of the frozen encoder for the given rows (unpadded, fp32, on CPU); None for other rows."""
@@ -261,73 +256,6 @@ def encode_cache(model, features, rows, device, precision, batch_size, show_prog
     for i, t in zip(rows, tokens):
         cache[i] = t
     return cache
-
-
-# --------------------------------------------------------------------------- checkpoint state
-def rng_state():
-    """This process's RNG states as tensors and plain types, so torch.load(weights_only=True) reads them."""
-    py, np_state = random.getstate(), np.random.get_state()
-    return {"python": py, "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(state):
-    random.setstate(tuple(state["python"]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"].cpu())
-
-
-# TrainConfig settings a resumed run may change: where and how it reports, how often it checkpoints, how it batches
-# evaluation. Every other field (a new one too) must equal the checkpoint's, or two runs would be mixed.
-RESUME_MAY_DIFFER = ("output_dir", "resume", "show_progress", "plots", "save_every_steps", "save_every_minutes",
-                     "log_every_steps", "eval_batch_size", "eval_only", "report_to")
-
-
-def run_settings(model, accelerator, precision, teacher=None):
-    """What a resumed run must share beyond the config: the process count, resolved precision, the model's
-    pooling and dropout (the same flags can resolve differently on another machine), the teacher's weights."""
-    return {"num_processes": accelerator.num_processes, "precision": precision, "pooling": model.encoder.pooling,
-            "classifier_dropout": model.classifier_dropout, "ner_dropout": model.ner_dropout,
-            "attention_dropout": model.encoder.attention_dropout, "teacher": teacher}
-
-
-def weights_fingerprint(model):
-    """sha1 of a model's parameters and buffers (names and bytes): which teacher a run distils from."""
-    import hashlib
-
-    h = hashlib.sha1()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def data_fingerprint(features):
-    import hashlib
-
-    payload = json.dumps([features["input_ids"], features["ner_labels"], [int(y) for y in features["label"]]])
-    return hashlib.sha1(payload.encode()).hexdigest()
-
-
-def check_resumable(saved, checkpoint_dir, fingerprint, config, run):
-    """Refuse a checkpoint of another run (data, settings, process count, precision, pooling, dropout)."""
-    if saved.get("data") != fingerprint:
-        raise CheckpointError(
-            f"{checkpoint_dir} holds a run on other training data; use another output_dir, delete the "
-            "checkpoints, or set resume=False.")
-    current = asdict(config)
-    changed = [f"{k} differ" for k in sorted(current)
-               if k not in RESUME_MAY_DIFFER and saved.get("config", {}).get(k) != current[k]]
-    changed += [f"{k} differ (checkpoint {saved.get('run', {}).get(k)!r}, now {v!r})"
-                for k, v in run.items() if saved.get("run", {}).get(k) != v]
-    if changed:
-        raise CheckpointError(
-            f"{checkpoint_dir} holds a run with other settings ({'; '.join(changed)}); resuming it would mix two "
-            "runs. Resume with the same settings (process count too), or use another output_dir, delete the "
-            "checkpoints, or set resume=False.")
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -686,64 +614,27 @@ class MultiTaskTrainer:
 
     # ----------------------------------------------------------------- checkpoints and logs
     def _save_checkpoint(self, name, state, optimizer, scheduler):
-        """model + optimizer + scheduler + every process's RNG + position, written to a temp dir and renamed."""
+        """model + optimizer + scheduler + every process's RNG + position (checkpoints.write_checkpoint)."""
         acc = self.accelerator
         rngs = acc.gather_for_metrics([rng_state()], use_gather_object=True)  # one per process, in rank order
         if acc.is_main_process:
             model = acc.unwrap_model(self.model)
-            run = run_settings(model, acc, self.precision, self.teacher_id)
-
-            def write(directory):
-                from safetensors.torch import save_file
-
-                save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                          os.path.join(directory, "model.safetensors"))
-                extra = {} if self.loss_weighting is None else {"loss_weighting": self.loss_weighting.state_dict()}
-                if self.scaler is not None:  # fp16's loss scale, so a resumed run scales exactly alike
-                    extra["grad_scaler"] = self.scaler.state_dict()
-                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rngs,
-                            **extra}, os.path.join(directory, "training_state.pt"))
-                with open(os.path.join(directory, "trainer_state.json"), "w") as f:
-                    json.dump({**state, "history": self.history, "config": asdict(self.config), "run": run}, f)
-
-            atomic_write_dir(os.path.join(self.checkpoint_dir, name), write)
+            trainer_state = {**state, "history": self.history, "config": asdict(self.config),
+                             "run": run_settings(model, acc, self.precision, self.teacher_id)}
+            write_checkpoint(os.path.join(self.checkpoint_dir, name), model, optimizer, scheduler, rngs, trainer_state,
+                             self.loss_weighting, self.scaler)
         self._last_save = time.monotonic()
         acc.wait_for_everyone()
 
     def _load_checkpoint(self, path, optimizer, scheduler):
-        """Every process loads the checkpoint onto its own device; weights_only: a shared folder cannot run code."""
-        from safetensors.torch import load_file
-
+        """Every process loads the checkpoint onto its own device, after checking that it is this run's."""
         acc = self.accelerator
-        needed = ("model.safetensors", "training_state.pt", "trainer_state.json")
-        missing = [n for n in needed if not os.path.isfile(os.path.join(path, n))]
-        if missing:
-            raise CheckpointError(f"checkpoint '{path}' is incomplete (missing {', '.join(missing)}); delete it to "
-                                  "start afresh, or set resume=False.")
-        try:
-            with open(os.path.join(path, "trainer_state.json")) as f:
-                saved = json.load(f)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"checkpoint '{path}' is unreadable ({e}); delete {self.checkpoint_dir} (or use "
-                                  "another output_dir) to start afresh.") from e
         model = acc.unwrap_model(self.model)
+        saved = read_trainer_state(path, self.checkpoint_dir)
         check_resumable(saved, self.checkpoint_dir, data_fingerprint(self.train_features), self.config,
                         run_settings(model, acc, self.precision, self.teacher_id))
-        device = "cpu" if acc.device.type == "cpu" else str(acc.device)  # safetensors refuses "cpu:0"
-        try:
-            model.load_state_dict(load_file(os.path.join(path, "model.safetensors"), device=device))
-            extra = torch.load(os.path.join(path, "training_state.pt"), map_location=device, weights_only=True)
-            optimizer.load_state_dict(extra["optimizer"])
-            scheduler.load_state_dict(extra["scheduler"])
-            if self.loss_weighting is not None:  # the learned log-variances, exactly
-                self.loss_weighting.load_state_dict(extra["loss_weighting"])
-            if self.scaler is not None and "grad_scaler" in extra:
-                self.scaler.load_state_dict(extra["grad_scaler"])
-            rng = extra["rng"][acc.process_index]
-        except Exception as e:  # torn or foreign files: safetensors, unpickling and shape errors alike
-            raise CheckpointError(
-                f"checkpoint '{path}' does not fit this model or run ({str(e).splitlines()[0][:200]}); "
-                f"delete {self.checkpoint_dir} (or use another output_dir) to start afresh.") from e
+        rng = load_checkpoint_weights(path, self.checkpoint_dir, acc, model, optimizer, scheduler,
+                                      self.loss_weighting, self.scaler)
         set_rng_state(rng)
         self.history = saved.pop("history")
         saved.pop("config", None)
