@@ -389,8 +389,13 @@ def fetch_data_mode(a):
     """Mode --fetch-data: fill the data root from the Hub (datasets already there are kept)."""
     import data_root
     from data_sources import DatasetSourceError
+    from hub import hub_reachable
 
     target = data_root.fetch_target(a.data_root)
+    if not hub_reachable():
+        raise DatasetSourceError(f"--fetch-data needs the Hugging Face Hub, which is not reachable from here (offline, "
+                                 "HF_HUB_OFFLINE=1, or a proxy needed: HTTPS_PROXY / HF_ENDPOINT); fetch on a machine "
+                                 f"that reaches it and copy the folder here as {target} (or pass --data-root DIR)")
     print(f"fetching into {target} from the Hugging Face Hub (the full AG News: 120,000 train rows, ~30 MB)")
     report = data_root.fetch(target)
     for name, outcome in report.items():

@@ -135,14 +135,23 @@ def test_a_failed_fetch_leaves_no_half_written_folder(tmp_path):
 def test_fetch_data_mode_says_what_failed_and_exits_1(tmp_path, monkeypatch, capsys):
     import datasets
 
+    import hub
     import main
 
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
     monkeypatch.setattr(datasets, "load_dataset", FakeHub(broken=("sentence-transformers/stsb",)))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OSError, match=r"could not fetch stsbenchmark into .*root.*--fetch-data again"):
         main.main(["--fetch-data", "--data-root", str(tmp_path / "root")])
     printed = capsys.readouterr().out
     assert "ag_news: written" in printed and "stsbenchmark: failed: ConnectionError" in printed
+
+
+def test_fetch_data_offline_says_so_at_once_and_writes_nothing(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "--fetch-data", "--data-root", str(tmp_path / "r")],
+                          cwd=tmp_path, capture_output=True, text=True, env=env(), timeout=300)
+    assert proc.returncode == 1 and not (tmp_path / "r").exists()
+    assert proc.stderr.startswith("error: --fetch-data needs the Hugging Face Hub, which is not reachable"), proc.stderr
 
 
 def test_sts_pairs_from_the_root_then_the_hub_else_not_measured(tmp_path, monkeypatch):
