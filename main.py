@@ -1,6 +1,6 @@
 """The whole experiment: silver-labelled AG News -> multi-task sentence transformer -> test results.
 
-    python main.py                                         # the default run (25 min on 2 CPU cores without bf16, 12 with)
+    python main.py                                         # the default run (25 min on 2 CPU cores without bf16, 10 with)
     python main.py --fetch-data                            # fill the data root (data/) from the Hugging Face Hub
     python main.py --dataset my.csv --label-column category --output-dir outputs/my_data   # your own labelled texts
     python main.py --help                                  # every flag below, with its default
