@@ -26,12 +26,9 @@ REPO = Path(__file__).resolve().parent
 # Local copies looked for, in order: what --fetch-data writes, then the development copy beside the repository.
 CANDIDATES = (REPO / "data", REPO.parent / "shared" / "data")
 FETCH_COMMAND = "python main.py --fetch-data"
-# What --fetch-data writes: the folder under the root, the Hub dataset it comes from, and a line for the user.
-HUB_SOURCES = {
-    "ag_news": ("fancyzhx/ag_news", "AG News, 120,000 train / 7,600 test rows"),
-    "conll2003": ("eriktks/conll2003", "CoNLL-2003 English NER, train and valid (testa)"),
-    "stsbenchmark": ("sentence-transformers/stsb", "STS Benchmark dev, 1,500 pairs"),
-}
+# What --fetch-data writes: the folder under the root and the Hub dataset it comes from (AG News: 120,000 train /
+# 7,600 test rows; CoNLL-2003: train and valid (testa); STS Benchmark: the 1,500 dev pairs).
+HUB_SOURCES = {"ag_news": "fancyzhx/ag_news", "conll2003": "eriktks/conll2003", "stsbenchmark": "sentence-transformers/stsb"}
 STS_FILE = os.path.join("stsbenchmark", "sts-dev.csv")
 
 
@@ -114,7 +111,7 @@ def fetch(root: str, names=tuple(HUB_SOURCES), load_dataset=None) -> dict:
         if os.path.isdir(target):
             report[name] = "kept (already there)"
             continue
-        hub_id = HUB_SOURCES[name][0]
+        hub_id = HUB_SOURCES[name]
         try:
             atomic_write_dir(target, lambda tmp, w=writers[name], h=hub_id: w(load_dataset, h, tmp))
             report[name] = "written"
