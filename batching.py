@@ -1,61 +1,112 @@
-"""Rows to training batches: tokenised features (first-wordpiece NER labels, word shapes), batches grouped by length
-(deterministic per seed and epoch, so a resumed run skips exactly the batches done) and padded batch tensors.
+"""Rows to training batches: tokenised features (each task's labels, tagging labels on first wordpieces, word
+shapes), batches grouped by length (deterministic per seed and epoch, so a resumed run skips exactly the batches
+done), the rows an epoch sees under a sampling choice, and padded batch tensors.
 
-    features = prepare_features(rows, model)              # rows: words / ner_tags / label (create_ner_dataset)
+    features = prepare_features(rows, model)              # rows: words + one column per task (task.column)
     for indices in length_grouped_batches(lengths, 32, seed, epoch):
-        batch = collate(features, indices, pad_ids_value(model))
+        batch = collate(features, indices, pad_ids_value(model), tasks=model.tasks)
 """
 import numpy as np
 import torch
 
 from errors import InputError
-from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
+from multi_task_sentence_transformer import tokenize_words
 from sentence_transformer import pad_ids
+from tasks import IGNORE_INDEX
+
+SAMPLINGS = ("proportional", "temperature", "round-robin")
+
+
+def _column(rows, name):
+    """A column of a datasets.Dataset or a dict of lists as a list; None when rows have no such column."""
+    names = rows.column_names if hasattr(rows, "column_names") else list(rows)
+    return list(rows[name]) if name in names else None
 
 
 def prepare_features(rows, model, batch_size=1000):
-    """Tokenise once: input_ids, word-aligned ner_labels (first wordpiece only), label, gold word tags.
-
-    Rows may carry one task's labels only (create_ner_dataset's partial-label schema): label -1 = no topic label
-    (no classification loss, not scored), ner_tags None = no NER tags (every ner_label IGNORE_INDEX: no NER loss,
-    not scored; never "all O").
+    """Tokenise once: input_ids, word shapes, first-wordpiece positions and word_index, and per task its row values
+    (`values[task]`, read from rows[task.column]; a missing column = no row carries the task) and, for tagging
+    tasks, word-aligned token labels (`token_labels[task]`: the tag id on each word's first wordpiece,
+    IGNORE_INDEX elsewhere and on every piece of a row without tags, which then adds no loss and is not scored).
+    Each task checks its own values (Task.check_values) and refuses what it cannot train on.
     """
-    tag_to_id = {t: i for i, t in enumerate(model.tags)}
-    words, tags, labels = list(rows["words"]), list(rows["ner_tags"]), list(rows["label"])
-    for i, (w, t) in enumerate(zip(words, tags)):
-        if t is not None and len(w) != len(t):
-            raise InputError(f"row {i}: {len(w)} words but {len(t)} ner_tags; each word needs exactly one tag "
-                             "(or ner_tags None for a row without NER tags).")
-    unknown = {t for row in tags if row is not None for t in row} - set(tag_to_id)
-    if unknown:
-        raise InputError(f"tags {sorted(unknown)} are not in the model's tag list; build the model with the "
-                         "dataset's tags (MultiTaskSentenceTransformer(tags=tags)).")
-    n_labels = len(model.label_names)
-    bad = [i for i, y in enumerate(labels) if not (isinstance(y, (int, np.integer)) and -1 <= y < n_labels)]
-    if bad:
-        raise InputError(f"row {bad[0]}: label {labels[bad[0]]!r} is outside 0..{n_labels - 1} (or -1: no topic "
-                         f"label) ({len(bad)} such rows); fix the labels or the model's label_names.")
-    features = {"input_ids": [], "shape_ids": [], "ner_labels": [], "word_index": [], "label": labels, "ner_tags": tags,
-                "words": words}  # words: evaluate() tags rows longer than one window in windows
+    words = _column(rows, "words")
+    if words is None:
+        raise InputError("rows need a 'words' column (lists of words; create_ner_dataset and task_data make it).")
+    values = {}
+    for task in model.tasks.values():
+        column = _column(rows, task.column)
+        column = [task.missing] * len(words) if column is None else column
+        if task.kind == "tagging":
+            task.check_values(column, words)
+        else:
+            column = [int(y) if isinstance(y, (int, np.integer)) and not isinstance(y, bool) else y for y in column]
+            task.check_values(column)
+        values[task.name] = column
+    features = {"input_ids": [], "shape_ids": [], "positions": [], "word_index": [], "words": words,
+                "values": values, "token_labels": {}}  # words: evaluate() tags rows longer than one window
     for start in range(0, len(words), batch_size):
-        chunk = tags[start:start + batch_size]
-        enc = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length,
-                             [[tag_to_id[t] for t in row] if row is not None else [IGNORE_INDEX] * len(ws)
-                              for row, ws in zip(chunk, words[start:start + batch_size])])
-        features["input_ids"] += enc["input_ids"]
-        features["shape_ids"] += enc["shape_ids"]
-        features["ner_labels"] += enc["labels"]
-        features["word_index"] += enc["word_index"]
+        enc = tokenize_words(model.tokenizer, words[start:start + batch_size], model.encoder.max_length)
+        for key in ("input_ids", "shape_ids", "positions", "word_index"):
+            features[key] += enc[key]
+    for task in model.tasks.values():
+        if task.kind != "tagging":
+            continue
+        tag_to_id = {t: i for i, t in enumerate(task.labels)}
+        aligned = []
+        for ids, positions, index, tags in zip(features["input_ids"], features["positions"], features["word_index"],
+                                               values[task.name]):
+            row = [IGNORE_INDEX] * len(ids)
+            if tags is not None:
+                for t, w in zip(positions, index):
+                    row[t] = tag_to_id[tags[w]]
+            aligned.append(row)
+        features["token_labels"][task.name] = aligned
     return features
 
 
-def length_grouped_batches(lengths, batch_size, seed, epoch, bucket_batches=50):
+def label_counts(features, tasks):
+    """{task: per row, how many things it is scored on}: 1 / 0 for sentence tasks, labelled words for tagging."""
+    counts = {}
+    for task in tasks.values():
+        if task.kind == "tagging":
+            counts[task.name] = [sum(t != IGNORE_INDEX for t in x) for x in features["token_labels"][task.name]]
+        else:
+            counts[task.name] = [int(task.has_label(v)) for v in features["values"][task.name]]
+    return counts
+
+
+def epoch_rows(groups, sampling, temperature, seed, epoch):
+    """The rows one epoch sees, from each row's data group (its source): None = every row once (proportional, the
+    concatenation). temperature: group g gets N * n_g^(1/T) / sum_h n_h^(1/T) rows of the N in all; round-robin:
+    N / G rows each. A group's rows are drawn without replacement, cycling (shuffled anew each cycle) where it gets
+    more rows than it has. Deterministic per (seed, epoch)."""
+    if sampling == "proportional":
+        return None
+    sizes = np.bincount(groups)
+    power = 0.0 if sampling == "round-robin" else 1.0 / temperature
+    shares = sizes.astype(float) ** power * (sizes > 0)
+    quota = np.floor(len(groups) * shares / shares.sum()).astype(int)
+    rng = np.random.default_rng([seed, epoch, 7])
+    members = [np.flatnonzero(np.asarray(groups) == g) for g in range(len(sizes))]
+    rows = []
+    for g, want in enumerate(quota):
+        pool = members[g]
+        while want > 0 and len(pool):
+            take = rng.permutation(pool)[:want]
+            rows += take.tolist()
+            want -= len(take)
+    return rows
+
+
+def length_grouped_batches(lengths, batch_size, seed, epoch, bucket_batches=50, rows=None):
     """Batches of similar length: shuffle (seed, epoch), sort within buckets, shuffle the batch order.
 
-    Deterministic for a given (seed, epoch), so a resumed run can skip exactly the batches already done.
+    rows: the row indices this epoch sees (epoch_rows; None = every row once). Deterministic for a given
+    (seed, epoch), so a resumed run can skip exactly the batches already done.
     """
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
+    order = rng.permutation(len(lengths)) if rows is None else np.asarray(rows)[rng.permutation(len(rows))]
     bucket = batch_size * bucket_batches
     batches = []
     for start in range(0, len(order), bucket):
@@ -64,19 +115,23 @@ def length_grouped_batches(lengths, batch_size, seed, epoch, bucket_batches=50):
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def collate(features, indices, pad_id, cache=None):
+def collate(features, indices, pad_id, cache=None, tasks=()):
     """A padded batch of the given rows; with a feature cache, token embeddings replace input_ids.
 
-    ner_rows / ner_cols index the labelled first wordpieces and ner_targets holds their tags, found here on
-    the host: a boolean mask applied on the GPU would make the host wait for its count every step.
+    Per task (tasks: the model's {name: task}): a sentence task's targets under its name; a tagging task's labelled
+    first wordpieces as `name.rows` / `name.cols` and their tags under its name, found here on the host (a boolean
+    mask applied on the GPU would make the host wait for its count every step).
     """
     input_ids, mask = pad_ids([features["input_ids"][i] for i in indices], pad_id)
-    ner, _ = pad_ids([features["ner_labels"][i] for i in indices], IGNORE_INDEX)
     shapes, _ = pad_ids([features["shape_ids"][i] for i in indices])
-    ner_rows, ner_cols = (ner != IGNORE_INDEX).nonzero(as_tuple=True)
-    batch = {"attention_mask": mask, "ner_labels": ner, "shape_ids": shapes,
-             "labels": torch.tensor([features["label"][i] for i in indices]),
-             "ner_rows": ner_rows, "ner_cols": ner_cols, "ner_targets": ner[ner_rows, ner_cols]}
+    batch = {"attention_mask": mask, "shape_ids": shapes}
+    for name, task in dict(tasks).items():
+        if task.kind == "tagging":
+            labels, _ = pad_ids([features["token_labels"][name][i] for i in indices], IGNORE_INDEX)
+            rows, cols = (labels != IGNORE_INDEX).nonzero(as_tuple=True)
+            batch.update({f"{name}.rows": rows, f"{name}.cols": cols, name: labels[rows, cols]})
+        else:
+            batch[name] = task.targets([features["values"][name][i] for i in indices])
     if cache is None:
         batch["input_ids"] = input_ids
     else:
@@ -85,6 +140,12 @@ def collate(features, indices, pad_id, cache=None):
             emb[row, :len(cache[i])] = cache[i]
         batch["token_embeddings"] = emb
     return batch
+
+
+def positions(batch, tasks):
+    """forward()'s positions for a collated batch: each tagging task's labelled first wordpieces."""
+    return {name: (batch[f"{name}.rows"], batch[f"{name}.cols"]) for name, t in dict(tasks).items()
+            if t.kind == "tagging"}
 
 
 def pad_ids_value(model):

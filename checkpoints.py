@@ -71,10 +71,11 @@ RESUME_MAY_DIFFER = ("output_dir", "resume", "show_progress", "plots", "save_eve
 
 def run_settings(model, accelerator, precision, teacher=None):
     """What a resumed run must share beyond the config: the process count, resolved precision, the model's
-    pooling and dropout (the same flags can resolve differently on another machine), the teacher's weights."""
+    pooling, its tasks (kind, name, labels, dropout: not a multi-label threshold, which training tunes) and attention
+    dropout (the same flags can resolve differently on another machine), the teacher's weights."""
+    tasks = [{k: v for k, v in t.config().items() if k != "threshold"} for t in model.tasks.values()]
     return {"num_processes": accelerator.num_processes, "precision": precision, "pooling": model.encoder.pooling,
-            "classifier_dropout": model.classifier_dropout, "ner_dropout": model.ner_dropout,
-            "attention_dropout": model.encoder.attention_dropout, "teacher": teacher}
+            "tasks": tasks, "attention_dropout": model.encoder.attention_dropout, "teacher": teacher}
 
 
 def weights_fingerprint(model):
@@ -91,7 +92,9 @@ def weights_fingerprint(model):
 def data_fingerprint(features):
     import hashlib
 
-    payload = json.dumps([features["input_ids"], features["ner_labels"], [int(y) for y in features["label"]]])
+    values = [[name, [list(v) if isinstance(v, tuple) else v for v in features["values"][name]]]
+              for name in sorted(features["values"])]
+    payload = json.dumps([features["input_ids"], values, features.get("group")])
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
@@ -101,10 +104,10 @@ def check_resumable(saved, checkpoint_dir, fingerprint, config, run):
         raise CheckpointError(
             f"{checkpoint_dir} holds a run on other training data; use another output_dir, delete the "
             "checkpoints, or set resume=False.")
-    current = asdict(config)
+    current = json.loads(json.dumps(asdict(config)))  # as the checkpoint stores it (tuples become lists)
     changed = [f"{k} differ" for k in sorted(current)
                if k not in RESUME_MAY_DIFFER and saved.get("config", {}).get(k) != current[k]]
-    changed += [f"{k} differ (checkpoint {saved.get('run', {}).get(k)!r}, now {v!r})"
+    changed += [f"{k} differ (checkpoint {_short(saved.get('run', {}).get(k))}, now {_short(v)})"
                 for k, v in run.items() if saved.get("run", {}).get(k) != v]
     if changed:
         raise CheckpointError(
@@ -113,6 +116,10 @@ def check_resumable(saved, checkpoint_dir, fingerprint, config, run):
             "checkpoints, or set resume=False.")
 
 
+
+def _short(value, n=160):
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
 
 
 # --------------------------------------------------------------------------- writing and reading a checkpoint

@@ -16,8 +16,8 @@ untrained (bench/layer_choice.py): layers 1, 4, 6 keep accuracy 0.859 / NER F1 0
 What the student learns from (trainer_sentence_transformer.py computes the teacher's outputs once, on the training
 rows, stores them beside the checkpoint and reads them back on resume):
   - the task losses on the data's labels, weighted 1 - distil_weight;
-  - the teacher's topic distribution and per-word NER tag distribution, softened by distil_temperature T
-    (Hinton et al. 2015: T^2 * KL(teacher_T || student_T)), weighted distil_weight (and w_cls / w_ner per task);
+  - the teacher's distribution of every task (per text, or per word for tagging), softened by distil_temperature T
+    (Hinton et al. 2015: T^2 * KL(teacher_T || student_T)), weighted distil_weight (and task_weights per task);
   - the teacher's sentence embeddings (keep_embedding * (1 - cos)): the KEEP_EMBEDDING term, with the teacher's
     embeddings as targets instead of the starting encoder's.
 """
@@ -103,13 +103,20 @@ def teacher_problems(model_dir, student_layers, tags=None):
     from multi_task_sentence_transformer import CONFIG_NAME
 
     try:
-        config = read_saved_json(os.path.join(model_dir, CONFIG_NAME), required=("tags", "label_names"))
+        config = read_saved_json(os.path.join(model_dir, CONFIG_NAME), required=("tasks",))
     except ModelLoadError as e:
         return problems + [f"--distil-from: {e}"]
-    if tags is not None and list(config["tags"]) != list(tags):
-        problems.append(f"--distil-from: the teacher tags {_short(config['tags'])}, the data's flags give "
+    teacher_tags = saved_labels(config, "tagging")
+    if tags is not None and teacher_tags is not None and list(teacher_tags) != list(tags):
+        problems.append(f"--distil-from: the teacher tags {_short(teacher_tags)}, the data's flags give "
                         f"{_short(tags)}; use the teacher's --ner-types / --dropped-entity-types")
     return problems
+
+
+def saved_labels(config, kind):
+    """The labels of the first task of a kind in a saved model's config (multitask_config.json), or None."""
+    return next((t.get("labels") for t in config.get("tasks") or [] if isinstance(t, dict) and t.get("kind") == kind),
+                None)
 
 
 def check_teacher_classes(teacher, label_names, model_dir):
@@ -140,32 +147,37 @@ def teacher_record(model_dir, teacher, student_layers):
     return record
 
 
-def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_id):
+def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_id, tasks):
     """The teacher's outputs for the given rows of prepare_features() output, in eval mode (no dropout), on device in
-    precision: (sentence embeddings [n, H], topic logits [n, C], [per row: NER logits [its labelled words, T]]),
-    all fp32 on the host, in the order of rows."""
+    precision: (sentence embeddings [n, H], {task: per row its logits: [C] for a sentence task, [its labelled words,
+    T] for a tagging task}) for the tasks named in `tasks` ({name: the student's Task}), fp32 on the host, in the order
+    of rows."""
     import torch
 
-    from batching import collate, to_device
+    from batching import collate, positions, to_device
     from precision import autocast
 
     rows = list(rows)
     order = sorted(range(len(rows)), key=lambda k: -len(features["input_ids"][rows[k]]))  # little padding
-    emb, cls, ner = [None] * len(rows), [None] * len(rows), [None] * len(rows)
+    emb, logits = [None] * len(rows), {n: [None] * len(rows) for n in tasks}
     teacher.eval().to(device)
     with torch.no_grad():  # not inference_mode: the results are loss targets later, which autograd saves
         for start in range(0, len(order), batch_size):
             ks = order[start:start + batch_size]
-            batch = to_device(collate(features, [rows[k] for k in ks], pad_id), device)
+            batch = to_device(collate(features, [rows[k] for k in ks], pad_id, tasks=tasks), device)
             with autocast(precision, device):
                 out = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              shape_ids=batch["shape_ids"], ner_positions=(batch["ner_rows"], batch["ner_cols"]))
-            counts = torch.bincount(batch["ner_rows"].cpu(), minlength=len(ks)).tolist()
-            words = out["ner_logits"].float().cpu().split(counts)
+                              shape_ids=batch["shape_ids"], positions=positions(batch, tasks), tasks=list(tasks))
             for j, k in enumerate(ks):
                 emb[k] = out["sentence_embedding"][j].float().cpu()
-                cls[k] = out["cls_logits"][j].float().cpu()
-                ner[k] = words[j]
+            for n, task in tasks.items():
+                if task.kind == "tagging":
+                    counts = torch.bincount(batch[n + ".rows"].cpu(), minlength=len(ks)).tolist()
+                    per_row = out[n].float().cpu().split(counts)
+                else:
+                    per_row = out[n].float().cpu()
+                for j, k in enumerate(ks):
+                    logits[n][k] = per_row[j]
     if not rows:
-        return torch.zeros(0, teacher.encoder.hidden_size), torch.zeros(0, len(teacher.label_names)), []
-    return torch.stack(emb), torch.stack(cls), ner
+        return torch.zeros(0, teacher.encoder.hidden_size), {n: [] for n in tasks}
+    return torch.stack(emb), logits

@@ -2,7 +2,7 @@
 (fresh, or on from a saved model), its validation-selected checkpoint evaluated once on the test split, and
 results.json, model/ (with its model card) and the plots written. `a` holds main.py's flags (argparse namespace).
 
-    data = load_data(a)                                   # (train, val, test, tags)
+    data = load_data(a)                                   # (train, val, test, tasks)
     results, model = run_experiment(a, data, "outputs/x") # None on the other processes of a DDP run
     results, model = run_schedule(a, data, "outputs/x")   # the same, under --schedule (one or two stages)
     results, model = run_distillation(a, data, "outputs/x")  # --distil-from DIR: a smaller student of a saved model
@@ -14,8 +14,8 @@ import time
 from errors import InputError
 
 CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
-# --schedule: "joint" trains both tasks every epoch; "joint, then NER" trains both for EPOCHS - STAGE2_EPOCHS epochs,
-# then the NER head and encoder on for the last STAGE2_EPOCHS with the topic head frozen (same total epochs).
+# --schedule: "joint" trains every task every epoch; "joint, then NER" trains them all for EPOCHS - STAGE2_EPOCHS
+# epochs, then the NER head and encoder on for the last STAGE2_EPOCHS with the other heads frozen (same total epochs).
 SCHEDULES = ("joint", "joint, then NER")
 
 
@@ -34,11 +34,14 @@ def train_config_settings(a, output_dir=None, **overrides):
     """The TrainConfig keyword arguments of the flags named like its fields (a new such flag needs no edit here)."""
     from dataclasses import fields
 
+    from task_data import parse_task_weights
     from trainer_sentence_transformer import TrainConfig
 
     settings = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
-    if not getattr(a, "distil_from", ""):
-        settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from runs only
+    settings["task_weights"] = {**parse_task_weights(a.task_weights), **overrides.pop("task_weights", {})}
+    settings["freeze_tasks"] = tuple(dict.fromkeys([*a.freeze, *overrides.pop("freeze_tasks", ())]))
+    if not (getattr(a, "distil_from", "") or getattr(a, "from_model", "")):
+        settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from / --from-model runs only
     settings.update(output_dir=output_dir or a.output_dir, **overrides)
     return settings
 
@@ -51,6 +54,8 @@ def train_config(a, output_dir=None, **overrides):
 
 def schedule_problems(a):
     """[message] for --schedule / --stage2-epochs values that cannot run (main.py reports them before any work)."""
+    from task_data import parse_task_weights
+
     if a.schedule not in SCHEDULES:
         return [f"--schedule must be one of {' | '.join(repr(s) for s in SCHEDULES)}, got {a.schedule!r}"]
     if a.schedule == "joint":
@@ -59,9 +64,10 @@ def schedule_problems(a):
     if not 1 <= a.stage2_epochs < a.epochs:
         problems.append(f"--stage2-epochs must be between 1 and --epochs - 1 ({a.epochs - 1}) under --schedule "
                         f"{a.schedule!r}: stage 2 takes the last N of the {a.epochs} epochs (got {a.stage2_epochs})")
-    if a.w_ner == 0 or a.freeze_ner or a.w_cls == 0 or a.freeze_classifier:
-        problems.append(f"--schedule {a.schedule!r} trains both tasks, then NER: it needs both heads trained "
-                        "(--w-cls and --w-ner > 0, neither head frozen); use --schedule joint for one task")
+    weights = parse_task_weights(a.task_weights)
+    if "ner" not in a.tasks or weights.get("ner", 1) == 0 or "ner" in a.freeze or len(a.tasks) < 2:
+        problems.append(f"--schedule {a.schedule!r} trains every task, then NER: it needs the ner task and another "
+                        "one trained (weights > 0, not in --freeze); use --schedule joint")
     if a.freeze_encoder:
         problems.append(f"--schedule {a.schedule!r} with --freeze-encoder: stage 2 would train the NER head alone "
                         "on a frozen encoder, which stage 1 already did; use --schedule joint")
@@ -69,50 +75,81 @@ def schedule_problems(a):
 
 
 def load_data(a):
-    """(train, val, test, tags): the cached silver dataset, with validation carved from train, plus gold NER rows.
+    """(train, val, test, tasks): every task's rows, with validation carved from train, and the Task objects.
 
-    Validation is carved (stratified) from the topic rows, and the same fraction of the --ner-data sentences joins it
-    as NER-only rows; the rest of the gold sentences join train. The test split is the data's own (or carved)."""
+    The default pair (topic, ner) comes from the cached silver dataset of --dataset: validation is carved (stratified)
+    from its rows, and the same fraction of the --ner-data sentences joins it as NER-only rows; the rest of the gold
+    sentences join train; the test split is the data's own (or carved). Every other task's source is split alone
+    (task_data.load_task_source) and its rows join each split with only that source's columns."""
     from conll import load_ner_files
     from create_ner_dataset import combine_rows, create_dataset
     from distributed import distributed_state
+    from task_data import load_task_source, merge_rows, parse_task_specs, sources
+    from tasks import ClassificationTask, TaggingTask
 
     start = time.perf_counter()
-    with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
-        ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
-                                  max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
-                                  dropped_types=dropped_types(a), clean=clean_mode(a), n_process=a.label_processes,
-                                  text_column=a.text_column, label_column=a.label_column,
-                                  test_fraction=a.test_fraction, ner_types=a.ner_types)
-    names = ds["train"].features["label"].names
-    n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(names)
-    if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
-        raise InputError(f"--val-fraction {a.val_fraction} of {len(ds['train'])} train rows gives {n_val} validation "
-                         f"rows; each split needs at least one row per class ({n_labels}): use more rows "
-                         "(--max-train-rows) or another --val-fraction.")
-    split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
-    train, val = split["train"], split["test"]
-    gold_note = ""
-    if a.ner_data:
-        gold = load_ner_files(a.ner_data, ner_types=a.ner_types, dropped_types=dropped_types(a), label_names=names)
-        gold = gold.train_test_split(test_size=a.val_fraction, seed=a.seed)
-        train, val = combine_rows(train, gold["train"]), combine_rows(val, gold["test"])
-        gold_note = f" (+ {len(gold['train'])} / {len(gold['test'])} gold NER-only sentences from --ner-data)"
-    print(f"data: {len(train)} train / {len(val)} validation / {len(ds['test'])} test rows{gold_note}, "
-          f"{n_labels} classes, {len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
-    return train, val, ds["test"], tags
+    specs = parse_task_specs(a.tasks)
+    tasks, parts = {}, []
+    if any(not s.kind for s in specs):
+        with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
+            ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
+                                      max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
+                                      dropped_types=dropped_types(a), clean=clean_mode(a), n_process=a.label_processes,
+                                      text_column=a.text_column, label_column=a.label_column,
+                                      test_fraction=a.test_fraction, ner_types=a.ner_types)
+        names = ds["train"].features["label"].names
+        n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(names)
+        if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
+            raise InputError(f"--val-fraction {a.val_fraction} of {len(ds['train'])} train rows gives {n_val} "
+                             f"validation rows; each split needs at least one row per class ({n_labels}): use more "
+                             "rows (--max-train-rows) or another --val-fraction.")
+        split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
+        train, val = split["train"], split["test"]
+        gold_note = ""
+        if a.ner_data:
+            gold = load_ner_files(a.ner_data, ner_types=a.ner_types, dropped_types=dropped_types(a),
+                                  label_names=names)
+            gold = gold.train_test_split(test_size=a.val_fraction, seed=a.seed)
+            train, val = combine_rows(train, gold["train"]), combine_rows(val, gold["test"])
+            gold_note = f" (+ {len(gold['train'])} / {len(gold['test'])} gold NER-only sentences from --ner-data)"
+        tasks["topic"] = ClassificationTask("topic", names, column="label", dropout=a.dropout)
+        tasks["ner"] = TaggingTask("ner", tags, column="ner_tags", dropout=a.dropout)
+        parts.append((train, val, ds["test"]))
+        print(f"data: {len(train)} train / {len(val)} validation / {len(ds['test'])} test rows{gold_note}, "
+              f"{n_labels} classes, {len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
+    clean = new_model_clean(a, tasks)  # every source's text as the model will clean it at prediction time
+    for group, (source, source_specs) in enumerate(sources(specs).items(), start=1):
+        part = load_task_source(source, source_specs, a.text_column, clean, a.test_fraction, a.val_fraction,
+                                a.seed, group)
+        for task in part.tasks:
+            task.dropout = a.dropout
+            tasks[task.name] = task
+        parts.append((part.train, part.val, part.test))
+        what = ", ".join(f"{t.name} ({t.kind}, {len(t.labels)} labels)" for t in part.tasks)
+        print(f"data: {source}: {what}: {len(part.train['words'])} train / {len(part.val['words'])} validation / "
+              f"{len(part.test['words'])} test rows")
+    ordered = [tasks[s.name] for s in specs]
+    if len(parts) == 1 and specs[0].kind is None:
+        return (*parts[0], ordered)  # the default pair alone: the dataset as it is
+    return (*(merge_rows([p[k] for p in parts], ordered) for k in range(3)), ordered)
 
 
-def new_model(a, train, tags):
-    """A fresh model for the flags: the encoder, the data's class names and tags, pooling, dropout, cleaning."""
+def new_model_clean(a, tasks):
+    """Whether the model cleans text as AG News' was (create_ner_dataset's rule, from --dataset and its classes)."""
     from data_sources import clean_applies
+
+    topic = next((t for t in (tasks.values() if isinstance(tasks, dict) else tasks) if t.name == "topic"), None)
+    if topic is None:  # no --dataset task: clean only when asked to
+        return clean_mode(a) is True
+    return clean_applies(a.dataset, clean_mode(a), topic.labels)
+
+
+def new_model(a, tasks):
+    """A fresh model for the flags: the encoder, the tasks (their labels from the data), pooling, cleaning."""
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
-    names = train.features["label"].names  # the data's class names: the saved model predicts them
-    return MultiTaskSentenceTransformer(a.model_name, label_names=names, tags=tags, pooling=a.pooling,
-                                        max_length=a.max_length, classifier_dropout=a.dropout, ner_dropout=a.dropout,
-                                        clean=clean_applies(a.dataset, clean_mode(a), names),
-                                        attention_dropout=a.attention_dropout)
+    return MultiTaskSentenceTransformer(a.model_name, tasks=tasks, pooling=a.pooling, max_length=a.max_length,
+                                        clean=new_model_clean(a, tasks), attention_dropout=a.attention_dropout)
 
 
 def run_experiment(a, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,
@@ -134,14 +171,14 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     from sts_benchmark import sts_pairs, sts_spearman
     from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
-    train, val, test, tags = data
+    train, val, test, tasks = data
     sts, sts_source = sts_pairs(getattr(a, "data_root", "auto"))  # before training: says now if it will be skipped
     if sts is None:
         print(f"STS-B check skipped: {sts_source}")
     config = train_config(a, output_dir, **config_overrides)
     set_seed(a.seed)  # the heads' initialisation too
     if model is None:
-        model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(a, train, tags)
+        model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(a, tasks)
     trainer = MultiTaskTrainer(model, train, val, config, teacher=teacher)
     start = time.perf_counter()
     history = trainer.train()
@@ -152,8 +189,11 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     if not trainer.accelerator.is_main_process:
         return None
     best.save_pretrained(os.path.join(output_dir, "model"))
-    plot_confusion(test_metrics["confusion_matrix"], best.label_names, os.path.join(output_dir, "confusion_matrix.png"),
-                   "Test confusion matrix")
+    for name, task in best.tasks.items():  # one confusion matrix per classification task
+        if task.kind == "classification" and test_metrics["tasks"][name]:
+            plot_confusion(test_metrics["tasks"][name]["confusion_matrix"], task.labels,
+                           os.path.join(output_dir, "confusion_matrix.png" if name == "topic" else
+                                        f"confusion_matrix_{name}.png"), f"Test confusion matrix ({name})")
     results = {"test": test_metrics, "sts_spearman": sts_spearman(best, sts) if sts else None, "sts_source": sts_source,
                "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
@@ -180,23 +220,24 @@ def run_schedule(a, data, output_dir):
         return run_experiment(a, data, output_dir)
     from accelerate.utils import set_seed
 
-    train, val, _, tags = data
+    train, val, _, tasks = data
     stage1_dir, stage1_epochs = os.path.join(output_dir, "stage1"), a.epochs - a.stage2_epochs
     print(f"schedule {a.schedule!r}: stage 1, both tasks, {stage1_epochs} epochs")
     set_seed(a.seed)
-    trainer = MultiTaskTrainer(new_model(a, train, tags), train, val, train_config(a, stage1_dir, epochs=stage1_epochs))
+    trainer = MultiTaskTrainer(new_model(a, tasks), train, val, train_config(a, stage1_dir, epochs=stage1_epochs))
     start = time.perf_counter()
     history = trainer.train()
     stage1 = {"epochs": stage1_epochs, "best_epoch": trainer.state["best_epoch"], "history": history,
               "output_dir": stage1_dir, "train_seconds": time.perf_counter() - start}
     if trainer.accelerator.is_main_process:
         write_text_atomic(os.path.join(stage1_dir, "stage.json"), json.dumps(stage1, indent=2))
-    print(f"schedule {a.schedule!r}: stage 2, NER only (topic head frozen), {a.stage2_epochs} epochs from "
+    others = tuple(t.name for t in tasks if t.name != "ner")
+    print(f"schedule {a.schedule!r}: stage 2, NER only ({', '.join(others)} frozen), {a.stage2_epochs} epochs from "
           f"stage 1's epoch {stage1['best_epoch']}")
     out = run_experiment(a, data, output_dir, start_from=os.path.join(stage1_dir, "best_model"),
-                         epochs=a.stage2_epochs, freeze_classifier=True,
+                         epochs=a.stage2_epochs, freeze_tasks=others,
                          extra_results={"schedule": {"name": a.schedule, "stages": [
-                             stage1, {"epochs": a.stage2_epochs, "frozen": "classifier"}]}})
+                             stage1, {"epochs": a.stage2_epochs, "frozen": list(others)}]}})
     return out
 
 
@@ -209,7 +250,8 @@ def run_distillation(a, data, output_dir):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     teacher = MultiTaskSentenceTransformer.from_pretrained(a.distil_from)
-    check_teacher_classes(teacher, data[0].features["label"].names, a.distil_from)
+    topic = next((t for t in data[3] if t.name == "topic"), None)
+    check_teacher_classes(teacher, topic.labels if topic else teacher.label_names, a.distil_from)
     student = make_student(teacher, a.student_layers)
     record = teacher_record(a.distil_from, teacher, a.student_layers)
     print(f"student: {a.student_layers} of the teacher's {record['layers']} layers (layers "

@@ -19,6 +19,7 @@ Edit the flags below, or override any of them on the command line (--epochs 1, -
 MODEL_NAME = "all-MiniLM-L6-v2"   # encoder: packaged all-MiniLM-L6-v2 (offline); "bert-base-uncased" is the GPU setting
 POOLING = "mean"                  # sentence embedding pooling: mean | cls | max
 MAX_LENGTH = 128                  # wordpieces per text (AG News: mean 54, p95 87)
+TASKS = ["topic", "ner"]          # tasks on the encoder: topic + ner (the default pair, from DATASET) and NAME=KIND:SOURCE[@COLUMN], kinds classification | multilabel | tagging (e.g. conll=tagging:conll2003/train.txt)
 DATASET = "ag_news"               # the data root's ag_news/ (else the Hub's), a folder in the Hub layout, or data file(s): csv tsv json jsonl parquet
 DATA_ROOT = "auto"                # folder of ag_news/ conll2003/ stsbenchmark/; auto: $MTST_DATA_ROOT, else data/ here, else the development copy beside the repo
 TEXT_COLUMN = "text"              # column holding the text (the dataset's, and --predict-file's .csv / .jsonl)
@@ -39,16 +40,17 @@ LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for
 HEAD_LR = 1e-3                    # learning rate of the two heads
 WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
 WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNorm)
-W_CLS = 1.0                       # loss weight of topic classification
-W_NER = 3.0                       # loss weight of NER (3: measured +0.08 NER F1 for -0.004 accuracy vs 1)
-LOSS_WEIGHTING = "fixed"          # task balancing: fixed (W_CLS * topic + W_NER * NER) | uncertainty (learned, from W_*)
+TASK_WEIGHTS = "ner=3"            # loss weight per task, NAME=W,... (others 1); ner 3: measured +0.08 NER F1 for -0.004 accuracy vs 1
+LOSS_WEIGHTING = "fixed"          # task balancing: fixed (TASK_WEIGHTS) | uncertainty (learned, started at TASK_WEIGHTS)
+SAMPLING = "proportional"         # rows an epoch sees per data source: proportional (every row once) | temperature | round-robin
+SAMPLING_TEMPERATURE = 2.0        # temperature sampling: a source's share of an epoch ~ its size^(1/T)
+SELECT_ON = "mean"                # model selection on validation: mean of the trained tasks' main scores, or one task's name
 KEEP_EMBEDDING = 3.0              # distil the sentence embedding towards the untouched encoder's (0 = off); 3: STS-B 78.9 -> 85.6, tasks kept
 DROPOUT = 0.1                     # dropout before each head
 ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
-FREEZE_CLASSIFIER = False         # freeze the topic head (its loss is then left out)
-FREEZE_NER = False                # freeze the NER head (its loss is then left out)
+FREEZE = []                       # task heads kept as they are (their losses left out), e.g. --freeze topic
 SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
 DISTIL_FROM = ""                  # a saved model folder (e.g. outputs/default/model): train a smaller student of it instead ("" = off)
@@ -76,7 +78,7 @@ import sys
 import time
 
 FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
-LIST_FLAGS = ("DATASET", "NER_DATA")  # flags taking several values (--dataset a.csv b.csv, --ner-data f1 f2)
+LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE")  # flags taking several values (--dataset a.csv b.csv, ...)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,8 +108,8 @@ def build_parser():
         default = globals()[name]
         option = "--" + name.lower().replace("_", "-")
         if name in LIST_FLAGS:
-            parser.add_argument(option, default=default, nargs="+" if name == "DATASET" else "*", metavar="PATH",
-                                help=comments[name])
+            parser.add_argument(option, default=default, nargs="+" if name in ("DATASET", "TASKS") else "*",
+                                metavar="TASK" if name in ("TASKS", "FREEZE") else "PATH", help=comments[name])
         elif isinstance(default, bool):
             parser.add_argument(option, default=default, action=argparse.BooleanOptionalAction, help=comments[name])
         else:
@@ -126,6 +128,7 @@ def resolve_data_paths(parser, a):
     exist under it (and not as given) become paths under it."""
     import data_root
     from errors import ProjectError
+    from task_data import resolve_spec
 
     if a.fetch_data:  # the root is to be filled, not read
         return
@@ -138,6 +141,7 @@ def resolve_data_paths(parser, a):
     else:
         a.dataset = data_root.resolve(a.dataset, a.data_root)
     a.ner_data = [data_root.resolve(f, a.data_root) for f in a.ner_data]
+    a.tasks = [resolve_spec(t, lambda source: data_root.resolve(source, a.data_root)) for t in a.tasks]
     if a.eval_conll:
         a.eval_conll = data_root.resolve(a.eval_conll, a.data_root)
 
@@ -172,8 +176,9 @@ def check_args(parser, a):
     def flag(name):
         return "--" + name.replace("_", "-")
 
-    problems = [f"{flag(name)} {FLAG_HINTS.get(name, message)}"
-                for name, message in TrainConfig.problems(train_config_settings(a))]
+    problems = task_flag_problems(a)  # --tasks, --task-weights, --freeze, --select-on
+    problems += [f"{flag(name)} {FLAG_HINTS.get(name, message)}" for name, message in
+                 TrainConfig.problems(train_config_settings(a)) if name not in ("task_weights", "select_on")]
     clean = CLEAN_MODES.get(str(a.clean_text).lower(), a.clean_text)
     names = {"ner_types": "--ner-types", "dropped_types": "--dropped-entity-types:", "clean": "--clean-text"}
     for name, message in option_problems(a.test_fraction, a.ner_types, clean, a.text_column, a.label_column,
@@ -221,6 +226,46 @@ def check_args(parser, a):
         parser.error("; ".join(problems))
 
 
+def task_flag_problems(a):
+    """[message] for --tasks, --task-weights, --freeze and --select-on: forms, names, sources (task_data)."""
+    from errors import InputError
+    from task_data import parse_task_specs, parse_task_weights, spec_problems
+
+    problems, names = [], None
+    try:
+        specs = parse_task_specs(a.tasks)
+        names = [s.name for s in specs]
+        problems += spec_problems(specs)
+    except InputError as e:
+        problems.append(str(e))
+    try:
+        weights = parse_task_weights(a.task_weights)
+    except InputError as e:
+        problems.append(str(e))
+        weights = {}
+    known = set(names or ()) | set(saved_task_names(a.from_model) if getattr(a, "from_model", "") else ())
+    if names is not None:
+        for option, given in (("--task-weights", weights), ("--freeze", a.freeze)):
+            unknown = [n for n in given if n not in known]
+            if unknown:
+                problems.append(f"{option}: no task {unknown[0]!r} (the tasks: {', '.join(sorted(known))})")
+        if a.select_on != "mean" and a.select_on not in known:
+            problems.append(f"--select-on must be 'mean' or a task name ({', '.join(sorted(known))}), got "
+                            f"{a.select_on!r}")
+    return problems
+
+
+def saved_task_names(model_dir):
+    """The task names of a saved model folder (its config only), or () when it cannot be read (said elsewhere)."""
+    from multi_task_sentence_transformer import CONFIG_NAME
+    from sentence_transformer import ModelLoadError, read_saved_json
+
+    try:
+        return [t["name"] for t in read_saved_json(os.path.join(model_dir, CONFIG_NAME))["tasks"]]
+    except (ModelLoadError, KeyError, TypeError, OSError):
+        return ()
+
+
 def needs_dataset(a):
     """Training and --compare-freezing read --dataset; the other modes use a saved model."""
     return a.compare_freezing or not any(getattr(a, option[2:].replace("-", "_")) for option, _, _ in MODES)
@@ -248,7 +293,7 @@ def distil_problems(a):
     """--distil-from / --student-layers against the teacher folder and the data's tags and classes (no weights are
     loaded and nothing is labelled: the config files and the data's label column only)."""
     from data_sources import class_names
-    from distillation import teacher_problems
+    from distillation import saved_labels, teacher_problems
     from errors import ProjectError
     from experiment import dropped_types
     from multi_task_sentence_transformer import CONFIG_NAME
@@ -264,7 +309,7 @@ def distil_problems(a):
     problems = teacher_problems(a.distil_from, a.student_layers, tags)
     if problems:
         return problems
-    teacher_classes = read_saved_json(os.path.join(a.distil_from, CONFIG_NAME))["label_names"]  # checked above
+    teacher_classes = saved_labels(read_saved_json(os.path.join(a.distil_from, CONFIG_NAME)), "classification")
     try:
         names = class_names(a.dataset, a.text_column, a.label_column)
     except ProjectError:
@@ -280,23 +325,37 @@ def print_results(results):
 
     t = results["test"]
     print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
-    print(f"  topic accuracy  {fmt(t['accuracy'])}")
-    print(f"  topic macro-F1  {fmt(t['macro_f1'])}")
+    for name, m in t["tasks"].items():
+        rows = t["rows"][name]
+        if m is None:
+            print(f"  {name:<10s} no test row carries it")
+        elif "accuracy" in m:
+            print(f"  {name:<10s} accuracy {fmt(m['accuracy'])}  macro-F1 {fmt(m['macro_f1'])}  ({rows} rows)")
+        elif "micro_f1" in m:
+            print(f"  {name:<10s} micro-F1 {fmt(m['micro_f1'])}  macro-F1 {fmt(m['macro_f1'])}  threshold "
+                  f"{m['threshold']}  ({rows} rows)")
+        else:
+            print(f"  {name:<10s} entity P/R/F1 {m['precision']:.4f} / {m['recall']:.4f} / {m['f1']:.4f}  ({rows} rows)")
+            for kind, per in sorted(m["per_type"].items()):
+                print(f"    {kind:<12s} P {per['precision']:.3f}  R {per['recall']:.3f}  F1 {per['f1']:.3f}  "
+                      f"({per['support']})")
     sts = results["sts_spearman"]
     print(f"  STS-B dev Spearman x100 of encode()  {results['sts_source'] if sts is None else f'{sts:.2f}'}")
-    if t["ner"] is None:
-        return
-    print(f"  NER micro P/R/F1 vs spaCy silver labels  {t['ner']['precision']:.4f} / {t['ner']['recall']:.4f} / "
-          f"{t['ner']['f1']:.4f}")
-    for kind, m in sorted(t["ner"]["per_type"].items()):
-        print(f"    {kind:<12s} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}  ({m['support']})")
+
+
+def describe_prediction(task, output):
+    """One task's prediction as a short phrase."""
+    if task.kind == "tagging":
+        return ", ".join(f"{e['text']} [{e['type']}]" for e in output) or "no entities"
+    if task.kind == "multilabel":
+        return ", ".join(output["labels"]) or "no label over the threshold"
+    return f"{output['label']} ({output['score']:.2f})" if output["label"] is not None else "no label (head untrained)"
 
 
 def print_predictions(model, texts):
     for text, p in zip(texts, model.predict(list(texts))):
-        spans = ", ".join(f"{e['text']} [{e['type']}]" for e in p["entities"]) or "no entities"
-        topic = f"{p['label']} ({p['score']:.2f})" if p["label"] is not None else "no topic (head never trained)"
-        print(f"- {text}\n    -> {topic}; {spans}")
+        print(f"- {text}\n    -> " + "; ".join(f"{n}: {describe_prediction(model.tasks[n], out)}"
+                                              for n, out in p.items()))
 
 
 # ------------------------------------------------------------------------------------------------ modes

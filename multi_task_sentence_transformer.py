@@ -1,12 +1,15 @@
-"""A multi-task sentence transformer: one shared encoder, a topic head and a BIO NER head.
+"""A multi-task sentence transformer: one shared encoder and any number of task heads (tasks.py).
 
-    model = MultiTaskSentenceTransformer()            # packaged MiniLM encoder, fresh heads
+    model = MultiTaskSentenceTransformer()            # packaged MiniLM encoder, the default pair: topic + silver NER
     model.predict("Apple opens a store in Paris.")
-    # {'label': 'Sci/Tech', 'score': 0.93, 'entities': [{'text': 'Apple', 'type': 'ORG', 'start': 0, 'end': 5}, ...]}
+    # {'topic': {'label': 'Sci/Tech', 'score': 0.93}, 'ner': [{'text': 'Apple', 'type': 'ORG', 'start': 0, ...}, ...]}
+    model = MultiTaskSentenceTransformer(tasks=[ClassificationTask("topic", names, column="label"),
+                                                MultiLabelTask("tags", ["a", "b"]), TaggingTask("conll", tags)])
+    model.predict(texts, tasks=["conll"])             # only the heads asked for; the encoder runs once per window
 
-The encoder is the `SentenceTransformer` module itself. NER is decided per word (the first wordpiece of
-each word carries the word's tag); words come from spaCy's English tokenizer (`text_prep.split_words`),
-the same segmentation the silver labels were made on. Nothing is loaded at import time.
+The encoder is the `SentenceTransformer` module itself; each task owns its head (tasks.py). Tagging is decided per
+word (the first wordpiece of each word carries the word's tag); words come from spaCy's English tokenizer
+(`text_prep.split_words`), the same segmentation the silver labels were made on. Nothing is loaded at import time.
 """
 import json
 import math
@@ -17,9 +20,7 @@ import torch
 from torch import nn
 
 from atomic_io import atomic_write_dir
-from data_sources import AG_NEWS_LABELS
 from errors import InputError, InputTypeError
-from ner_tags import build_tag_list
 from precision import AUTOCAST_DTYPES, resolve_precision
 from sentence_transformer import (
     ModelLoadError,
@@ -32,22 +33,18 @@ from sentence_transformer import (
     read_saved_json,
     require_keys,
 )
-from text_prep import WORD_SHAPES, clean_text_with_spans, split_words, word_shape
+from tasks import IGNORE_INDEX, TAGGING_CONTEXT, TAGGING_WINDOW, Task, bio_to_spans, check_tasks, default_tasks  # noqa: F401
+from text_prep import clean_text_with_spans, split_words, word_shape
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
 ENCODER_DIR = "encoder"
-SAVED_CONFIG_KEYS = ("label_names", "tags", "pooling", "max_length", "clean", "classifier_dropout", "ner_dropout",
-                     "attention_dropout", "ner_window", "ner_context")  # what from_pretrained reads
-FORMAT_VERSION = 4  # 2: the NER head sees word shapes; 3: so did the encoder's input; 4: the NER head only (+context)
-# Modules saved in heads.safetensors (everything outside the Hugging Face encoder directory).
-HEAD_MODULES = ("classifier", "ner_head")
-NER_WINDOW = 4   # word shapes of +-N neighbouring tokens reach the NER head
-NER_CONTEXT = 1  # the NER head's hidden layer reads +-N neighbouring tokens (0 = the token alone)
-IGNORE_INDEX = -100
+SAVED_CONFIG_KEYS = ("tasks", "pooling", "max_length", "clean", "attention_dropout")  # what from_pretrained reads
+FORMAT_VERSION = 5  # 2: NER head sees word shapes; 3: so did the encoder; 4: the NER head only (+context); 5: tasks
+EMBEDDING = "sentence_embedding"  # forward()'s and _run()'s key for the pooled sentence embedding
 # Long texts: a row longer than one window (max_length wordpieces) is tagged in overlapping word windows; consecutive
 # windows share up to this fraction of a window's wordpieces (whole words), so every word near a cut also lies well
-# inside a neighbouring window. Topic and sentence embedding read the first window only (as training does).
+# inside a neighbouring window. Sentence tasks and the sentence embedding read the first window only (as training).
 WINDOW_OVERLAP = 0.25
 
 
@@ -109,71 +106,19 @@ class Window(NamedTuple):
     at_end: bool          # the window ends at the row's end (no cut after it)
 
 
-def bio_to_spans(tags):
-    """[(type, first_word, end_word_exclusive)] from BIO tags; a stray I- (or an I- of another type) starts a span
-    (seqeval's get_entities, whose end is inclusive)."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
-    return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
-
-
-class NerHead(nn.Module):
-    """Per-token tag logits from the token embedding and the word shapes in a window around the token.
-
-    The uncased encoder cannot see capitalisation, which spaCy's teacher leans on (it reads shapes in a window
-    of +-4 tokens). Case enters the model here only: the head gets the shapes of the token and its `window`
-    neighbours on each side, and a hidden layer lets shape and meaning interact (a linear head could only add a
-    per-shape bias). With context > 0 that hidden layer is a convolution over [token embedding; shapes] of the
-    token and its `context` neighbours, so a word's tag can also depend on how its neighbours read and are cased.
-    The head stays one layer wide (cheap next to the encoder), which keeps the frozen-encoder feature cache fast.
-    """
-
-    def __init__(self, hidden, n_tags, dropout=0.1, shape_dim=16, window=2, context=0):
-        super().__init__()
-        self.window, self.context = window, context
-        self.dropout = nn.Dropout(dropout)
-        self.shape_embedding = nn.Embedding(len(WORD_SHAPES), shape_dim)
-        features = hidden + (2 * window + 1) * shape_dim
-        if context:
-            self.hidden = nn.Conv1d(features, hidden, kernel_size=2 * context + 1, padding=context)
-        else:
-            self.hidden = nn.Linear(features, hidden)
-        self.linear = nn.Linear(hidden, n_tags)
-
-    def forward(self, token_embeddings, shape_ids, positions=None, attention_mask=None):
-        """Logits [B, T, n_tags]; with a boolean positions mask [B, T], only those tokens: [n_selected, n_tags].
-        attention_mask [B, T] zeroes padding before the context layer (so padding never reaches a token)."""
-        padded = nn.functional.pad(shape_ids, (self.window, self.window))  # shape 0 ('pad') beyond the ends
-        length = shape_ids.shape[1]
-        windows = torch.stack([padded[:, k:k + length] for k in range(2 * self.window + 1)], -1)
-        if self.context:
-            if attention_mask is not None:
-                token_embeddings = token_embeddings * attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
-            shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
-            features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
-            hidden = self.hidden(features.transpose(1, 2)).transpose(1, 2)
-            if positions is not None:
-                hidden = hidden[positions]
-            return self.linear(nn.functional.gelu(hidden))
-        if positions is not None:
-            token_embeddings, windows = token_embeddings[positions], windows[positions]
-        shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
-        features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
-        return self.linear(nn.functional.gelu(self.hidden(features)))
-
-
 class MultiTaskSentenceTransformer(nn.Module):
-    """Shared SentenceTransformer encoder + classification head (pooled embedding) + NER head (token embeddings).
+    """Shared SentenceTransformer encoder + one head per task (tasks.py): sentence tasks read the pooled embedding,
+    tagging tasks the token embeddings.
 
     encoder: a SentenceTransformer, or a model name / directory (None = packaged all-MiniLM-L6-v2).
-    label_names: topic names (default AG News'); tags: BIO tag list (default ner_tags.build_tag_list()).
-    classifier_dropout / ner_dropout: dropout before each linear head.
+    tasks: Task objects (tasks.py). Without them, the default pair: 'topic' (label_names, default AG News') and 'ner'
+    (tags, default ner_tags.build_tag_list()), with classifier_dropout / ner_dropout / ner_window / ner_context.
     clean: apply text_prep.clean_text to raw text in predict() (as the training data was cleaned).
     """
 
     def __init__(self, encoder=None, label_names=None, tags=None, classifier_dropout=0.1, ner_dropout=0.1,
-                 pooling="mean", max_length=256, clean=True, attention_dropout=0.0, ner_window=NER_WINDOW,
-                 ner_context=NER_CONTEXT):
+                 pooling="mean", max_length=256, clean=True, attention_dropout=0.0, ner_window=TAGGING_WINDOW,
+                 ner_context=TAGGING_CONTEXT, tasks=None):
         super().__init__()
         if not isinstance(encoder, SentenceTransformer):
             encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length,
@@ -182,21 +127,47 @@ class MultiTaskSentenceTransformer(nn.Module):
             raise InputError(f"The given encoder has attention_dropout={encoder.attention_dropout}, not "
                              f"{attention_dropout}; build it with that setting, or pass attention_dropout=None.")
         self.encoder = encoder
-        self.label_names = list(label_names if label_names is not None else AG_NEWS_LABELS)
-        self.tags = list(tags if tags is not None else build_tag_list())
-        if not self.label_names or not self.tags or self.tags[0] != "O":
-            raise InputError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
+        if tasks is None:
+            if (label_names is not None and not list(label_names)) or (tags is not None and (
+                    not list(tags) or list(tags)[0] != "O")):
+                raise InputError("label_names must be non-empty and tags must start with 'O' (see build_tag_list()).")
+            tasks = default_tasks(label_names, tags)
+            tasks[0].dropout, tasks[1].dropout = classifier_dropout, ner_dropout
+            tasks[1].window, tasks[1].context = ner_window, ner_context
+        elif label_names is not None or tags is not None:
+            raise InputError("give either tasks= or label_names= / tags= (the default pair), not both.")
+        self.tasks = {t.name: t for t in check_tasks(tasks)}
         self.clean = clean
-        self.classifier_dropout, self.ner_dropout = classifier_dropout, ner_dropout
-        self.ner_window, self.ner_context = ner_window, ner_context
-        hidden = encoder.hidden_size
-        self.classifier = nn.Sequential(nn.Dropout(classifier_dropout), nn.Linear(hidden, len(self.label_names)))
-        self.ner_head = NerHead(hidden, len(self.tags), ner_dropout, window=ner_window, context=ner_context)
+        self.heads = nn.ModuleDict({t.name: t.make_head(encoder.hidden_size) for t in self.tasks.values()})
         self.fast = None  # a serving.FastRunner when loaded from an export_fast() folder
-        # {"topic": bool, "ner": bool}: which heads training has taught (set by the trainer, saved with the model);
-        # None where unknown (a model built by hand, or saved before this was recorded): then every head answers.
+        # {task: bool}: which heads training has taught (set by the trainer, saved with the model); None where
+        # unknown (a model built by hand): then every head answers.
         self.trained_tasks = None
         self._noted_untrained = set()
+
+    def add_task(self, task):
+        """A new task with a fresh head (e.g. on a trained model: main.py --from-model DIR); marked untrained."""
+        self.tasks = {t.name: t for t in check_tasks([*self.tasks.values(), task])}
+        self.heads[task.name] = task.make_head(self.encoder.hidden_size).to(self.device)
+        if self.trained_tasks is not None:
+            self.trained_tasks[task.name] = False
+        return task
+
+    def first_task(self, kind):
+        """The first task of a kind ('classification', 'multilabel', 'tagging'), or None."""
+        return next((t for t in self.tasks.values() if t.kind == kind), None)
+
+    @property
+    def label_names(self):
+        """Class names of the first classification task (the default pair's topic); None without one."""
+        task = self.first_task("classification")
+        return task.labels if task else None
+
+    @property
+    def tags(self):
+        """Tag list of the first tagging task (the default pair's NER); None without one."""
+        task = self.first_task("tagging")
+        return task.labels if task else None
 
     @property
     def tokenizer(self):
@@ -206,15 +177,26 @@ class MultiTaskSentenceTransformer(nn.Module):
     def device(self):
         return next(self.parameters()).device
 
+    def check_task_names(self, names):
+        """names (None = every task) as a list, refused when the model lacks one (naming the ones it has)."""
+        if names is None:
+            return list(self.tasks)
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self.tasks]
+        if unknown:
+            raise InputError(f"this model has no task {unknown[0]!r}; its tasks: {', '.join(self.tasks)}.")
+        return names
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
-                shape_ids=None, ner_positions=None):
-        """{'cls_logits': [B, n_labels], 'ner_logits': [B, T, n_tags], 'sentence_embedding': [B, H]} (the pooled,
-        unnormalised sentence embedding the topic head reads; the trainer's embedding distillation uses it).
+                shape_ids=None, positions=None, tasks=None):
+        """{task name: logits, 'sentence_embedding': [B, H]} (the pooled, unnormalised sentence embedding the sentence
+        heads read). Sentence tasks give [B, n_labels]; tagging tasks [B, T, n_tags], or with positions[name] (a
+        boolean mask [B, T] or (rows, cols)) only those tokens: [n_selected, n_tags], row-major (training tags the
+        labelled first wordpieces only).
 
         shape_ids [B, T]: each token's word shape (tokenize_words); None counts every token as 'pad' (unknown).
-        ner_positions [B, T] (bool): tag only these tokens (e.g. first wordpieces); ner_logits is then
-        [n_selected, n_tags], in row-major order. Training uses it to skip tokens that carry no label.
-        Pass token_embeddings (cached outputs of a frozen encoder) instead of input_ids to skip the encoder.
+        tasks: the heads to run (None = all). Pass token_embeddings (cached outputs of a frozen encoder) instead of
+        input_ids to skip the encoder.
         """
         if shape_ids is None:
             reference = input_ids if input_ids is not None else token_embeddings[..., 0]
@@ -224,73 +206,81 @@ class MultiTaskSentenceTransformer(nn.Module):
             token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
-        return {"cls_logits": self.classifier(sentence),
-                "ner_logits": self.ner_head(token_embeddings, shape_ids, ner_positions, attention_mask),
-                "sentence_embedding": sentence}
+        positions = positions or {}
+        result = {}
+        for name in (self.tasks if tasks is None else tasks):
+            head = self.heads[name]
+            if self.tasks[name].reads == "tokens":
+                result[name] = head(token_embeddings, shape_ids, positions.get(name), attention_mask)
+            else:
+                result[name] = head(sentence)
+        result[EMBEDDING] = sentence
+        return result
 
     # ----------------------------------------------------------------- inference
     def head_is_trained(self, task):
-        """False only where the saved record says this head ('topic' or 'ner') was never trained; notes it once."""
+        """False only where the saved record says this task's head was never trained; warns once."""
         trained = self.trained_tasks is None or bool(self.trained_tasks.get(task, True))
         if not trained and task not in self._noted_untrained:
             import warnings
 
             self._noted_untrained.add(task)
-            what = {"topic": "no topic label (label and score are None)", "ner": "no entities (every tag is 'O')"}[task]
+            kind = self.tasks[task].kind
+            what = "no entities (every tag is 'O')" if kind == "tagging" else "no label (label and score are None)"
             warnings.warn(f"this model's {task} head was never trained (trained_tasks={self.trained_tasks}), so "
-                          f"predictions give {what}; train it with that task's loss switched on (e.g. main.py "
-                          f"without --w-{'cls' if task == 'topic' else 'ner'} 0).", UserWarning, stacklevel=3)
+                          f"predictions give {what}; train it with that task's loss switched on (main.py: "
+                          f"--task-weights {task}=1, not in --freeze).", UserWarning, stacklevel=3)
         return trained
 
     def _forward_batch(self, input_ids, mask, shapes, precision, outputs):
-        """{name: CPU tensor} for the requested outputs (cls_logits, ner_logits, sentence_embedding) of one batch."""
+        """{name: CPU tensor} for the requested outputs (task names, 'sentence_embedding') of one batch."""
         if precision == "fast":
             return {k: torch.from_numpy(v) for k, v in self.fast.run(input_ids, mask, shapes, outputs).items()}
         device = self.device
+        heads = [n for n in outputs if n in self.tasks]
         with torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
-            out = self(input_ids.to(device), mask.to(device), shape_ids=shapes.to(device))
+            out = self(input_ids.to(device), mask.to(device), shape_ids=shapes.to(device), tasks=heads)
         return {k: v.float().cpu() for k, v in out.items() if k in outputs}
 
     @torch.inference_mode()
-    def _run(self, words_batch, batch_size, precision="auto", outputs=("cls_logits", "ner_logits")):
-        """Per row: {'probs': topic probabilities [n_labels], 'tags': one tag per word, 'embedding': [H]} (the keys
-        `outputs` asks for) for pre-split words.
+    def _run(self, words_batch, batch_size, precision="auto", outputs=None):
+        """Per row: {task name: probabilities [n_labels] (sentence tasks) or one tag per word (tagging tasks),
+        'sentence_embedding': [H]} for the outputs asked for (None = every task) of pre-split words: the one
+        inference path of predict, predict_tags, encode and evaluation's long rows.
 
-        Topic probabilities and the embedding read the row's first window (the row truncated at max_length, as in
+        Sentence tasks and the embedding read the row's first window (the row truncated at max_length, as in
         training). Tags cover the whole row: a row longer than one window is also cut into overlapping word windows
         (plan_windows), every window runs through the same length-sorted batches, and each word takes its tag from
         the window where it lies farthest from a cut edge (the most context on both sides)."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        outputs = list(self.tasks) if outputs is None else list(outputs)
         precision = resolve_precision(precision, self.device, fast_available=self.fast is not None)
+        tagging = [n for n in outputs if n in self.tasks and self.tasks[n].reads == "tokens"]
         was_training = self.training
         self.eval()
         max_length = self.encoder.max_length
         enc = tokenize_words(self.tokenizer, words_batch, max_length)  # first windows, exactly as before
-        later = self._later_windows(words_batch, enc) if "ner_logits" in outputs else []
+        later = self._later_windows(words_batch, enc) if tagging else []
         cut = {w.row for w in later}  # rows whose first window is cut at its end
         windows = [Window(i, enc["input_ids"][i], enc["shape_ids"][i], enc["positions"][i], enc["word_index"][i],
                           at_start=True, at_end=i not in cut) for i in range(len(words_batch))] + later
-        results = [{} for _ in words_batch]
-        best = {}  # (row, word) -> edge distance of the window its tag came from
-        for i, words in enumerate(words_batch):
-            if "ner_logits" in outputs:
-                results[i]["tags"] = ["O"] * len(words)  # words with no wordpiece stay 'O'
+        results = [{n: ["O"] * len(words) for n in tagging} for words in words_batch]  # no wordpiece: 'O'
+        best = {}  # (row, word) -> edge distance of the window its tags came from
         ids = [w.input_ids for w in windows]
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
             shapes, _ = pad_ids([windows[j].shape_ids for j in batch])
             out = self._forward_batch(input_ids, mask, shapes, precision, outputs)
-            probs = out["cls_logits"].softmax(-1) if "cls_logits" in out else None
-            tag_ids = out["ner_logits"].argmax(-1).tolist() if "ner_logits" in out else None
+            probs = {n: self.tasks[n].probabilities(v) for n, v in out.items() if n in self.tasks and n not in tagging}
+            tag_ids = {n: out[n].argmax(-1).tolist() for n in tagging}
             for row, j in enumerate(batch):
                 window = windows[j]
                 i, at_start, at_end = window.row, window.at_start, window.at_end
-                if at_start:  # the row's first window: topic and embedding
-                    if probs is not None:
-                        results[i]["probs"] = probs[row]
-                    if "sentence_embedding" in out:
-                        results[i]["embedding"] = out["sentence_embedding"][row]
-                if tag_ids is None:
+                if at_start:  # the row's first window: sentence tasks and the embedding
+                    results[i].update({n: p[row] for n, p in probs.items()})
+                    if EMBEDDING in out:
+                        results[i][EMBEDDING] = out[EMBEDDING][row]
+                if not tagging:
                     continue
                 last = len(window.input_ids) - 2  # the last content piece (before [SEP])
                 for t, w in zip(window.positions, window.word_index):
@@ -298,7 +288,8 @@ class MultiTaskSentenceTransformer(nn.Module):
                     edge = min(t - 1 if not at_start else math.inf, last - t if not at_end else math.inf)
                     if edge > best.get((i, w), -1):
                         best[(i, w)] = edge
-                        results[i]["tags"][w] = self.tags[tag_ids[row][t]]
+                        for n in tagging:
+                            results[i][n][w] = self.tasks[n].labels[tag_ids[n][row][t]]
         self.train(was_training)
         return results
 
@@ -340,43 +331,50 @@ class MultiTaskSentenceTransformer(nn.Module):
             prepared.append((raw_starts, raw_ends, words, starts))
         return prepared
 
-    def predict(self, texts, batch_size=32, precision="auto"):
-        """Topic and entities for raw strings: {'label', 'score', 'entities': [{'text','type','start','end'}]}.
+    def predict(self, texts, batch_size=32, precision="auto", tasks=None):
+        """Every task's output for raw strings, one encoder pass per window for all of them: {task name: output}.
 
-        Offsets index the string as given (text[start:end] is the entity), whatever cleaning is applied
-        internally. A single string gives one dict, a list gives a list of dicts.
+        classification: {'label', 'score'}; multilabel: {'labels': [names over its threshold], 'scores': {name: p}};
+        tagging: [{'text', 'type', 'start', 'end'}] with offsets into the string as given (text[start:end] is the
+        entity), whatever cleaning is applied internally. tasks: the names to run (None = all). A single string
+        gives one dict, a list gives a list of dicts.
         precision: 'auto' (the exported fast path when loaded from an export_fast() folder on the CPU, else bf16
         where the device runs it fast, else fp32), 'fp32', 'bf16', 'fp16' (CUDA) or 'fast'.
         """
+        names = self.check_task_names(tasks)
         texts, single = check_texts(texts)
         prepared = self._prepare(texts)
-        topic, ner = (self.head_is_trained(t) for t in ("topic", "ner")) if texts else (True, True)
-        runs = self._run([p[2] for p in prepared], batch_size, precision) if texts else []
+        trained = {n: self.head_is_trained(n) for n in names} if texts else {}
+        runs = self._run([p[2] for p in prepared], batch_size, precision, outputs=names) if texts else []
         results = []
         for text, (raw_starts, raw_ends, words, starts), run in zip(texts, prepared, runs):
-            probs, word_tags = run["probs"], run["tags"] if ner else []
-            entities = []
-            for kind, first, end in bio_to_spans(word_tags):
-                s, e = starts[first], starts[end - 1] + len(words[end - 1])
-                start, stop = raw_starts[s], raw_ends[e - 1]
-                entities.append({"text": text[start:stop], "type": kind, "start": start, "end": stop})
-            best = int(probs.argmax())
-            label, score = (self.label_names[best], float(probs[best])) if topic else (None, None)
-            results.append({"label": label, "score": score, "entities": entities})
+            result = {}
+            for n in names:
+                task = self.tasks[n]
+                if task.reads == "tokens":
+                    result[n] = task.decode_entities(text, run[n], words, starts, raw_starts, raw_ends) \
+                        if trained[n] else []
+                else:
+                    result[n] = task.decode(run[n], trained[n])
+            results.append(result)
         return results[0] if single else results
 
-    def predict_tags(self, words_batch, batch_size=32, precision="auto"):
-        """One BIO tag per given word, for pre-tokenised text (e.g. a CoNLL gold file); precision as in predict()."""
+    def predict_tags(self, words_batch, batch_size=32, precision="auto", task=None):
+        """One BIO tag per given word for pre-tokenised text (e.g. a CoNLL gold file), from the tagging task named
+        (default: the first); precision as in predict()."""
         if not isinstance(words_batch, (list, tuple)) or not all(
                 isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
             raise InputTypeError("predict_tags expects a list of word lists (list[list[str]]).")
+        name = task or (self.first_task("tagging") or InputError).name
+        if self.check_task_names([name]) and self.tasks[name].kind != "tagging":
+            raise InputError(f"task {name!r} is a {self.tasks[name].kind} task; predict_tags needs a tagging task.")
         if not words_batch:
             resolve_precision(precision, self.device, fast_available=self.fast is not None)  # still check the flag
             return []
-        runs = self._run([list(ws) for ws in words_batch], batch_size, precision, outputs=("ner_logits",))
-        if not self.head_is_trained("ner"):
-            return [["O"] * len(r["tags"]) for r in runs]
-        return [r["tags"] for r in runs]
+        runs = self._run([list(ws) for ws in words_batch], batch_size, precision, outputs=(name,))
+        if not self.head_is_trained(name):
+            return [["O"] * len(r[name]) for r in runs]
+        return [r[name] for r in runs]
 
     def encode(self, texts, batch_size=32, normalize=False, convert_to="numpy", precision="auto"):
         """Sentence embeddings [N, H] (a single string: [H]) of the shared encoder, on exactly the input predict()
@@ -387,8 +385,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         texts, single = check_texts(texts)
         words = [p[2] for p in self._prepare(texts)]
         if texts:
-            runs = self._run(words, batch_size, precision, outputs=("sentence_embedding",))
-            emb = torch.stack([r["embedding"] for r in runs])
+            runs = self._run(words, batch_size, precision, outputs=(EMBEDDING,))
+            emb = torch.stack([r[EMBEDDING] for r in runs])
         else:
             resolve_precision(precision, self.device, fast_available=self.fast is not None)
             emb = torch.empty(0, self.encoder.hidden_size)
@@ -399,11 +397,9 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     # ----------------------------------------------------------------- save / load
     def config_dict(self):
-        return {"format_version": FORMAT_VERSION, "label_names": self.label_names, "tags": self.tags,
+        return {"format_version": FORMAT_VERSION, "tasks": [t.config() for t in self.tasks.values()],
                 "pooling": self.encoder.pooling, "max_length": self.encoder.max_length, "clean": self.clean,
-                "classifier_dropout": self.classifier_dropout, "ner_dropout": self.ner_dropout,
-                "attention_dropout": self.encoder.attention_dropout, "ner_window": self.ner_window,
-                "ner_context": self.ner_context, "hidden_size": self.encoder.hidden_size,
+                "attention_dropout": self.encoder.attention_dropout, "hidden_size": self.encoder.hidden_size,
                 "trained_tasks": self.trained_tasks}
 
     def save_pretrained(self, path):
@@ -416,7 +412,7 @@ class MultiTaskSentenceTransformer(nn.Module):
 
         os.makedirs(os.path.join(directory, ENCODER_DIR))
         self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
-        heads = {f"{name}.{k}": v for name in HEAD_MODULES for k, v in getattr(self, name).state_dict().items()}
+        heads = {f"{name}.{k}": v for name, head in self.heads.items() for k, v in head.state_dict().items()}
         save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.config_dict(), f, indent=2)
@@ -455,27 +451,28 @@ class MultiTaskSentenceTransformer(nn.Module):
         if config.get("format_version") != FORMAT_VERSION:
             raise ModelLoadError(
                 f"'{path}' was saved in format {config.get('format_version')}, this code reads format "
-                f"{FORMAT_VERSION} (the NER head or the encoder's input changed); retrain it with main.py, or load it with the code "
+                f"{FORMAT_VERSION} (format 5 saves any number of tasks); retrain it with main.py, or load it with the code "
                 "version that wrote it.")
         require_keys(config, os.path.join(path, CONFIG_NAME), SAVED_CONFIG_KEYS)  # every key, before any load
+        try:
+            tasks = [Task.from_config(t) for t in config["tasks"]]
+        except (InputError, TypeError, AttributeError) as e:
+            raise ModelLoadError(f"the tasks in {os.path.join(path, CONFIG_NAME)} cannot be rebuilt ({e}); the file "
+                                 "was edited or damaged: re-save the model.") from e
         encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
                                       max_length=config["max_length"], attention_dropout=config["attention_dropout"])
-        model = cls(encoder, label_names=config["label_names"], tags=config["tags"], clean=config["clean"],
-                    classifier_dropout=config["classifier_dropout"], ner_dropout=config["ner_dropout"],
-                    attention_dropout=config["attention_dropout"], ner_window=config["ner_window"],
-                    ner_context=config["ner_context"])
-        model.trained_tasks = config.get("trained_tasks")  # absent in models saved before it was recorded
+        model = cls(encoder, tasks=tasks, clean=config["clean"], attention_dropout=config["attention_dropout"])
+        model.trained_tasks = config.get("trained_tasks")
         heads = load_saved_tensors(os.path.join(path, HEADS_NAME))
         try:
-            for name in HEAD_MODULES:
-                getattr(model, name).load_state_dict({k[len(name) + 1:]: v for k, v in heads.items()
-                                                      if k.startswith(name + ".")})
+            for name, head in model.heads.items():
+                head.load_state_dict({k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")})
         except RuntimeError as e:
+            sizes = ", ".join(f"{t.name} {len(t.labels)} labels" for t in tasks)
             raise ModelLoadError(
-                f"The heads in '{path}' do not match its {CONFIG_NAME} ({len(config['label_names'])} labels, "
-                f"{len(config['tags'])} tags, hidden size {encoder.hidden_size}); the directory was edited or mixed "
-                f"from two runs — re-save the model. Detail: {str(e).splitlines()[0]}"
-            ) from e
+                f"The heads in '{path}' do not match its {CONFIG_NAME} ({sizes}, hidden size {encoder.hidden_size}); "
+                f"the directory was edited or mixed from two runs — re-save the model. Detail: "
+                f"{str(e).splitlines()[0]}") from e
         fast_dir = os.path.join(path, "fast")
         if os.path.isdir(fast_dir):
             import serving

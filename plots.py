@@ -20,22 +20,22 @@ def _pyplot():
 
 
 def plot_history(history, path):
-    """Training losses and validation metrics per epoch."""
+    """Training losses per task and each task's main validation score per epoch."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r["train_cls_loss"] for r in history], "o-", label="topic loss")
-    left.plot(epochs, [r["train_ner_loss"] for r in history], "o-", label="NER loss")
+    for name in history[0]["train_loss"]:
+        left.plot(epochs, [r["train_loss"].get(name, np.nan) for r in history], "o-", label=f"{name} loss")
     left.set(xlabel="epoch", ylabel="training loss", title="Training losses")
     left.legend()
     if any("val" in r for r in history):
         val = [r for r in history if "val" in r]
         e = [r["epoch"] for r in val]
-        for label, get in (("topic accuracy", lambda v: v["accuracy"]), ("topic macro-F1", lambda v: v["macro_f1"]),
-                           ("NER micro-F1", lambda v: v["ner"] and v["ner"]["f1"])):
-            scores = [get(r["val"]) for r in val]
-            if any(x is not None for x in scores):  # a task no validation row carries is not drawn
-                right.plot(e, [np.nan if x is None else x for x in scores], "o-", label=label)
+        for name in val[0]["val"]["tasks"]:  # each task's main score (a task no validation row carries: not drawn)
+            scores = [r["val"]["tasks"][name] for r in val]
+            key = next((k for k in ("accuracy", "micro_f1", "f1") if any(m and k in m for m in scores)), None)
+            if key is not None:
+                right.plot(e, [m[key] if m else np.nan for m in scores], "o-", label=f"{name} {key}")
         right.set(xlabel="epoch", ylabel="score", title="Validation")
         right.legend()
     fig.tight_layout()

@@ -17,8 +17,9 @@ from errors import InputError
 from sentence_transformer import read_saved_json
 
 # The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):
-# one graph (input_ids, attention_mask, shape_ids) -> (cls_logits, ner_logits, sentence_embedding), dynamic batch and
-# sequence axes, exported from model.forward (the sentence embedding is read from the encoder's own output).
+# one graph (input_ids, attention_mask, shape_ids) -> (one output per task, named as the task, then
+# sentence_embedding), dynamic batch and sequence axes, exported from model.forward (the sentence embedding is read
+# from the encoder's own output).
 # Weights: fp32 by default; optionally ONNX Runtime's dynamic int8 quantisation (per-channel) on the encoder MatMuls
 # that QUANTIZE names (measured not to keep quality on this model: see QUANTIZE).
 
@@ -26,7 +27,7 @@ FAST_DIR = "fast"
 ONNX_NAME = "model.onnx"
 FAST_CONFIG_NAME = "fast_config.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "shape_ids")
-OUTPUT_NAMES = ("cls_logits", "ner_logits", "sentence_embedding")
+EMBEDDING_OUTPUT = "sentence_embedding"
 OPSET = 17
 # Which encoder MatMuls get int8 weights: "none" (fp32 everywhere), "ffn" (the two feed-forward MatMuls of each
 # layer, ~2/3 of the encoder's FLOPs), "encoder" (every encoder MatMul with a weight). Measured (bench/predict.py,
@@ -44,7 +45,7 @@ INSTALL_HINT = "pip install onnx==1.23.2 onnxruntime==1.32.0"
 
 
 class _ExportWrapper(nn.Module):
-    """model.forward as a function of three tensors returning three tensors (what the ONNX graph computes)."""
+    """model.forward as a function of three tensors returning one tensor per output (what the ONNX graph computes)."""
 
     def __init__(self, model):
         super().__init__()
@@ -54,11 +55,16 @@ class _ExportWrapper(nn.Module):
         return forward_all(self.model, input_ids, attention_mask, shape_ids)
 
 
+def output_names(model):
+    """The graph's outputs: every task's logits under its name, then the sentence embedding."""
+    return [*model.tasks, EMBEDDING_OUTPUT]
+
+
 def forward_all(model, input_ids, attention_mask, shape_ids):
-    """(cls_logits, ner_logits, sentence_embedding) of one multi-task forward, in OUTPUT_NAMES order; the sentence
-    embedding is the one model.forward returns (the encoder's own output)."""
+    """Every task's logits and the sentence embedding of one multi-task forward, in output_names() order; the
+    sentence embedding is the one model.forward returns (the encoder's own output)."""
     out = model(input_ids, attention_mask, shape_ids=shape_ids)
-    return tuple(out[name] for name in OUTPUT_NAMES)
+    return tuple(out[name] for name in output_names(model))
 
 
 def _import_ort():
@@ -130,13 +136,15 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, ONNX_NAME)
     axes = {"batch": 0, "tokens": 1}
-    dynamic = {n: {0: "batch", 1: "tokens"} for n in INPUT_NAMES + ("ner_logits",)}
-    dynamic.update(cls_logits={0: "batch"}, sentence_embedding={0: "batch"})
+    names = output_names(copy_)
+    dynamic = {n: {0: "batch", 1: "tokens"} for n in INPUT_NAMES}
+    dynamic.update({n: {0: "batch", 1: "tokens"} if n in copy_.tasks and copy_.tasks[n].reads == "tokens"
+                    else {0: "batch"} for n in names})
     raw = path if quantize == "none" and not fuse else os.path.join(directory, "model.exported.onnx")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, (ids, mask, shapes), raw, dynamo=False, input_names=list(INPUT_NAMES),
-                          output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic, opset_version=OPSET,
+                          output_names=names, dynamic_axes=dynamic, opset_version=OPSET,
                           do_constant_folding=True)
     fusions = None
     if fuse:
@@ -153,7 +161,7 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
                          op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
                          extra_options={"DefaultTensorType": 1})  # FLOAT: types the fused ops' outputs do not infer
         os.remove(raw)
-    config = {"inputs": list(INPUT_NAMES), "outputs": list(OUTPUT_NAMES), "opset": OPSET, "quantize": quantize,
+    config = {"inputs": list(INPUT_NAMES), "outputs": names, "opset": OPSET, "quantize": quantize,
               "int8_matmuls": len(nodes), "fusions": fusions, "dynamic_axes": axes}
     with open(os.path.join(directory, FAST_CONFIG_NAME), "w") as f:
         json.dump(config, f, indent=2)
@@ -175,7 +183,13 @@ class FastRunner:
         self.session = ort.InferenceSession(os.path.join(directory, ONNX_NAME), options,
                                             providers=["CPUExecutionProvider"])
 
-    def run(self, input_ids, attention_mask, shape_ids, outputs=OUTPUT_NAMES):
+    def run(self, input_ids, attention_mask, shape_ids, outputs=None):
+        """{name: numpy array} for the outputs asked for (task names, 'sentence_embedding'; None = all)."""
+        outputs = self.config["outputs"] if outputs is None else list(outputs)
+        missing = [n for n in outputs if n not in self.config["outputs"]]
+        if missing:
+            raise InputError(f"the exported graph has no output {missing[0]!r} (it has {', '.join(self.config['outputs'])})"
+                             "; re-export the model with model.export_fast(dir) after adding a task.")
         feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
                  "shape_ids": shape_ids.numpy()}
         return dict(zip(outputs, self.session.run(list(outputs), feeds)))
@@ -287,7 +301,7 @@ def _predict_chunk(model, chunk, batch_size):
 
 def predict_file(model, path, output, text_column="text", batch_size=32, chunk_size=1000, show_progress=True):
     """Predict every text of a .txt / .csv / .jsonl file into `output`, one JSON line per input record
-    ({'row', 'label', 'score', 'entities'} or {'row', 'error'}), reading and predicting chunk_size rows at a time
+    ({'row', then one key per task as predict() gives it} or {'row', 'error'}), reading and predicting chunk_size rows at a time
     (memory flat). Written to a temp name and renamed at the end: `output` is whole or absent, never half-written.
     Returns {'rows': n, 'errors': n}."""
     from tqdm.auto import tqdm

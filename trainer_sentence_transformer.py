@@ -13,8 +13,12 @@ global batches and takes its share of each, and each loss is normalised by the g
 averaged gradient is the 1-process gradient. Validation is sharded and gathered; logged losses are summed
 over processes. The GPU path syncs with the host once per logging interval (log_every_steps), not per step.
 
-Loss = w_cls * CE(topic) + w_ner * CE(NER tags on first wordpieces), each task's mean taken over the rows (words)
-that carry its labels: a row may have a topic label (label -1 = none), NER tags (ner_tags None = none) or both.
+Loss = sum over the model's tasks of weight_t * loss_t (training_loss), each task's loss a mean over the rows (or,
+for tagging, the words) of the global batch that carry its labels: a row may carry labels for some tasks only
+(missing = -1 / None; no loss, not scored). Weights: task_weights {name: w} (unnamed tasks: 1).
+Sampling (which rows an epoch sees, by the rows' `group`, their data source): "proportional" every row once (the
+concatenation); "temperature" group g gets N * n_g^(1/T) / sum n^(1/T) of the N rows; "round-robin" N / G each. An
+epoch is always N rows (N = all training rows); the first epoch's log line says how many of each task it saw.
 Task balancing (loss_weighting):
   - "fixed": the loss above;
   - "uncertainty" (Kendall, Gal & Cipolla 2018, classification form without the 0.5 factors):
@@ -27,12 +31,14 @@ same text's sentence embedding from the encoder as it was when training started)
 computed once (eval mode) and stored in checkpoints/teacher, so a resumed run distils towards the same targets.
 Distilling from a trained teacher model (MultiTaskTrainer(..., teacher=model), see distillation.py): the embedding
 targets are the teacher's sentence embeddings, and with distil_weight = a > 0 the loss is
-(1 - a) * (the task loss above) + a * T^2 * (w_cls * KL(teacher's topic distribution || student's) over all rows +
-w_ner * KL(teacher's tag distribution || student's) over the labelled words), both softened by T =
-distil_temperature. The teacher's outputs are computed once like the embedding targets, stored and read back alike.
+(1 - a) * (the task loss above) + a * T^2 * sum_t w_t * KL(teacher_t || student_t) over the tasks the teacher has
+(sentence tasks over all rows, tagging over the task's labelled words), softened by T = distil_temperature. A teacher
+lacking some of the student's tasks (a task added to a trained model) is distilled on the tasks it has. Its outputs
+are computed once like the embedding targets, stored and read back alike.
 Freezing rules:
   - a frozen part gets no gradient and is not in the optimizer;
-  - a frozen head's task contributes no loss, so the shared encoder is not pulled by a head that cannot learn;
+  - a frozen head's task (freeze_tasks) contributes no loss, so the shared encoder is not pulled by a head that
+    cannot learn;
   - a loss weight of 0 freezes its head;
   - a frozen encoder runs in eval mode (no dropout) and, with `feature_cache`, is run once: its token
     embeddings are cached and every epoch trains only the heads on the cache;
@@ -55,7 +61,17 @@ from atomic_io import (
     recover_interrupted_writes,
     write_text_atomic,
 )
-from batching import collate, length_grouped_batches, pad_ids_value, prepare_features, to_device
+from batching import (
+    SAMPLINGS,
+    collate,
+    epoch_rows,
+    label_counts,
+    length_grouped_batches,
+    pad_ids_value,
+    positions,
+    prepare_features,
+    to_device,
+)
 from checkpoints import (  # noqa: F401  (CheckpointError: raised through the trainer, imported from here by users)
     CheckpointError,
     check_resumable,
@@ -71,11 +87,9 @@ from checkpoints import (  # noqa: F401  (CheckpointError: raised through the tr
 )
 from distributed import check_joined, distributed_state, make_accelerator, process_share
 from errors import InputError, ProjectError
-from metrics import classification_metrics, ner_metrics
-from multi_task_sentence_transformer import IGNORE_INDEX
+from evaluation import evaluate, main_score  # noqa: F401  (evaluate: importable from here, as it always was)
 from plots import plot_history
 from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
-from sentence_transformer import length_sorted_batches
 
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 REPORT_TO = ("none", "tensorboard")  # experiment trackers (accelerate's); metrics.jsonl and the plots are always written
@@ -95,16 +109,17 @@ class TrainConfig:
     weight_decay: float = 0.01       # not applied to biases and LayerNorm weights
     warmup_ratio: float = 0.06       # linear warm-up over this fraction of steps, then linear decay to 0
     max_grad_norm: float = 1.0       # gradient clipping (0 = off)
-    w_cls: float = 1.0               # loss weight of topic classification
-    w_ner: float = 1.0               # loss weight of NER
-    loss_weighting: str = "fixed"    # fixed (w_cls, w_ner) | uncertainty (learned, started at w_cls, w_ner)
+    task_weights: dict = None        # {task name: loss weight}; tasks not named weigh 1 (0 freezes the head)
+    sampling: str = "proportional"   # which rows an epoch sees: proportional | temperature | round-robin (by row group)
+    sampling_temperature: float = 2.0  # T of "temperature": group g's share of an epoch ~ n_g^(1/T)
+    select_on: str = "mean"          # model selection on validation: mean of the trained tasks' main scores, or a task
+    loss_weighting: str = "fixed"    # fixed (task_weights) | uncertainty (learned, started at task_weights)
     keep_embedding: float = 0.0      # weight of the distillation towards the starting encoder's sentence embeddings
     distil_weight: float = 0.0       # with a teacher: weight a of its softened topic / tag distributions (tasks: 1 - a)
     distil_temperature: float = 2.0  # softening temperature T of those distributions
     freeze_encoder: bool = False     # the whole encoder (embeddings + all layers)
     freeze_layers: int = 0           # the encoder's embeddings plus its lowest N layers
-    freeze_classifier: bool = False
-    freeze_ner: bool = False
+    freeze_tasks: tuple = ()         # task names whose heads stay as they are (no loss, no gradient)
     feature_cache: bool = True       # with a frozen encoder, compute its outputs once and train heads on the cache
     mixed_precision: str = "no"      # no | bf16 | fp16 (CUDA only) | auto (bf16 where the hardware runs it fast)
     seed: int = 42
@@ -144,8 +159,15 @@ class TrainConfig:
             ("lr", number(c["lr"]) and c["lr"] > 0, "must be > 0"),
             ("head_lr", c["head_lr"] is None or number(c["head_lr"]) and c["head_lr"] > 0, "must be > 0"),
             ("warmup_ratio", number(c["warmup_ratio"]) and 0 <= c["warmup_ratio"] < 1, "must be in [0, 1)"),
-            ("w_cls", number(c["w_cls"]) and c["w_cls"] >= 0, "must be >= 0"),
-            ("w_ner", number(c["w_ner"]) and c["w_ner"] >= 0, "must be >= 0"),
+            ("task_weights", c["task_weights"] is None or isinstance(c["task_weights"], dict) and all(
+                isinstance(k, str) and number(w) and w >= 0 for k, w in c["task_weights"].items()),
+             "must map task names to numbers >= 0 (e.g. {'topic': 1, 'ner': 3})"),
+            ("freeze_tasks", isinstance(c["freeze_tasks"], (tuple, list)) and all(
+                isinstance(k, str) for k in c["freeze_tasks"]), "must be a list of task names"),
+            ("sampling", c["sampling"] in SAMPLINGS, f"must be one of {', '.join(SAMPLINGS)}, got {c['sampling']!r}"),
+            ("sampling_temperature", number(c["sampling_temperature"]) and c["sampling_temperature"] > 0,
+             "must be > 0"),
+            ("select_on", isinstance(c["select_on"], str) and c["select_on"] != "", "must be 'mean' or a task name"),
             ("loss_weighting", c["loss_weighting"] in LOSS_WEIGHTINGS,
              f"must be one of {', '.join(LOSS_WEIGHTINGS)}, got {c['loss_weighting']!r}"),
             ("keep_embedding", number(c["keep_embedding"]) and c["keep_embedding"] >= 0,
@@ -167,9 +189,28 @@ class TrainConfig:
 
 
 # --------------------------------------------------------------------------- freezing and optimizer
+def task_weight(config, name):
+    return (config.task_weights or {}).get(name, 1.0)
+
+
+def task_problems(model, config):
+    """[message] for config fields naming tasks the model does not have (one place, before any work)."""
+    names = set(model.tasks)
+    problems = [f"{field}: the model has no task {name!r} (its tasks: {', '.join(model.tasks)})"
+                for field, given in (("task_weights", config.task_weights or {}), ("freeze_tasks", config.freeze_tasks))
+                for name in given if name not in names]
+    if config.select_on != "mean" and config.select_on not in names:
+        problems.append(f"select_on: {config.select_on!r} is neither 'mean' nor one of the tasks "
+                        f"({', '.join(model.tasks)})")
+    return problems
+
+
 def apply_freezing(model, config):
     """Set requires_grad per the config (a loss weight of 0 freezes its head); return the trainable parameters."""
     c, m = config, model
+    problems = task_problems(m, c)
+    if problems:
+        raise InputError("; ".join(problems) + ".")
     for p in m.parameters():
         p.requires_grad_(True)
     frozen = []
@@ -181,19 +222,21 @@ def apply_freezing(model, config):
             raise InputError(f"freeze_layers={c.freeze_layers} but the encoder has {len(layers)} layers; "
                              f"use freeze_encoder=True to freeze all of it.")
         frozen += [embeddings, *layers[:c.freeze_layers]]
-    if c.freeze_classifier or c.w_cls == 0:  # weight 0: no gradient would reach it (and DDP needs none missing)
-        frozen.append(m.classifier)
-    if c.freeze_ner or c.w_ner == 0:
-        frozen.append(m.ner_head)
+    trained = trained_task_names(m, c)
+    frozen += [m.heads[n] for n in m.tasks if n not in trained]  # weight 0: no gradient would reach it (DDP)
     for module in frozen:
         for p in module.parameters():
             p.requires_grad_(False)
     trainable = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
-    heads_train = (not c.freeze_classifier and c.w_cls > 0) or (not c.freeze_ner and c.w_ner > 0)
-    if (not trainable or not heads_train) and not c.eval_only:
+    if (not trainable or not trained) and not c.eval_only:
         raise InputError("Nothing to train: every part is frozen (or every trainable task has loss weight 0). "
                          "Unfreeze a part, or set eval_only=True to only evaluate.")
     return trainable
+
+
+def trained_task_names(model, config):
+    """The tasks this run trains: not frozen, weight > 0."""
+    return [n for n in model.tasks if n not in config.freeze_tasks and task_weight(config, n) > 0]
 
 
 def build_optimizer(trainable, config, loss_weights=()):
@@ -202,7 +245,7 @@ def build_optimizer(trainable, config, loss_weights=()):
     c = config
     groups = {}
     for name, p in trainable:
-        head = name.startswith(("classifier.", "ner_head."))  # new parts: head_lr
+        head = name.startswith("heads.")  # new parts: head_lr
         decay = p.ndim > 1 and "LayerNorm" not in name and "layer_norm" not in name
         lr = (c.head_lr or c.lr) if head else c.lr
         groups.setdefault((lr, decay), []).append(p)
@@ -258,18 +301,44 @@ def encode_cache(model, features, rows, device, precision, batch_size, show_prog
     return cache
 
 
+# --------------------------------------------------------------------------- the loss of one step
+def training_loss(model_out, batch, tasks, counts, config, share, weighting=None, n_processes=1, soft_tasks=()):
+    """The loss of one process's share of a global batch: (loss to back-propagate, {task: its loss}, soft, embedding).
+
+    Each task's loss is this process's part of its global-batch mean (counts[name]: the global batch's labelled rows,
+    or words for tagging; share: 0 for a stand-in row), so DDP's averaged gradient of n_processes * loss is the
+    1-process gradient. tasks: the trained tasks ({name: Task}); soft_tasks: those distilled from a teacher
+    (batch["teacher.<name>"], soft counts in counts["soft.<name>"]); batch["teacher"]: embedding targets.
+    """
+    c = config
+    losses = {n: share * t.loss(model_out[n].float(), batch[n]) / max(1, counts[n]) for n, t in tasks.items()}
+    if weighting is None:
+        loss = sum(task_weight(c, n) * x for n, x in losses.items())
+    else:  # learned weights over the trained tasks (LossWeighting)
+        loss = weighting(losses, n_processes)
+    soft = torch.zeros((), device=batch["attention_mask"].device)
+    if soft_tasks:  # Hinton's T^2 * KL(teacher_T || student_T) per task the teacher has
+        temp, a = c.distil_temperature, c.distil_weight
+        soft = temp * temp * sum(task_weight(c, n) * share * tasks[n].soft_loss(
+            model_out[n].float(), batch["teacher." + n], temp) / max(1, counts["soft." + n]) for n in soft_tasks)
+        loss = (1 - a) * loss + a * soft
+    embedding = torch.zeros((), device=soft.device)
+    if "teacher" in batch:  # mean over the global batch's rows of 1 - cos(embedding, teacher's)
+        cos = nn.functional.cosine_similarity(model_out["sentence_embedding"].float(), batch["teacher"], dim=-1)
+        embedding = share * (1 - cos).sum() / counts["rows"]
+        loss = loss + c.keep_embedding * embedding
+    return loss, losses, soft, embedding
+
+
 # --------------------------------------------------------------------------- the trainer
 class MultiTaskTrainer:
-    """Trains a MultiTaskSentenceTransformer on rows with words / ner_tags / label. See the module docstring."""
+    """Trains a MultiTaskSentenceTransformer on rows with words and a column per task. See the module docstring."""
 
     def __init__(self, model, train_rows, val_rows=None, config=None, teacher=None):
         self.config = config = config or TrainConfig()
         if config.distil_weight > 0 and teacher is None:
             raise InputError(f"distil_weight={config.distil_weight} needs a teacher to distil from: "
                              "MultiTaskTrainer(..., teacher=trained_model), or distil_weight=0.")
-        if teacher is not None and (teacher.tags != model.tags or teacher.label_names != model.label_names):
-            raise InputError("the teacher's tags / class names differ from the model's; distil into a student made "
-                             "from the teacher (distillation.make_student).")
         self.precision = resolve_mixed_precision(config.mixed_precision)  # "no" | "bf16" | "fp16", this trainer's own
         distributed_state()  # joins the launcher's process group (cpu=True without CUDA), or says why not
         self.accelerator = make_accelerator(config.report_to, config.output_dir)
@@ -280,35 +349,67 @@ class MultiTaskTrainer:
                              f"processes; use a multiple of {n} (e.g. --batch-size {config.batch_size // n * n or n}).")
         self.model = model
         self.trainable = apply_freezing(model, config)
-        self.train_cls = not config.freeze_classifier and config.w_cls > 0
-        self.train_ner = not config.freeze_ner and config.w_ner > 0
+        self.train_tasks = {n: model.tasks[n] for n in trained_task_names(model, config)}
         # the distillation needs an encoder that moves (a frozen encoder keeps its embedding exactly)
         self.distill = config.keep_embedding > 0 and not config.freeze_encoder
         self.teacher = teacher  # a trained model: its embeddings are the targets, and its distributions with a > 0
-        self.soft = teacher is not None and config.distil_weight > 0
+        self.soft_tasks = []
+        if teacher is not None:  # the trained tasks the teacher also has (the same kind, name and labels)
+            shared = [n for n, t in model.tasks.items() if n in teacher.tasks and t.same_as(teacher.tasks[n])]
+            if not shared or any(n in model.tasks and not model.tasks[n].same_as(t) for n, t in teacher.tasks.items()):
+                raise InputError("the teacher's tasks differ from the model's (a task of the same name with other "
+                                 "labels, or none in common); distil into a student made from the teacher "
+                                 "(distillation.make_student), or add new tasks under new names.")
+            self.soft_tasks = [n for n in shared if n in self.train_tasks] if config.distil_weight > 0 else []
+        self.soft = bool(self.soft_tasks)
         self.teacher_id = weights_fingerprint(teacher) if teacher is not None else None
         self.loss_weighting = None  # the LossWeighting module (unwrapped) while training with uncertainty weighting
         self.train_features = prepare_features(train_rows, model) if train_rows is not None else None
         self.val_features = prepare_features(val_rows, model) if val_rows is not None else None
         if self.train_features is not None:
             self.train_lengths = [len(x) for x in self.train_features["input_ids"]]
-            # per row: labelled first wordpieces (0 without NER tags) and whether it has a topic label
-            self.n_words = [sum(t != IGNORE_INDEX for t in x) for x in self.train_features["ner_labels"]]
-            self.has_label = [int(y) != -1 for y in self.train_features["label"]]
+            self.counts = label_counts(self.train_features, model.tasks)  # per task, per row: labelled rows / words
+            missing = [n for n in self.train_tasks if not any(self.counts[n])]
+            if missing and not config.eval_only:
+                raise InputError(f"no training row carries labels for task {missing[0]!r} (column "
+                                 f"{model.tasks[missing[0]].column!r}); give it data, or freeze it "
+                                 f"(freeze_tasks / main.py --freeze {missing[0]}).")
+            groups = train_rows["group"] if "group" in (getattr(train_rows, "column_names", None) or train_rows) \
+                else None
+            self.groups = [int(g) for g in groups] if groups is not None else [0] * len(self.train_lengths)
+            self.train_features["group"] = self.groups
         self.pad_id = pad_ids_value(model)
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         self.history = []
         self.scaler = None  # torch.amp.GradScaler while training in fp16
 
     def trained_tasks(self):
-        """{"topic": bool, "ner": bool}: which heads the model will have been trained on after this run. A head this
-        run trains counts; one it keeps frozen (or weighs 0) counts only if an earlier training taught it (a stage-2
-        run from a trained model), so a head frozen from the start stays marked untrained."""
+        """{task: bool}: which heads the model will have been trained on after this run. A head this run trains
+        counts; one it keeps frozen (or weighs 0) counts only if an earlier training taught it (a stage-2 run from a
+        trained model), so a head frozen from the start stays marked untrained."""
         before = self.model.trained_tasks or {}
-        return {"topic": self.train_cls or bool(before.get("topic")), "ner": self.train_ner or bool(before.get("ner"))}
+        return {n: n in self.train_tasks or bool(before.get(n)) for n in self.model.tasks}
 
     def _show_progress(self):
         return self.config.show_progress and self.accelerator.is_main_process
+
+    def epoch_batches(self, epoch):
+        """The global batches of an epoch (every process the same), by the sampling choice."""
+        c = self.config
+        rows = epoch_rows(self.groups, c.sampling, c.sampling_temperature, c.seed, epoch)
+        return length_grouped_batches(self.train_lengths, c.batch_size, c.seed, epoch, c.bucket_batches, rows)
+
+    def epoch_composition(self, batches):
+        """{task: rows of the epoch that carry its labels}: what one epoch trains each task on."""
+        return {n: sum(self.counts[n][i] > 0 for b in batches for i in b) for n in self.model.tasks}
+
+    def batch_counts(self, global_batch):
+        """The global batch's labelled rows (words) per trained task, the soft targets' counts, its rows."""
+        counts = {n: sum(self.counts[n][i] for i in global_batch) for n in self.train_tasks}
+        for n in self.soft_tasks:
+            counts["soft." + n] = counts[n] if self.model.tasks[n].kind == "tagging" else len(global_batch)
+        counts["rows"] = len(global_batch)
+        return counts
 
     # ----------------------------------------------------------------- the loop
     def train(self):
@@ -324,11 +425,9 @@ class MultiTaskTrainer:
         n_proc, rank = acc.num_processes, acc.process_index
         weighting = None
         if c.loss_weighting == "uncertainty":  # the trained tasks only: a frozen task has no loss to weigh
-            weighting = self.loss_weighting = LossWeighting(
-                {t: w for t, w, trained in (("cls", c.w_cls, self.train_cls), ("ner", c.w_ner, self.train_ner))
-                 if trained})
+            weighting = self.loss_weighting = LossWeighting({n: task_weight(c, n) for n in self.train_tasks})
         optimizer = build_optimizer(self.trainable, c, weighting.parameters() if weighting else ())
-        batches_per_epoch = len(length_grouped_batches(self.train_lengths, c.batch_size, c.seed, 0, c.bucket_batches))
+        batches_per_epoch = len(self.epoch_batches(0))
         total_steps = max(1, batches_per_epoch * c.epochs)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total_steps), total_steps)
         if weighting is None:
@@ -340,68 +439,37 @@ class MultiTaskTrainer:
         self.model.trained_tasks = self.trained_tasks()  # saved with every best_model / model
         state = self._start_or_resume(optimizer, scheduler, batches_per_epoch)
         targets = self._distillation_targets(model, state) if self.distill or self.soft else None  # on the host
-        teacher = targets["embeddings"] if self.distill else None  # [N, H]
         first_epoch, first_start = state["epoch"], time.perf_counter()
-        cache, val_cache = self._feature_caches(model) if state["epoch"] < c.epochs else (None, None)
-        running = torch.zeros(5, dtype=torch.float64, device=acc.device)  # cls, ner, distill, soft, non-finite
+        cache, self._val_cache = self._feature_caches(model) if state["epoch"] < c.epochs else (None, None)
+        names = list(self.train_tasks)
+        running = torch.zeros(len(names) + 3, dtype=torch.float64, device=acc.device)  # tasks, distill, soft, bad
         if c.report_to != "none":  # event files in <output_dir>/tensorboard; the run's settings as hyperparameters
             acc.init_trackers(TRACKER_DIR, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
                                                    for k, v in asdict(c).items()})
         self._last_save = time.monotonic()
 
         for epoch in range(state["epoch"], c.epochs):
-            # the first epoch's time includes building the feature cache, if any
-            epoch_start = first_start if epoch == first_epoch else time.perf_counter()
+            epoch_start = first_start if epoch == first_epoch else time.perf_counter()  # + building the cache
             model.train()
             if c.freeze_encoder:
                 acc.unwrap_model(model).encoder.eval()  # frozen: no dropout, so cached and live features agree
-            batches = length_grouped_batches(self.train_lengths, c.batch_size, c.seed, epoch, c.bucket_batches)
+            batches = self.epoch_batches(epoch)
             if state["step_in_epoch"] == 0:
-                state["loss_sums"] = {"cls": 0.0, "ner": 0.0, "distill": 0.0, "soft": 0.0, "n": 0}
+                state["loss_sums"] = {"tasks": dict.fromkeys(names, 0.0), "distill": 0.0, "soft": 0.0, "n": 0}
             sums = state["loss_sums"]  # part of the checkpoint, so a resumed epoch reports the same mean losses
             bar = tqdm(total=batches_per_epoch, initial=state["step_in_epoch"], desc=f"epoch {epoch + 1}/{c.epochs}",
                        disable=not self._show_progress())
             for step in range(state["step_in_epoch"], batches_per_epoch):
                 global_batch = batches[step]  # every process walks the same global batches and takes its share
-                rows, weight = process_share(global_batch, rank, n_proc, owned_only=cache is not None)
-                batch = collate(self.train_features, rows, self.pad_id, cache)
-                if teacher is not None:
-                    batch["teacher"] = teacher[rows]
-                if self.soft:  # the teacher's logits: per row, and per labelled word in collate's (row-major) order
-                    batch["teacher_cls"] = targets["cls_logits"][rows]
-                    offsets = targets["ner_offsets"]
-                    batch["teacher_ner"] = torch.cat([targets["ner_logits"][offsets[i]:offsets[i + 1]] for i in rows])
-                batch = to_device(batch, acc.device)
+                rows, share = process_share(global_batch, rank, n_proc, owned_only=cache is not None)
+                batch = to_device(self._batch(rows, cache, targets), acc.device)
                 with autocast(self.precision, acc.device):  # this trainer's precision, for this forward only
                     out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                                 token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
-                                ner_positions=(batch["ner_rows"], batch["ner_cols"]))  # first wordpieces only
-                # This process's part of the global batch means (topic: over rows with a topic label, NER: over
-                # labelled words; none -> 0, not NaN). DDP averages gradients over processes, so n_proc * part gives
-                # exactly the 1-process gradient. Counts come from the host's copy of the batch: no sync.
-                n_words = max(1, sum(self.n_words[i] for i in global_batch))
-                n_topic = max(1, sum(self.has_label[i] for i in global_batch))
-                cls_loss = weight * cross_entropy(out["cls_logits"].float(), batch["labels"]) / n_topic
-                ner_loss = weight * cross_entropy(out["ner_logits"].float(), batch["ner_targets"]) / n_words
-                if weighting is None:
-                    loss = (c.w_cls * cls_loss if self.train_cls else 0) + (c.w_ner * ner_loss if self.train_ner else 0)
-                else:  # learned weights over the trained tasks (LossWeighting)
-                    loss = weighting({t: x for t, x, trained in (("cls", cls_loss, self.train_cls),
-                                                                 ("ner", ner_loss, self.train_ner)) if trained}, n_proc)
-                soft_loss = torch.zeros((), device=acc.device)
-                if self.soft:  # Hinton's T^2 * KL(teacher_T || student_T): topic over all rows, NER over labelled words
-                    temp, a = c.distil_temperature, c.distil_weight
-                    soft_cls = weight * kl_divergence(out["cls_logits"].float(), batch["teacher_cls"], temp) / \
-                        len(global_batch)
-                    soft_ner = weight * kl_divergence(out["ner_logits"].float(), batch["teacher_ner"], temp) / n_words
-                    soft_loss = temp * temp * ((c.w_cls * soft_cls if self.train_cls else 0) +
-                                               (c.w_ner * soft_ner if self.train_ner else 0))
-                    loss = (1 - a) * loss + a * soft_loss
-                distill_loss = torch.zeros((), device=acc.device)
-                if teacher is not None:  # mean over the global batch's rows of 1 - cos(embedding, teacher's)
-                    cos = nn.functional.cosine_similarity(out["sentence_embedding"].float(), batch["teacher"], dim=-1)
-                    distill_loss = weight * (1 - cos).sum() / len(global_batch)
-                    loss = loss + c.keep_embedding * distill_loss
+                                positions=positions(batch, self.train_tasks), tasks=names)
+                loss, losses, soft, embedding = training_loss(out, batch, self.train_tasks,
+                                                              self.batch_counts(global_batch), c, share, weighting,
+                                                              n_proc, self.soft_tasks)
                 optimizer.zero_grad(set_to_none=True)
                 scaler = self.scaler
                 acc.backward(scaler.scale(n_proc * loss) if scaler else n_proc * loss)
@@ -415,7 +483,7 @@ class MultiTaskTrainer:
                 else:
                     optimizer.step()
                 scheduler.step()
-                running += torch.stack([cls_loss.detach(), ner_loss.detach(), distill_loss.detach(), soft_loss.detach(),
+                running += torch.stack([*(losses[n].detach() for n in names), embedding.detach(), soft.detach(),
                                         (~torch.isfinite(loss.detach())).float()]).double()
                 sums["n"] += 1
                 state["global_step"] += 1
@@ -428,39 +496,12 @@ class MultiTaskTrainer:
                     # the one host sync of a logging interval: losses of all processes, the non-finite check
                     # (before any save, so a bad step never reaches a checkpoint) and the minutes clock
                     save_due = self._sync_losses(running, sums, epoch, step)
-                    bar.set_postfix(cls=f"{sums['cls'] / sums['n']:.3f}", ner=f"{sums['ner'] / sums['n']:.3f}")
+                    bar.set_postfix({n: f"{v / sums['n']:.3f}" for n, v in sums["tasks"].items()})
                     if (save or save_due) and not last:
                         self._save_checkpoint("last", state, optimizer, scheduler)
                 exit_at_step_for_tests(state["global_step"])
             bar.close()
-
-            record = {"epoch": epoch + 1, "global_step": state["global_step"],
-                      "train_cls_loss": sums["cls"] / max(1, sums["n"]),
-                      "train_ner_loss": sums["ner"] / max(1, sums["n"]),
-                      "train_seconds": time.perf_counter() - epoch_start,
-                      "lr": scheduler.get_last_lr()[0]}
-            if self.distill:
-                record["train_distill_loss"] = sums["distill"] / max(1, sums["n"])
-            if self.soft:
-                record["train_soft_loss"] = sums.get("soft", 0.0) / max(1, sums["n"])
-            if weighting is not None:  # the learned weights at the epoch's end
-                record["loss_weights"] = self.loss_weighting.weights()
-                record["log_vars"] = {t: float(v.detach()) for t, v in self.loss_weighting.log_vars.items()}
-            if self.val_features is not None:
-                record["val"] = self.evaluate_features(self.val_features, val_cache)
-                score = self.selection_score(record["val"])
-                record["selection_score"] = score
-                if score > state["best_score"]:
-                    state["best_score"], state["best_epoch"] = score, epoch + 1
-                    if acc.is_main_process:
-                        acc.unwrap_model(model).save_pretrained(os.path.join(c.output_dir, "best_model"))
-            self.history.append(record)
-            state["epoch"], state["step_in_epoch"] = epoch + 1, 0
-            self._save_checkpoint("last", state, optimizer, scheduler)
-            self._write_logs()
-            if c.report_to != "none":
-                acc.log(tracker_values(record), step=epoch + 1)
-            acc.print(self.format_record(record))
+            self._end_epoch(model, epoch, epoch_start, state, optimizer, scheduler, batches)
         if c.report_to != "none":
             acc.end_training()
         self.state = state
@@ -469,12 +510,56 @@ class MultiTaskTrainer:
         acc.wait_for_everyone()  # best_model is complete before any process reads it
         return self.history
 
+    def _batch(self, rows, cache, targets):
+        """This process's rows of a global batch as tensors (host), with the distillation targets of those rows."""
+        batch = collate(self.train_features, rows, self.pad_id, cache, self.train_tasks)
+        if self.distill:
+            batch["teacher"] = targets["embeddings"][rows]
+        for n in self.soft_tasks:  # per row, or per labelled word in collate's (row-major) order
+            if self.model.tasks[n].kind == "tagging":
+                offsets = targets[n + ".offsets"]
+                batch["teacher." + n] = torch.cat([targets[n][offsets[i]:offsets[i + 1]] for i in rows])
+            else:
+                batch["teacher." + n] = targets[n][rows]
+        return batch
+
+    def _end_epoch(self, model, epoch, epoch_start, state, optimizer, scheduler, batches):
+        """The epoch's record (mean losses, validation, selection), the best model, the checkpoint and the logs."""
+        c, acc = self.config, self.accelerator
+        sums, n = state["loss_sums"], max(1, state["loss_sums"]["n"])
+        record = {"epoch": epoch + 1, "global_step": state["global_step"],
+                  "train_loss": {name: v / n for name, v in sums["tasks"].items()},
+                  "train_seconds": time.perf_counter() - epoch_start, "lr": scheduler.get_last_lr()[0],
+                  "epoch_rows": self.epoch_composition(batches)}
+        if self.distill:
+            record["train_distill_loss"] = sums["distill"] / n
+        if self.soft:
+            record["train_soft_loss"] = sums["soft"] / n
+        if self.loss_weighting is not None:  # the learned weights at the epoch's end
+            record["loss_weights"] = self.loss_weighting.weights()
+            record["log_vars"] = {t: float(v.detach()) for t, v in self.loss_weighting.log_vars.items()}
+        if self.val_features is not None:
+            record["val"] = self.evaluate_features(self.val_features, self._val_cache, tune_thresholds=True)
+            score = self.selection_score(record["val"])
+            record["selection_score"] = score
+            if score > state["best_score"]:
+                state["best_score"], state["best_epoch"] = score, epoch + 1
+                if acc.is_main_process:
+                    acc.unwrap_model(model).save_pretrained(os.path.join(c.output_dir, "best_model"))
+        self.history.append(record)
+        state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+        self._save_checkpoint("last", state, optimizer, scheduler)
+        self._write_logs()
+        if c.report_to != "none":
+            acc.log(tracker_values(record), step=epoch + 1)
+        acc.print(self.format_record(record))
+
     def _start_or_resume(self, optimizer, scheduler, batches_per_epoch):
         """The loop state: fresh, or from checkpoints/last (which also restores model, optimizer, scheduler, RNG)."""
         c, acc = self.config, self.accelerator
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf, "best_epoch": None,
                  "data": data_fingerprint(self.train_features), "teacher": None,
-                 "loss_sums": {"cls": 0.0, "ner": 0.0, "distill": 0.0, "soft": 0.0, "n": 0}}
+                 "loss_sums": {"tasks": dict.fromkeys(self.train_tasks, 0.0), "distill": 0.0, "soft": 0.0, "n": 0}}
         if acc.is_main_process:  # folders of a write killed half-way (checkpoint, best_model): tidy or restore
             for folder in (self.checkpoint_dir, c.output_dir):
                 recover_interrupted_writes(folder)
@@ -494,7 +579,7 @@ class MultiTaskTrainer:
         unwrapped, n_proc, rank = acc.unwrap_model(model), acc.num_processes, acc.process_index
         caches = []
         for features, desc in ((self.train_features, "caching encoder outputs"), (self.val_features, "caching val")):
-            mine = range(rank, len(features["label"]), n_proc) if features is not None else None
+            mine = range(rank, len(features["input_ids"]), n_proc) if features is not None else None
             caches.append(None if features is None else encode_cache(unwrapped, features, mine, acc.device,
                                                                      self.precision, c.eval_batch_size,
                                                                      self._show_progress(), desc))
@@ -503,8 +588,9 @@ class MultiTaskTrainer:
     def _distillation_targets(self, model, state):
         """The distillation targets (CPU tensors) of the training rows, computed once: {"embeddings": [N, H]} (the
         sentence embeddings of the encoder as it was when training started, or of the teacher when there is one) and,
-        with a teacher and distil_weight > 0, its "cls_logits" [N, C], "ner_logits" [W, T] (the labelled words of every
-        row, row after row) and "ner_offsets" [N + 1] (row i's words are ner_logits[offsets[i]:offsets[i + 1]]).
+        with a teacher and distil_weight > 0, its logits per distilled task: a sentence task's [N, C] under its name, a
+        tagging task's [W, T] (the labelled words of every row, row after row) and "<name>.offsets" [N + 1] (row i's
+        words are [offsets[i]:offsets[i + 1]]).
         A fresh run computes them (each process its share, then gathered) and stores them in checkpoints/teacher; a
         resumed run reads them back there (checked against the checkpoint's fingerprint), as the encoder they came
         from is gone."""
@@ -527,28 +613,31 @@ class MultiTaskTrainer:
         mine = range(rank, n_rows, n_proc)
         if self.teacher is None:
             part = (sentence_embeddings(acc.unwrap_model(model), self.train_features, mine, c.eval_batch_size,
-                                        acc.device, self.precision),)
+                                        acc.device, self.precision), {})
         else:
             from distillation import teacher_outputs
 
             part = teacher_outputs(self.teacher, self.train_features, mine, c.eval_batch_size, acc.device,
-                                   self.precision, self.pad_id)
+                                   self.precision, self.pad_id, {n: self.model.tasks[n] for n in self.soft_tasks})
             self.teacher.to("cpu")  # its outputs are all it is needed for
         parts = [(rank, part)]
         if n_proc > 1:  # every process needs every row (its share of a batch can be any row)
             parts = acc.gather_for_metrics(parts, use_gather_object=True)
-        rows = {}  # row index -> its outputs
-        for r, p in parts:
+        embeddings, logits = [None] * n_rows, [None] * n_rows
+        for r, (emb, per_task) in parts:
             for j, i in enumerate(range(r, n_rows, n_proc)):
-                rows[i] = [x[j] for x in p]
-        ordered = [rows[i] for i in range(n_rows)]
-        stack = (lambda k: torch.stack([o[k] for o in ordered])) if ordered else (lambda k: parts[0][1][k])
-        targets = {"embeddings": stack(0)}
-        if self.soft:
-            words = [o[2] for o in ordered]
-            targets["cls_logits"] = stack(1)
-            targets["ner_logits"] = torch.cat(words) if words else torch.zeros(0, len(self.teacher.tags))
-            targets["ner_offsets"] = torch.tensor([0, *np.cumsum([len(w) for w in words]).tolist()], dtype=torch.long)
+                embeddings[i], logits[i] = emb[j], {n: x[j] for n, x in per_task.items()}
+        hidden = self.model.encoder.hidden_size
+        targets = {"embeddings": torch.stack(embeddings) if n_rows else torch.zeros(0, hidden)}
+        for n in self.soft_tasks:
+            task = self.model.tasks[n]
+            rows = [x[n] for x in logits]
+            if task.kind == "tagging":  # the labelled words of every row, row after row, and where each row starts
+                targets[n] = torch.cat(rows) if rows else torch.zeros(0, len(task.labels))
+                targets[n + ".offsets"] = torch.tensor([0, *np.cumsum([len(w) for w in rows]).tolist()],
+                                                       dtype=torch.long)
+            else:
+                targets[n] = torch.stack(rows) if rows else torch.zeros(0, len(task.labels))
         if acc.is_main_process:
             atomic_write_dir(path, lambda d: save_file(targets, os.path.join(d, "embeddings.safetensors")))
         acc.wait_for_everyone()
@@ -568,49 +657,52 @@ class MultiTaskTrainer:
         totals = torch.cat([running, running.new_tensor([due])])
         if acc.num_processes > 1:
             torch.distributed.all_reduce(totals)
-        cls_sum, ner_sum, distill_sum, soft_sum, bad, due = totals.tolist()
+        *task_sums, distill_sum, soft_sum, bad, due = totals.tolist()
         running.zero_()
         if bad:
             raise TrainingDiverged(
                 f"loss became non-finite (NaN or inf) at epoch {epoch + 1}, by step {step + 1} (checked every "
                 f"{c.log_every_steps} steps and before every save); the last good checkpoint is in "
                 f"{self.checkpoint_dir}. Lower the learning rate or use mixed_precision='no'.")
-        sums["cls"] += cls_sum
-        sums["ner"] += ner_sum
+        for name, value in zip(sums["tasks"], task_sums):
+            sums["tasks"][name] += value
         sums["distill"] += distill_sum
-        sums["soft"] = sums.get("soft", 0.0) + soft_sum
+        sums["soft"] += soft_sum
         return due > 0
 
     def selection_score(self, metrics):
-        """Model selection on validation: mean of the trained tasks' scores (accuracy, NER micro-F1)."""
-        accuracy, ner = metrics["accuracy"], metrics["ner"] and metrics["ner"]["f1"]
-        scores = [s for s, trained in ((accuracy, self.train_cls), (ner, self.train_ner)) if trained and s is not None]
-        scores = scores or [s for s in (accuracy, ner) if s is not None]
+        """Model selection on validation: the mean of the trained tasks' main scores (accuracy, micro-F1, entity F1),
+        or the named task's (select_on); tasks no validation row carries are left out."""
+        tasks = self.model.tasks
+        names = [self.config.select_on] if self.config.select_on != "mean" else list(self.train_tasks) or list(tasks)
+        scores = [main_score(tasks[n], metrics["tasks"][n]) for n in names]
+        scores = [s for s in scores if s is not None]
         return float(np.mean(scores)) if scores else 0.0
 
-    @staticmethod
-    def format_record(r):
-        text = f"epoch {r['epoch']}: loss cls {r['train_cls_loss']:.4f} ner {r['train_ner_loss']:.4f} " \
-               f"({r['train_seconds']:.0f}s)"
+    def format_record(self, r):
+        text = f"epoch {r['epoch']}: loss " + " ".join(f"{n} {v:.4f}" for n, v in r["train_loss"].items()) + \
+            f" ({r['train_seconds']:.0f}s)"
         if "train_distill_loss" in r:
             text += f" distill {r['train_distill_loss']:.4f}"
         if "train_soft_loss" in r:
             text += f" soft {r['train_soft_loss']:.4f}"
         if "loss_weights" in r:
             text += " | weights " + " ".join(f"{t} {w:.3f}" for t, w in r["loss_weights"].items())
+        if r["epoch"] == 1 or self.config.sampling != "proportional":
+            text += " | rows per task " + " ".join(f"{n} {k}" for n, k in r["epoch_rows"].items())
         if "val" in r:
-            v = r["val"]
-            text += f" | val acc {fmt(v['accuracy'])} macro-F1 {fmt(v['macro_f1'])} NER F1 {fmt(v['ner'] and v['ner']['f1'])}"
+            text += " | val " + " ".join(f"{n} {fmt(main_score(self.model.tasks[n], m))}"
+                                         for n, m in r["val"]["tasks"].items())
         return text
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, rows):
-        """Metrics of the model being trained on rows (see evaluate()); sharded over processes under DDP."""
+        """Metrics of the model being trained on rows (evaluation.evaluate); sharded over processes under DDP."""
         return self.evaluate_features(prepare_features(rows, self.model))
 
-    def evaluate_features(self, features, cache=None):
+    def evaluate_features(self, features, cache=None, tune_thresholds=False):
         return evaluate(self.accelerator.unwrap_model(self.model), features, self.config.eval_batch_size,
-                        self.precision, cache, self.accelerator)
+                        self.precision, cache, self.accelerator, tune_thresholds)
 
     # ----------------------------------------------------------------- checkpoints and logs
     def _save_checkpoint(self, name, state, optimizer, scheduler):
@@ -654,8 +746,8 @@ class MultiTaskTrainer:
 
 def tracker_values(record):
     """An epoch record as flat scalars for the experiment tracker: train/*, val/*, lr, loss weights."""
-    values = {"train/cls_loss": record["train_cls_loss"], "train/ner_loss": record["train_ner_loss"],
-              "train/seconds": record["train_seconds"], "lr": record["lr"]}
+    values = {f"train/{n}_loss": v for n, v in record["train_loss"].items()}
+    values.update({"train/seconds": record["train_seconds"], "lr": record["lr"]})
     if "train_distill_loss" in record:
         values["train/distill_loss"] = record["train_distill_loss"]
     if "train_soft_loss" in record:
@@ -664,86 +756,14 @@ def tracker_values(record):
         values[f"train/loss_weight_{task}"] = weight
     val = record.get("val")
     if val is not None:
-        values.update({"val/accuracy": val["accuracy"], "val/macro_f1": val["macro_f1"],
-                       "val/ner_f1": val["ner"] and val["ner"]["f1"], "val/selection_score": record["selection_score"]})
+        for name, m in val["tasks"].items():
+            for key, v in (m or {}).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    values[f"val/{name}/{key}"] = v
+        values["val/selection_score"] = record["selection_score"]
     return {k: float(v) for k, v in values.items() if v is not None}
 
 
 def fmt(score):
     """A metric for printing: 4 decimals, or '-' for a task no row carries (None)."""
     return "-" if score is None else f"{score:.4f}"
-
-
-def kl_divergence(logits, teacher_logits, temperature):
-    """Summed KL(softmax(teacher / T) || softmax(logits / T)) over rows (the loop divides by the global count)."""
-    return nn.functional.kl_div(nn.functional.log_softmax(logits / temperature, dim=-1),
-                                nn.functional.log_softmax(teacher_logits / temperature, dim=-1),
-                                reduction="sum", log_target=True)
-
-
-def cross_entropy(logits, targets):
-    """Summed cross-entropy over targets that are not -1 / IGNORE_INDEX (0 for none): the loop divides by the
-    global batch's count of labelled rows (topic) or words (NER)."""
-    targets = torch.where(targets == -1, IGNORE_INDEX, targets)  # label -1: a row without a topic label
-    return nn.functional.cross_entropy(logits, targets, reduction="sum", ignore_index=IGNORE_INDEX)
-
-
-@torch.inference_mode()
-def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator=None):
-    """Accuracy, macro-F1, confusion matrix and NER entity P/R/F1 (word level, seqeval) of model on rows.
-
-    rows: a dataset / dict with words, ner_tags and label, or the output of prepare_features().
-    NER is scored on every word: a row longer than max_length wordpieces is tagged in overlapping windows like
-    predict() (its topic reads the first window, as in training).
-    accelerator: with several processes, each scores rows i % num_processes == process_index and the
-    predictions are gathered (gather_for_metrics); every process must call it and gets the same metrics.
-    """
-    features = rows if isinstance(rows, dict) and "input_ids" in rows and "ner_labels" in rows \
-        else prepare_features(rows, model)  # a dict check: `in` on a datasets.Dataset would read every row
-    n_proc, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
-    was_training = model.training
-    model.eval()
-    device = model.device
-    ids = features["input_ids"]
-    mine = list(range(rank, len(ids), n_proc))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    results = []  # (row, topic prediction, word tags)
-    for idx, _, _ in length_sorted_batches([ids[i] for i in mine], batch_size):
-        idx = [mine[j] for j in idx]
-        batch = {k: v.to(device) for k, v in collate(features, idx, pad_ids_value(model), cache).items()}
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                        token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"])
-        cls = out["cls_logits"].argmax(-1).cpu()
-        tag_ids = out["ner_logits"].argmax(-1).cpu()
-        first = (batch["ner_labels"] != IGNORE_INDEX).cpu()
-        for row, i in enumerate(idx):
-            if features["ner_tags"][i] is None:  # a row without NER tags is not scored for NER
-                results.append((i, int(cls[row]), None))
-                continue
-            tags = ["O"] * len(features["ner_tags"][i])  # truncated words and words with no wordpiece stay 'O'
-            for w, t in zip(features["word_index"][i], tag_ids[row][first[row]].tolist()):
-                tags[w] = model.tags[t]
-            results.append((i, int(cls[row]), tags))
-    # Rows cut at max_length: topic from the first window (as above), NER on the whole row in overlapping windows
-    # (the model's own windowed tagging; run live even beside a feature cache, which holds first windows only).
-    cut = [i for i in mine if features["ner_tags"][i] is not None and len(ids[i]) >= model.encoder.max_length
-           and features["word_index"][i]
-           and features["word_index"][i][-1] + 1 < len(features["words"][i])]
-    if cut:
-        runs = model._run([list(features["words"][i]) for i in cut], batch_size,
-                          {"no": "fp32"}.get(precision, precision), outputs=("ner_logits",))
-        whole = {i: run["tags"] for i, run in zip(cut, runs)}
-        results = [(i, cls, whole.get(i, tags)) for i, cls, tags in results]
-    model.train(was_training)
-    if n_proc > 1:
-        results = accelerator.gather_for_metrics(results, use_gather_object=True)
-    results.sort(key=lambda r: r[0])
-    # each task on the rows that carry its labels; a task no row carries gets None
-    topic = [(int(y), r[1]) for y, r in zip(features["label"], results) if int(y) != -1]
-    ner = [(list(g), r[2]) for g, r in zip(features["ner_tags"], results) if g is not None]
-    metrics = classification_metrics([y for y, _ in topic], [p for _, p in topic], len(model.label_names)) if topic \
-        else {"accuracy": None, "macro_f1": None, "confusion_matrix": None}
-    metrics["ner"] = ner_metrics([g for g, _ in ner], [p for _, p in ner]) if ner else None
-    metrics["rows"] = {"topic": len(topic), "ner": len(ner)}
-    return metrics

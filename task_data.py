@@ -1,0 +1,270 @@
+"""Which tasks a run trains and where each one's labels come from: main.py's TASKS as specs, each task's rows.
+
+    specs = parse_task_specs(["topic", "ner", "bbc=classification:bbc_sport_politics/bbc-text.csv@category"])
+    part = load_task_source(source, specs_of_that_source, ...)   # TaskRows: tasks, train / val / test rows
+    train = merge_rows([default_train, part.train], tasks)       # words + one column per task + group
+
+A spec is `topic` or `ner` (the default pair: --dataset's label column, and spaCy's silver entities on its texts) or
+`NAME=KIND:SOURCE[@COLUMN]`:
+  classification  SOURCE a data file / folder (CSV, TSV, JSON, parquet, the Hub layout), COLUMN its label column
+                  (default: label); labels as class names or ids, like --dataset.
+  multilabel      the same, COLUMN holding several labels per row: a list (JSON / parquet) or names joined by '|'
+                  ('sport|politics'; an empty field = none of them).
+  tagging         SOURCE a CoNLL file (`word ... TAG` lines, IOB1 or IOB2, any entity types): gold tags, the task's
+                  tag set read from the file.
+Several specs with the same SOURCE (and other columns) make several tasks from one source: each row carries them all.
+Every source is split alone: its own test split (the source's, else TEST_FRACTION carved), then validation
+(VAL_FRACTION of train), stratified for classification; the rows of a source share one `group` (sampling's unit).
+Nothing is read at import time.
+"""
+from typing import NamedTuple
+
+from errors import InputError
+
+BUILTIN = ("topic", "ner")  # the default pair, read from --dataset (create_ner_dataset)
+SPEC_FORMAT = "NAME=KIND:SOURCE[@COLUMN] (e.g. bbc=classification:bbc.csv@category, conll=tagging:conll2003/train.txt)"
+MULTILABEL_SEPARATOR = "|"
+
+
+class TaskSpec(NamedTuple):
+    name: str
+    kind: str = None        # None for the default pair
+    source: str = None
+    column: str = None
+
+
+class TaskRows(NamedTuple):
+    """One source's tasks and its train / validation / test rows (dicts of lists: words + one column per task)."""
+    tasks: list
+    train: dict
+    val: dict
+    test: dict
+
+
+def parse_task_spec(spec):
+    """A TaskSpec from main.py's form; InputError naming the form for anything else."""
+    from tasks import KINDS
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"--tasks: empty task; each is topic, ner or {SPEC_FORMAT}")
+    spec = spec.strip()
+    if "=" not in spec:
+        if spec not in BUILTIN:
+            raise InputError(f"--tasks: {spec!r} is neither topic, ner nor {SPEC_FORMAT}")
+        return TaskSpec(spec)
+    name, rest = spec.split("=", 1)
+    kind, _, source = rest.partition(":")
+    if kind not in KINDS:
+        raise InputError(f"--tasks {spec}: unknown kind {kind!r}; kinds: {', '.join(KINDS)} (form: {SPEC_FORMAT})")
+    source, _, column = source.partition("@")
+    if not source:
+        raise InputError(f"--tasks {spec}: no data source; form: {SPEC_FORMAT}")
+    if kind == "tagging" and column:
+        raise InputError(f"--tasks {spec}: a tagging task reads a CoNLL file's last column; drop '@{column}'")
+    if not name.isidentifier():
+        raise InputError(f"--tasks {spec}: task name {name!r} must be an identifier (letters, digits, _)")
+    return TaskSpec(name, kind, source, column or ("label" if kind != "tagging" else None))
+
+
+def parse_task_specs(specs):
+    """TaskSpecs of main.py's TASKS, refused when empty or when two share a name or (source, column)."""
+    parsed = [parse_task_spec(s) for s in specs]
+    if not parsed:
+        raise InputError("--tasks: give at least one task (the default: topic ner)")
+    names = [p.name for p in parsed]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"--tasks: two tasks are named {dupes[0]!r}; give each task its own name")
+    where = [(p.source, p.column) for p in parsed if p.kind]
+    twice = sorted({w for w in where if where.count(w) > 1}, key=str)
+    if twice:
+        raise InputError(f"--tasks: two tasks read column {twice[0][1]!r} of {twice[0][0]}; one task per column")
+    return parsed
+
+
+def parse_task_weights(text):
+    """{task: weight} from 'ner=3,topic=1' (tasks not named weigh 1); InputError naming the form otherwise."""
+    if isinstance(text, dict):
+        return dict(text)
+    weights = {}
+    for item in (x.strip() for x in str(text).split(",") if x.strip()):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--task-weights: {item!r} is not NAME=WEIGHT (e.g. --task-weights ner=3,topic=1)") \
+                from None
+        if not weights[name.strip()] >= 0:
+            raise InputError(f"--task-weights: {item!r}: a weight must be a number >= 0")
+    return weights
+
+
+def resolve_spec(spec, resolve):
+    """The spec string with its SOURCE passed through resolve (main.py: the data-root lookup); others unchanged."""
+    try:
+        parsed = parse_task_spec(spec)
+    except InputError:
+        return spec  # reported by the checks
+    if not parsed.kind:
+        return spec
+    resolved = resolve(parsed.source)
+    return f"{parsed.name}={parsed.kind}:{resolved}" + (f"@{parsed.column}" if "@" in spec else "")
+
+
+def spec_problems(specs):
+    """[message] for specs that cannot be loaded (a missing source file), before any work."""
+    import os
+
+    return [f"--tasks {s.name}: no file or folder at {s.source}" for s in specs
+            if s.kind and not os.path.exists(s.source) and not (s.kind != "tagging" and "/" not in s.source)]
+
+
+def sources(specs):
+    """{source: [its specs]} of the non-default specs, in order."""
+    out = {}
+    for s in specs:
+        if s.kind:
+            out.setdefault(s.source, []).append(s)
+    return out
+
+
+def _split(n, labels, test_fraction, val_fraction, seed, has_test):
+    """(train, val, test) row indices; stratified by labels when given."""
+    import numpy as np
+
+    from data_sources import carve_test_split
+
+    def carve(idx, fraction, salt):
+        if labels is not None:
+            keep, out = carve_test_split([labels[i] for i in idx], fraction, seed + salt)
+            return [idx[k] for k in keep], [idx[k] for k in out]
+        order = np.random.default_rng([seed, salt]).permutation(len(idx)).tolist()
+        k = max(1, int(round(fraction * len(idx))))
+        return [idx[i] for i in sorted(order[k:])], [idx[i] for i in sorted(order[:k])]
+
+    everything = list(range(n))
+    rest, test = (everything, []) if has_test else carve(everything, test_fraction, 1)
+    train, val = carve(rest, val_fraction, 2)
+    if not train or not val:
+        raise InputError(f"a task source of {n} rows is too small to split into train / validation / test; add rows")
+    return train, val, test
+
+
+def _words(texts, clean):
+    from text_prep import clean_text, split_words
+
+    return [split_words(clean_text(t) if clean else t)[0] for t in texts]
+
+
+def _multilabel_values(where, column, values):
+    """(label names, per row a list of ids or None) from lists or '|'-joined strings."""
+    from data_sources import _is_null
+
+    rows = []
+    for row, v in enumerate(values):
+        if _is_null(v):
+            rows.append(None)
+        elif isinstance(v, str):
+            rows.append([x.strip() for x in v.split(MULTILABEL_SEPARATOR) if x.strip()])
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
+            rows.append([str(x) for x in v])
+        else:
+            raise InputError(f"{where}, row {row}: column {column!r} holds {v!r}, not a list of labels; a multilabel "
+                             f"column holds a list (JSON) or names joined by '{MULTILABEL_SEPARATOR}' (CSV)")
+    names = sorted({x for r in rows if r is not None for x in r})
+    if len(names) < 2:
+        raise InputError(f"{where}: column {column!r} names {len(names)} label(s); a multilabel task needs at least 2")
+    ids = {n: i for i, n in enumerate(names)}
+    return names, [None if r is None else sorted({ids[x] for x in r}) for r in rows]
+
+
+def load_task_source(source, specs, text_column="text", clean=False, test_fraction=0.2, val_fraction=0.1, seed=42,
+                     group=1):
+    """TaskRows for the tasks read from one source (a CoNLL file for tagging, a labelled data source otherwise)."""
+    from tasks import KINDS
+
+    tagging = [s for s in specs if s.kind == "tagging"]
+    if tagging and len(specs) > 1:
+        raise InputError(f"--tasks: {source} is read as a CoNLL file by {tagging[0].name} and as a labelled table by "
+                         f"{[s.name for s in specs if s is not tagging[0]][0]}; one kind of source per file")
+    if tagging:
+        return _load_conll_task(source, tagging[0], test_fraction, val_fraction, seed, group)
+    from data_sources import _check_columns, _check_texts, _label_names_and_ids, _load_parts, _resolve_source
+
+    kind, src = _resolve_source(source)
+    parts = _load_parts(kind, src)
+    for s in specs:
+        _check_columns(parts, text_column, s.column)
+    by_split = {split: {"texts": [], "columns": {s.name: [] for s in specs}} for split in parts}
+    tasks = []
+    for s in specs:
+        if s.kind == "classification":
+            names, ids = _label_names_and_ids(parts, s.column)
+            for split, per_part in ids.items():
+                by_split[split]["columns"][s.name] = [y for values in per_part for y in values]
+        else:
+            values = [(split, v) for split, ps in parts.items() for where, ds in ps for v in ds[s.column]]
+            names, rows = _multilabel_values(source, s.column, [v for _, v in values])
+            for (split, _), r in zip(values, rows):
+                by_split[split]["columns"][s.name].append(r)
+        tasks.append(KINDS[s.kind](s.name, names, column=s.name))
+    for split, ps in parts.items():
+        for where, ds in ps:
+            texts = list(ds[text_column])
+            _check_texts(where, texts, text_column)
+            by_split[split]["texts"] += texts
+    first = next((t for t in tasks if t.kind == "classification"), None)
+    train_all = by_split["train"]
+    labels = train_all["columns"][first.name] if first else None
+    train_idx, val_idx, test_idx = _split(len(train_all["texts"]), labels, test_fraction, val_fraction, seed,
+                                          has_test="test" in by_split)
+    test_source = by_split.get("test", train_all)
+    test_idx = test_idx if "test" not in by_split else list(range(len(test_source["texts"])))
+
+    def rows(part, idx):
+        out = {"words": _words([part["texts"][i] for i in idx], clean)}
+        out.update({n: [values[i] for i in idx] for n, values in part["columns"].items()})
+        out["group"] = [group] * len(idx)
+        return out
+
+    return TaskRows(tasks, rows(train_all, train_idx), rows(train_all, val_idx), rows(test_source, test_idx))
+
+
+def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):
+    from conll import read_conll
+    from tasks import TaggingTask
+    from text_prep import _keep_word
+
+    sentences = read_conll(path)
+    if not sentences:
+        raise InputError(f"--tasks {spec.name}: {path} holds no sentences (expected 'word ... TAG' lines)")
+    words, tags = [], []
+    for ws, ts in sentences:  # words a BERT uncased tokenizer turns into nothing are dropped, as everywhere
+        pairs = [(w, t) for w, t in zip(ws, ts) if _keep_word(w)]
+        words.append([w for w, _ in pairs])
+        tags.append([t for _, t in pairs])
+    types = sorted({t[2:] for row in tags for t in row if t != "O"})
+    task = TaggingTask(spec.name, ["O"] + [f"{p}-{t}" for t in types for p in "BI"], column=spec.name)
+    train_idx, val_idx, test_idx = _split(len(words), None, test_fraction, val_fraction, seed, has_test=False)
+
+    def rows(idx):
+        return {"words": [words[i] for i in idx], spec.name: [tags[i] for i in idx], "group": [group] * len(idx)}
+
+    return TaskRows([task], rows(train_idx), rows(val_idx), rows(test_idx))
+
+
+def merge_rows(parts, tasks):
+    """One datasets.Dataset of the parts' rows (each a Dataset or dict of lists) with words, every task's column (a
+    row without a task's column gets its 'no label' value) and group (0 where a part has none)."""
+    import datasets
+
+    columns = {"words": [], "group": []}
+    columns.update({t.column: [] for t in tasks})
+    for part in parts:
+        names = part.column_names if hasattr(part, "column_names") else list(part)
+        n = len(part["words"])
+        columns["words"] += list(part["words"])
+        columns["group"] += list(part["group"]) if "group" in names else [0] * n
+        for t in tasks:
+            columns[t.column] += list(part[t.column]) if t.column in names else [t.missing] * n
+    return datasets.Dataset.from_dict(columns)
