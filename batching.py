@@ -86,7 +86,10 @@ def epoch_rows(groups, sampling, temperature, seed, epoch):
     sizes = np.bincount(groups)
     power = 0.0 if sampling == "round-robin" else 1.0 / temperature
     shares = sizes.astype(float) ** power * (sizes > 0)
-    quota = np.floor(len(groups) * shares / shares.sum()).astype(int)
+    exact = len(groups) * shares / shares.sum()
+    quota = np.floor(exact).astype(int)
+    for g in np.argsort(-(exact - quota), kind="stable")[:len(groups) - quota.sum()]:  # largest remainders: N in all
+        quota[g] += 1
     rng = np.random.default_rng([seed, epoch, 7])
     members = [np.flatnonzero(np.asarray(groups) == g) for g in range(len(sizes))]
     rows = []

@@ -13,13 +13,13 @@ from errors import InputError
 # (name, output folder, TrainConfig overrides). Stage 1 of the two-stage schedules is the `joint` run.
 SINGLE_STAGE_STRATEGIES = [
     ("joint", "joint", {}),
-    ("topic only", "topic_only", {"w_ner": 0.0}),
-    ("NER only", "ner_only", {"w_cls": 0.0}),
+    ("topic only", "topic_only", {"task_weights": {"ner": 0.0}}),
+    ("NER only", "ner_only", {"task_weights": {"topic": 0.0}}),
     ("encoder frozen", "encoder_frozen", {"freeze_encoder": True, "feature_cache": True}),
 ]
 STAGE2_STRATEGIES = [
-    ("stage 2: classifier frozen, NER trained", "stage2_classifier_frozen", {"freeze_classifier": True}),
-    ("stage 2: NER head frozen, topic trained", "stage2_ner_frozen", {"freeze_ner": True}),
+    ("stage 2: classifier frozen, NER trained", "stage2_classifier_frozen", {"freeze_tasks": ("topic",)}),
+    ("stage 2: NER head frozen, topic trained", "stage2_ner_frozen", {"freeze_tasks": ("ner",)}),
 ]
 SCORES = ("topic_accuracy", "topic_macro_f1", "ner_f1", "sts_spearman")  # each row's scores (test split; STS-B dev)
 

@@ -159,7 +159,7 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     start_from: a saved model folder to train on from (a stage-2 run: a fresh optimizer and schedule); None builds a
     new model from the flags (unless `model` is given: e.g. a student). teacher: a trained model to distil from
     (trainer_sentence_transformer). extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
-    w_ner=0.0, freeze_classifier=True).
+    task_weights={"ner": 0.0}, freeze_tasks=("topic",)).
     Returns (results, best model) on the main process, None on the others (DDP)."""
     from accelerate.utils import set_seed
 
@@ -198,12 +198,70 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
                "best_epoch": trainer.state["best_epoch"], "history": history,
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
-               "trained_tasks": best.trained_tasks, "flags": vars(a), "run": run_info()}
+               "trained_tasks": best.trained_tasks, "tasks": [t.config() for t in best.tasks.values()],
+               "task_sources": task_sources(a), "flags": vars(a), "run": run_info()}
     if start_from:
         results["start"] = start_from
     results.update(extra_results or {})
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     write_model_card(os.path.join(output_dir, "model"), best, results)  # the Hub card, with the metrics above
+    return results, best
+
+
+def task_sources(a):
+    """{task: its data source} for the tasks of --tasks beyond the default pair."""
+    from task_data import parse_task_spec
+
+    specs = [parse_task_spec(t) for t in a.tasks]
+    return {s.name: s.source for s in specs if s.kind}
+
+
+def run_from_model(a, data, output_dir):
+    """--from-model DIR: train on from the saved model in DIR, adding the tasks of --tasks it lacks (fresh heads),
+    while its own tasks keep what they know: their outputs and its sentence embeddings are distilled from the saved
+    model (DISTIL_WEIGHT, DISTIL_TEMPERATURE, KEEP_EMBEDDING) beside their own labels. results.json's `from_model`
+    records each old task's test score before (the saved model) and after."""
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from trainer_sentence_transformer import evaluate
+
+    train, val, test, tasks = data
+    teacher = MultiTaskSentenceTransformer.from_pretrained(a.from_model)
+    model = MultiTaskSentenceTransformer.from_pretrained(a.from_model)
+    clash = [t.name for t in tasks if t.name in model.tasks and not t.same_as(model.tasks[t.name])]
+    if clash:
+        raise InputError(f"--from-model {a.from_model}: its task {clash[0]!r} has other labels than --tasks gives it; "
+                         "name the new task differently, or use the data the model was trained on")
+    new = [t for t in tasks if t.name not in model.tasks]
+    for task in new:
+        model.add_task(task)
+    if model.trained_tasks is None:
+        model.trained_tasks = {n: n not in {t.name for t in new} for n in model.tasks}
+    old = [n for n in teacher.tasks if n in {t.name for t in tasks}]
+    before = evaluate(teacher, test, precision="no") if old else {"tasks": {}}
+    print(f"--from-model {a.from_model}: its tasks {', '.join(teacher.tasks)} distilled from it; new: "
+          f"{', '.join(t.name for t in new) or 'none'}")
+    out = run_experiment(a, data, output_dir, model=model, teacher=teacher)
+    if out is None:
+        return None
+    results, best = out
+    from evaluation import main_score
+
+    record = {"path": os.path.abspath(a.from_model), "new_tasks": [t.name for t in new], "old_tasks": {}}
+    for n in old:
+        task = best.tasks[n]
+        record["old_tasks"][n] = {"metric": task.main_metric,
+                                  "before": main_score(task, before["tasks"].get(n)),
+                                  "after": main_score(task, results["test"]["tasks"].get(n))}
+    results["from_model"] = record
+    from atomic_io import write_text_atomic
+    from model_card import write_model_card
+
+    write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    write_model_card(os.path.join(output_dir, "model"), best, results)
+    for n, v in record["old_tasks"].items():
+        if v["before"] is not None and v["after"] is not None:
+            print(f"  {n}: {v['metric']} {v['before']:.4f} before -> {v['after']:.4f} after "
+                  f"({v['after'] - v['before']:+.4f})")
     return results, best
 
 

@@ -53,9 +53,10 @@ FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its low
 FREEZE = []                       # task heads kept as they are (their losses left out), e.g. --freeze topic
 SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
+FROM_MODEL = ""                   # a saved model folder to train on: its tasks kept (distilled from it), the TASKS it lacks added
 DISTIL_FROM = ""                  # a saved model folder (e.g. outputs/default/model): train a smaller student of it instead ("" = off)
 STUDENT_LAYERS = 3                # --distil-from: encoder layers of the student, taken from the teacher's (its first and top, the rest spread between)
-DISTIL_WEIGHT = 0.5               # --distil-from: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
+DISTIL_WEIGHT = 0.5               # --distil-from / --from-model: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
 DISTIL_TEMPERATURE = 2.0          # --distil-from: temperature softening those distributions
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
@@ -191,9 +192,11 @@ def check_args(parser, a):
             message = "must name a column" if not getattr(a, name) else message
         problems.append(f"{names.get(name, flag(name))} {message}")
     problems += schedule_problems(a)
+    if a.from_model:
+        problems += from_model_problems(a)
     if a.distil_from:
         problems += distil_problems(a)
-    else:  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
+    elif not a.from_model:  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
         problems += [f"--{f.replace('_', '-')} {m}" for f, m in TrainConfig.problems(
             {"distil_weight": a.distil_weight, "distil_temperature": a.distil_temperature})]
     try:
@@ -252,6 +255,22 @@ def task_flag_problems(a):
         if a.select_on != "mean" and a.select_on not in known:
             problems.append(f"--select-on must be 'mean' or a task name ({', '.join(sorted(known))}), got "
                             f"{a.select_on!r}")
+    return problems
+
+
+def from_model_problems(a):
+    """--from-model: a saved model folder, trained jointly, not with --distil-from."""
+    from multi_task_sentence_transformer import CONFIG_NAME, HEADS_NAME
+
+    missing = [n for n in (CONFIG_NAME, HEADS_NAME) if not os.path.isfile(os.path.join(a.from_model, n))]
+    if missing:
+        return [f"--from-model: {a.from_model} is not a saved model folder (no {', '.join(missing)}); point it at "
+                "<output-dir>/model of a training run"]
+    problems = []
+    if a.distil_from:
+        problems.append("--from-model and --distil-from: pick one (a student of a model, or a model with new tasks)")
+    if a.schedule != "joint":
+        problems.append(f"--from-model trains jointly; drop --schedule {a.schedule!r}")
     return problems
 
 
@@ -364,12 +383,13 @@ def train_mode(a):
     import resource
 
     from distributed import distributed_state
-    from experiment import load_data, run_distillation, run_schedule
+    from experiment import load_data, run_distillation, run_from_model, run_schedule
 
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
-    out = (run_distillation if a.distil_from else run_schedule)(a, load_data(a), a.output_dir)
+    run = run_distillation if a.distil_from else run_from_model if a.from_model else run_schedule
+    out = run(a, load_data(a), a.output_dir)
     if out is None:  # not the main process (DDP): only the main one reports
         return
     results, model = out

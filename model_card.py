@@ -53,15 +53,12 @@ def card_metrics(results=None, conll=None):
         test, flags = results.get("test") or {}, results.get("flags") or {}
         hub, name = _dataset(flags)
         data_type = hub or name
-        trained = results.get("trained_tasks") or {"topic": True, "ner": True}
-        if trained.get("topic") and test.get("accuracy") is not None:
-            rows.append(("text-classification", "Topic classification", data_type, name, "test", "accuracy",
-                         "Test accuracy", test["accuracy"]))
-            rows.append(("text-classification", "Topic classification", data_type, name, "test", "f1",
-                         "Test macro-F1", test["macro_f1"]))
-        if trained.get("ner") and test.get("ner"):
-            rows.append(("token-classification", "NER (spaCy silver labels)", data_type, name, "test", "f1",
-                         "Entity micro-F1 vs spaCy silver labels", test["ner"]["f1"]))
+        trained = results.get("trained_tasks") or {}
+        for task, m in (test.get("tasks") or {}).items():  # one entry per task the run trained and scored
+            if not m or not trained.get(task, True):
+                continue
+            for row in _task_rows(task, m, data_type, name, results):
+                rows.append(row)
         if results.get("sts_spearman") is not None:
             rows.append(("sentence-similarity", "Sentence embedding (encode)", STS_HUB_ID, "STS Benchmark",
                          "validation", "spearmanr", "Spearman x100 of cosine similarity", results["sts_spearman"]))
@@ -69,6 +66,37 @@ def card_metrics(results=None, conll=None):
         rows.append(("token-classification", "NER (human labels)", CONLL_HUB_ID, "CoNLL-2003", "validation", "f1",
                      "Entity micro-F1, spaCy types mapped to CoNLL's", conll["model"]["f1"]))
     return rows
+
+
+def _task_rows(task, m, data_type, name, results):
+    """The card's metric rows of one task's test metrics (its kind read from which metrics it has)."""
+    source = (results.get("task_sources") or {}).get(task)
+    data_type, name = (source, os.path.basename(source)) if source else (data_type, name)
+    if "accuracy" in m:
+        title = "Topic classification" if task == "topic" else f"{task} (classification)"
+        return [("text-classification", title, data_type, name, "test", "accuracy", "Test accuracy", m["accuracy"]),
+                ("text-classification", title, data_type, name, "test", "f1", "Test macro-F1", m["macro_f1"])]
+    if "micro_f1" in m:
+        title = f"{task} (multi-label classification)"
+        return [("text-classification", title, data_type, name, "test", "f1", "Test micro-F1", m["micro_f1"]),
+                ("text-classification", title, data_type, name, "test", "f1", "Test macro-F1", m["macro_f1"])]
+    if task == "ner":
+        return [("token-classification", "NER (spaCy silver labels)", data_type, name, "test", "f1",
+                 "Entity micro-F1 vs spaCy silver labels", m["f1"])]
+    return [("token-classification", f"{task} (tagging)", data_type, name, "test", "f1", "Entity micro-F1", m["f1"])]
+
+
+def describe_tasks(model):
+    """One line per task: its kind and labels."""
+    lines = []
+    for t in model.tasks.values():
+        if t.kind == "tagging":
+            what = f"BIO tags for {', '.join(t.entity_types)}"
+        else:
+            what = f"{len(t.labels)} {'labels' if t.kind == 'multilabel' else 'classes'}: {', '.join(t.labels[:12])}" \
+                + (", ..." if len(t.labels) > 12 else "")
+        lines.append(f"- **{t.name}** ({t.kind}): {what}")
+    return "\n".join(lines)
 
 
 def _sts_note(results):
@@ -93,12 +121,13 @@ def build_model_card(model, results=None, conll=None):
         tags=["sentence-transformers", "multi-task", "text-classification", "token-classification", "ner",
               "feature-extraction"],
         model_name="multi-task sentence transformer",
+        # dataset_config = the task's title: the Hub groups a card's results by task type, dataset and config, so
+        # two classification tasks on one dataset stay two entries
         eval_results=[EvalResult(task_type=t, task_name=tn, dataset_type=dt, dataset_name=dn, dataset_split=sp,
-                                 metric_type=mt, metric_name=mn, metric_value=round(float(v), 6))
+                                 dataset_config=tn, metric_type=mt, metric_name=mn, metric_value=round(float(v), 6))
                       for t, tn, dt, dn, sp, mt, mn, v in rows] or None)
     trained = model.trained_tasks
-    untrained = [t for t in ("topic", "ner") if trained is not None and not trained.get(t, True)]
-    entity_types = sorted({t[2:] for t in model.tags if t != "O"})
+    untrained = [t for t in model.tasks if trained is not None and not trained.get(t, True)]
     metric_lines = "\n".join(f"| {tn} | {dn} ({sp}) | {mn} | {float(v):.4f} |" for _, tn, _, dn, sp, _, mn, v in rows)
     flag_lines = "\n".join(f"| `--{k.replace('_', '-')}` | `{v}` |" for k, v in sorted(flags.items())
                            if k not in NOT_TRAINING_FLAGS and v not in (None, [], ""))
@@ -108,14 +137,17 @@ def build_model_card(model, results=None, conll=None):
 
 # Multi-task sentence transformer
 
-One {_base_model(flags, model) or 'BERT-family'} encoder with two heads: **topic classification** ({len(model.label_names)}
-classes: {', '.join(model.label_names)}) and **named-entity recognition** (BIO tags for {', '.join(entity_types)}).
+One {_base_model(flags, model) or 'BERT-family'} encoder with {len(model.tasks)} task head{"s" if len(model.tasks) > 1 else ""}:
+
+{describe_tasks(model)}
+
 The encoder is a sentence transformer ({model.encoder.pooling} pooling, {model.encoder.max_length} wordpieces): its
-sentence embedding is what the topic head reads and what `encode()` returns.
+sentence embedding is what the sentence heads read and what `encode()` returns; tagging heads read its token
+embeddings. `predict` runs the encoder once per text for every head.
 {"" if not untrained else f'''
 **Untrained head{"s" if len(untrained) > 1 else ""}: {", ".join(untrained)}.** This model was trained without that
-task's loss, so `predict` leaves it out (no topic label / no entities) and says so once.
-'''}
+task's loss, so `predict` leaves it out (no label / no entities) and says so once.
+'''}{_added_note(results)}
 ## Results
 
 {"| task | data | metric | value |" + chr(10) + "|---|---|---|---|" + chr(10) + metric_lines if rows else
@@ -129,7 +161,7 @@ Loading needs this project's code (`multi_task_sentence_transformer.py`):
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
 model = MultiTaskSentenceTransformer.from_pretrained("path/to/this/folder")
-model.predict("Apple opens a store in Paris.")   # {{'label': ..., 'score': ..., 'entities': [...]}}
+model.predict("Apple opens a store in Paris.")   # {{task name: its output, ...}}
 model.encode(["A sentence.", "Another one."])     # sentence embeddings
 ```
 
@@ -157,6 +189,18 @@ the CoNLL-2003 row (when present) compares with human labels, spaCy's OntoNotes 
   overlapping windows.
 """
     return ModelCard(text)
+
+
+def _added_note(results):
+    """Where tasks were added to a trained model (--from-model): each old task's test score before and after."""
+    added = (results or {}).get("from_model")
+    if not added:
+        return ""
+    lines = [f"| {t} | {v['metric']} | {v['before']:.4f} | {v['after']:.4f} | {v['after'] - v['before']:+.4f} |"
+             for t, v in added["old_tasks"].items() if v.get("before") is not None and v.get("after") is not None]
+    return (f"\nTasks {', '.join(added['new_tasks'])} were added to the trained model in `{added['path']}`; its "
+            "tasks were distilled from it meanwhile. Their test scores before and after:\n\n"
+            "| task | metric | before | after | change |\n|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
 
 
 def _distilled(teacher):

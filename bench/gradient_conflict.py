@@ -32,10 +32,9 @@ def main():
     import numpy as np
     import torch
 
-    from batching import collate, length_grouped_batches, pad_ids_value, prepare_features
+    from batching import collate, length_grouped_batches, pad_ids_value, positions, prepare_features
     from create_ner_dataset import create_dataset
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import cross_entropy
 
     torch.set_num_threads(args.threads)
     ds, tags = create_dataset(args.data, seed=42)
@@ -56,11 +55,12 @@ def main():
         batches = length_grouped_batches(lengths, args.batch_size, 42, 0)[: args.batches]
         cosines, ratios = [], []
         for rows in batches:
-            b = collate(features, rows, pad_ids_value(model))
+            b = collate(features, rows, pad_ids_value(model), tasks=model.tasks)
             out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], shape_ids=b["shape_ids"],
-                        ner_positions=(b["ner_rows"], b["ner_cols"]))
-            cls = args.w_cls * cross_entropy(out["cls_logits"], b["labels"]) / len(rows)
-            ner = args.w_ner * cross_entropy(out["ner_logits"], b["ner_targets"]) / max(1, len(b["ner_targets"]))
+                        positions=positions(b, model.tasks))
+            topic, ner_task = model.tasks["topic"], model.tasks["ner"]
+            cls = args.w_cls * topic.loss(out["topic"], b["topic"]) / len(rows)
+            ner = args.w_ner * ner_task.loss(out["ner"], b["ner"]) / max(1, len(b["ner"]))
             g_cls = torch.cat([g.flatten() for g in torch.autograd.grad(cls, params, retain_graph=True)])
             g_ner = torch.cat([g.flatten() for g in torch.autograd.grad(ner, params)])
             cosines.append(torch.nn.functional.cosine_similarity(g_cls, g_ner, dim=0).item())

@@ -90,7 +90,7 @@ def main():
     for mode in modes:
         print(f"{mode:>12}: {len(texts) / best[mode]:6.1f} texts/s ({best[mode]:.1f} s for {len(texts)} texts, "
               f"best of {a.repeats})")
-    same = all(x["label"] == y["label"] and abs(x["score"] - y["score"]) < 1e-6
+    same = all(x["topic"]["label"] == y["topic"]["label"] and abs(x["topic"]["score"] - y["topic"]["score"]) < 1e-6
                for x, y in zip(outputs["windowed"], outputs["first window"]))
     print(f"topic label and score identical in both modes: {same}")
     late, total, rows = silver_entities_past_the_first_window(model, *a.silver_rows)

@@ -30,8 +30,8 @@ def entity_f1(reference, predicted):
     """Micro F1 of exact (start, end, type) entity matches, predicted vs reference, over all texts."""
     tp = n_ref = n_pred = 0
     for ref, pred in zip(reference, predicted):
-        r = {(e["start"], e["end"], e["type"]) for e in ref["entities"]}
-        p = {(e["start"], e["end"], e["type"]) for e in pred["entities"]}
+        r = {(e["start"], e["end"], e["type"]) for e in ref["ner"]}
+        p = {(e["start"], e["end"], e["type"]) for e in pred["ner"]}
         tp, n_ref, n_pred = tp + len(r & p), n_ref + len(r), n_pred + len(p)
     return 2 * tp / (n_ref + n_pred) if n_ref + n_pred else 1.0
 
@@ -131,11 +131,11 @@ def main():
             model = entry["model"]
             label_id = {n: i for i, n in enumerate(model.label_names)}
             ref = outputs.get((name, "fp32")) or model.predict(texts, batch_size=args.batch_size, precision="fp32")
-            acc_ref = np.mean([label_id[p["label"]] == y for p, y in zip(ref, labels)])
+            acc_ref = np.mean([label_id[p["topic"]["label"]] == y for p, y in zip(ref, labels)])
             line = f"{name}: accuracy fp32 {100 * acc_ref:.2f}%"
             for mode in (m for m in modes if m != "fp32"):
                 got = outputs[(name, mode)]
-                acc = np.mean([label_id[p["label"]] == y for p, y in zip(got, labels)])
+                acc = np.mean([label_id[p["topic"]["label"]] == y for p, y in zip(got, labels)])
                 line += f"; {mode} {100 * acc:.2f}% (entity F1 vs fp32 {entity_f1(ref, got):.4f})"
             print(line)
             if "fast" in modes:

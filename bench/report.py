@@ -3,6 +3,7 @@
     python bench/report.py outputs/default                      # the default run: one results table
     python bench/report.py outputs/joint outputs/ner_only ...   # several runs: one row each
     python bench/report.py outputs/freezing                     # a --compare-freezing run: its tables
+    (runs with more tasks than topic + NER also get a table with one row per task)
 
 Each RUN_DIR holds a results.json (main.py's training run; conll_eval.json beside it adds the CoNLL-2003 F1) and/or a
 compare_freezing.json (main.py --compare-freezing). Every table is preceded by its provenance: the commit, the exact
@@ -70,6 +71,30 @@ def results_table(folders):
     return "\n".join(notes + [""] + header + rows) + "\n"
 
 
+def task_table(folders):
+    """One row per task of each run with more tasks than the default pair (or tasks added with --from-model): its
+    test rows, main score, macro-F1 and, for the tasks of a --from-model start, the score before."""
+    rows = []
+    for folder in folders:
+        results = read_json(folder, "results.json")
+        tasks = ((results or {}).get("test") or {}).get("tasks") or {}
+        added = (results or {}).get("from_model") or {}
+        if not results or (set(tasks) <= {"topic", "ner"} and not added):
+            continue
+        name = os.path.basename(os.path.normpath(folder))
+        for task, m in tasks.items():
+            if m is None:
+                continue
+            key = next(k for k in ("accuracy", "micro_f1", "f1") if k in m)
+            before = (added.get("old_tasks") or {}).get(task, {}).get("before")
+            rows.append(f"| {name} | {task} | {results['test']['rows'][task]} | {key} {fmt(m[key])} | "
+                        f"{fmt(m.get('macro_f1'))} | {fmt(before)} |")
+    if not rows:
+        return None
+    return "\n".join(["| run | task | test rows | main score | macro-F1 | before (--from-model) |",
+                      "|---|---|---|---|---|---|", *rows]) + "\n"
+
+
 def freezing_tables(folder):
     """The tables of a --compare-freezing run folder, or None."""
     rows = read_json(folder, "compare_freezing.json")
@@ -89,7 +114,7 @@ def main(argv=None):
     missing = [d for d in a.run_dirs if not os.path.isdir(d)]
     if missing:
         parser.error(f"no run folder at {', '.join(missing)}")
-    parts = [results_table(a.run_dirs)] + [freezing_tables(d) for d in a.run_dirs]
+    parts = [results_table(a.run_dirs), task_table(a.run_dirs)] + [freezing_tables(d) for d in a.run_dirs]
     parts = [p for p in parts if p]
     if not parts:
         parser.error("none of the folders holds a results.json or compare_freezing.json (main.py writes them in "

@@ -26,7 +26,7 @@ def main():
     run_info.record_start()
     a = flags.parse_args(argv)
     results, _ = run_experiment(a, load_data(a), a.output_dir, start_from=start_from, epochs=a.stage2_epochs,
-                                freeze_classifier=True)
+                                freeze_tasks=("topic",))
     flags.print_results(results)
 
 

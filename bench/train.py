@@ -43,7 +43,7 @@ def seed_style_epoch(model, rows, tags, batch_size, seed):
     for b in range(0, n, batch_size):
         idx = order[b:b + batch_size]
         out = model(input_ids[idx], mask[idx])
-        loss = ce(out["cls_logits"], topic[idx]) + ce(out["ner_logits"].flatten(0, 1), ner[idx].flatten())
+        loss = ce(out["topic"], topic[idx]) + ce(out["ner"].flatten(0, 1), ner[idx].flatten())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -94,7 +94,8 @@ def tag_capitalised_words(model, kind="ORG"):
     pass vacuously). Returns the model."""
     from text_prep import WORD_SHAPES
 
-    head, tags = model.ner_head, model.tags
+    task = model.first_task("tagging")
+    head, tags = model.heads[task.name], task.labels
     dim = head.shape_embedding.embedding_dim
     conv = isinstance(head.hidden, torch.nn.Conv1d)  # with a context layer the hidden layer is a convolution
     n_in = head.hidden.in_channels if conv else head.hidden.in_features

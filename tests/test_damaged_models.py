@@ -34,7 +34,8 @@ def cut_short(path, keep=0.5):
 
 
 def test_the_intact_copy_loads(copy):
-    assert MultiTaskSentenceTransformer.from_pretrained(copy).predict("Apple opens a store in Paris.")["label"]
+    out = MultiTaskSentenceTransformer.from_pretrained(copy).predict("Apple opens a store in Paris.")
+    assert out["topic"]["label"] and isinstance(out["ner"], list)
 
 
 def test_heads_cut_short(copy):
@@ -47,9 +48,10 @@ def test_heads_cut_short(copy):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("{\"format_version\": 4, \"label_names\": [", r"multitask_config\.json' is not valid JSON \(.*line 1"),
+    ("{\"format_version\": 5, \"tasks\": [", r"multitask_config\.json' is not valid JSON \(.*line 1"),
     ("[1, 2]", r"multitask_config\.json' holds a JSON list, not an object"),
-    ("{\"format_version\": 4}", r"multitask_config\.json' lacks label_names, tags, pooling"),
+    ("{\"format_version\": 5}", r"multitask_config\.json' lacks tasks, pooling, max_length"),
+    ("{\"format_version\": 4}", r"saved in format 4, this code reads format 5"),
     ("\udcff".encode("utf-8", "surrogateescape").decode("latin-1"), r"multitask_config\.json' is not valid JSON"),
 ])
 def test_config_not_json_or_edited(copy, text, message):
@@ -60,9 +62,9 @@ def test_config_not_json_or_edited(copy, text, message):
 
 def test_a_config_key_removed_by_hand(copy):
     config = json.loads((copy / "multitask_config.json").read_text())
-    del config["tags"]
+    del config["tasks"]
     (copy / "multitask_config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match=r"multitask_config\.json' lacks tags; .*re-copy the folder"):
+    with pytest.raises(ModelLoadError, match=r"multitask_config\.json' lacks tasks; .*re-copy the folder"):
         MultiTaskSentenceTransformer.from_pretrained(copy)
 
 

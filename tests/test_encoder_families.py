@@ -110,14 +110,14 @@ def test_encoder_family(family, bert_vocab, roberta_tokenizer_dir, ag_texts, tmp
 
     # Every word an entity (B-ORG): each entity's offsets must slice exactly its word from the raw text.
     with torch.no_grad():
-        model.ner_head.linear.bias.fill_(-20.0)
-        model.ner_head.linear.bias[model.tags.index("B-ORG")] = 20.0
+        model.heads["ner"].linear.bias.fill_(-20.0)
+        model.heads["ner"].linear.bias[model.tags.index("B-ORG")] = 20.0
     texts = [t for t in ag_texts if "#36;" in t or "quot;" in t][:3] + ag_texts[:2]
     results = model.predict(texts)
     for text, result in zip(texts, results):
         words, _ = split_words(clean_text(text))
-        assert len(result["entities"]) == len(words) > 5, (text, result)
-        for e, word in zip(result["entities"], words):
+        assert len(result["ner"]) == len(words) > 5, (text, result)
+        for e, word in zip(result["ner"], words):
             assert text[e["start"]:e["end"]] == e["text"] and e["type"] == "ORG"
             assert clean_text(e["text"]) == word
 

@@ -74,8 +74,8 @@ def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16):
         assert np.array_equal(auto, explicit)
     fp32 = model.encode(TEXTS, precision="fp32")
     assert np.array_equal(model.encode(TEXTS), fp32) != fast_bf16
-    scores = [p["score"] for p in model.predict(TEXTS)]
-    assert (scores == [p["score"] for p in model.predict(TEXTS, precision="fp32")]) != fast_bf16
+    scores = [p["topic"]["score"] for p in model.predict(TEXTS)]
+    assert (scores == [p["topic"]["score"] for p in model.predict(TEXTS, precision="fp32")]) != fast_bf16
 
 
 def test_this_machine_resolves_auto_from_its_own_flags(monkeypatch):
@@ -91,7 +91,7 @@ def test_this_machine_resolves_auto_from_its_own_flags(monkeypatch):
 def tiny_pair(tmp_path_factory):
     """A tiny random multi-task model and its fp32 (unquantised) export, loaded back."""
     model = tiny_multitask(seed=3)
-    torch.nn.init.normal_(model.ner_head.shape_embedding.weight, std=0.5)  # make the word shapes matter
+    torch.nn.init.normal_(model.heads["ner"].shape_embedding.weight, std=0.5)  # make the word shapes matter
     path = tmp_path_factory.mktemp("fast") / "tiny_fast"
     model.export_fast(path, quantize="none")
     return model, MultiTaskSentenceTransformer.from_pretrained(path), path
@@ -99,17 +99,19 @@ def tiny_pair(tmp_path_factory):
 
 def test_export_fast_round_trip_matches_torch(tiny_pair):
     model, fast, path = tiny_pair
-    assert fast.fast is not None and fast.fast.config["outputs"] == ["cls_logits", "ner_logits", "sentence_embedding"]
+    assert fast.fast is not None and fast.fast.config["outputs"] == ["topic", "ner", "sentence_embedding"]
+    assert serving.output_names(fast) == fast.fast.config["outputs"]
     assert (path / "fast" / "model.onnx").is_file() and (path / "heads.safetensors").is_file()
     assert fast.fast.session.get_session_options().intra_op_num_threads == torch.get_num_threads()
     ref, got = model.predict(TEXTS, precision="fp32"), fast.predict(TEXTS)
-    assert [p["label"] for p in got] == [p["label"] for p in ref]
-    assert [p["entities"] for p in got] == [p["entities"] for p in ref]
-    assert np.allclose([p["score"] for p in got], [p["score"] for p in ref], atol=1e-5)
+    assert [p["topic"]["label"] for p in got] == [p["topic"]["label"] for p in ref]
+    assert [p["ner"] for p in got] == [p["ner"] for p in ref]
+    assert np.allclose([p["topic"]["score"] for p in got], [p["topic"]["score"] for p in ref], atol=1e-5)
     assert np.abs(fast.encode(TEXTS) - model.encode(TEXTS, precision="fp32")).max() < 1e-4
     words = [["NASA", "sends", "Schwarzenegger", "to", "Mars"], [], ["x"] * 300]
     assert fast.predict_tags(words) == model.predict_tags(words, precision="fp32")
-    assert fast.predict("single text")["label"] == model.predict("single text", precision="fp32")["label"]
+    single = model.predict("single text", precision="fp32")["topic"]
+    assert fast.predict("single text")["topic"] == pytest.approx(single, abs=1e-5)
     assert fast.encode("single text").shape == (32,) and fast.encode([]).shape == (0, 32)
 
 
@@ -183,9 +185,9 @@ def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir)
     ref, got = model.predict(texts, precision="fp32"), fast.predict(texts)
     cosine = (model.encode(texts, normalize=True, precision="fp32") * fast.encode(texts, normalize=True)).sum(1)
     assert cosine.min() >= 0.99999
-    assert np.abs(np.array([p["score"] for p in ref]) - [p["score"] for p in got]).max() < 1e-4
-    assert [p["label"] for p in got] == [p["label"] for p in ref]
-    assert [p["entities"] for p in got] == [p["entities"] for p in ref]
+    assert np.abs(np.array([p["topic"]["score"] for p in ref]) - [p["topic"]["score"] for p in got]).max() < 1e-4
+    assert [p["topic"]["label"] for p in got] == [p["topic"]["label"] for p in ref]
+    assert [p["ner"] for p in got] == [p["ner"] for p in ref]
 
 
 # ----------------------------------------------------------------------------------------------------------- predict-file
@@ -213,20 +215,20 @@ def test_predict_file_txt_csv_jsonl(tmp_path):
     rows = read_records(out)
     assert [r["row"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[1] == {"row": 2, "error": "empty text"} and "UTF-8" in rows[3]["error"]
-    assert rows[2]["label"] in model.label_names  # a valid non-ASCII char (\xff as text) is fine
+    assert rows[2]["topic"]["label"] in model.label_names  # a valid non-ASCII char (\xff as text) is fine
     expected = model.predict("Apple opens a store in Paris.")
-    assert {k: rows[0][k] for k in expected} == expected and rows[4]["label"] in model.label_names
+    assert {k: rows[0][k] for k in expected} == expected and rows[4]["topic"]["label"] in model.label_names
 
     serving.predict_file(model, str(csv), str(out), chunk_size=2, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == [1, 2, 3, 4]
-    assert rows[0]["label"] in model.label_names and rows[1]["error"] == "empty text"
-    assert rows[2]["label"] in model.label_names and "no 'text' column" in rows[3]["error"]
+    assert rows[0]["topic"]["label"] in model.label_names and rows[1]["error"] == "empty text"
+    assert rows[2]["topic"]["label"] in model.label_names and "no 'text' column" in rows[3]["error"]
 
     serving.predict_file(model, str(jsonl), str(out), chunk_size=3, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == list(range(1, 9))
-    assert "label" in rows[0] and "label" in rows[7]
+    assert set(rows[0]) == set(rows[7]) == {"row", "topic", "ner"}
     assert "not valid JSON" in rows[1]["error"] and rows[2]["error"] == "empty text"
     assert "'text' key" in rows[3]["error"] and "int, not a string" in rows[4]["error"]
     assert "'text' key" in rows[5]["error"] and "surrogate" in rows[6]["error"]
@@ -270,7 +272,7 @@ def test_predict_file_isolates_a_failing_row(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "predict", fragile)
     serving.predict_file(model, str(path), str(tmp_path / "out.jsonl"), show_progress=False)
     rows = read_records(tmp_path / "out.jsonl")
-    assert "label" in rows[0] and "label" in rows[2]
+    assert set(rows[0]) == set(rows[2]) == {"row", "topic", "ner"}
     assert rows[1] == {"row": 2, "error": "prediction failed: RuntimeError: cannot handle this one"}
 
 

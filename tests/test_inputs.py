@@ -30,13 +30,13 @@ def test_awkward_texts_give_defined_results(model):
     results = model.predict(AWKWARD)
     assert len(results) == len(AWKWARD)
     for text, r, expected in zip(AWKWARD, results, EXPECTED_ENTITIES):
-        assert r["label"] in model.label_names
-        assert [e["text"] for e in r["entities"]] == expected
-        assert all(text[e["start"]:e["end"]] == e["text"] for e in r["entities"])
+        assert r["topic"]["label"] in model.label_names
+        assert [e["text"] for e in r["ner"]] == expected
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in r["ner"])
     tokens = model.encoder.encode(AWKWARD, output="token")
     assert len(tokens[2]) == model.encoder.max_length  # the 10,000-character text is truncated
     one_long_word = model.predict("X" * 10_000)  # one word of 10,000 characters: BERT reads it as [UNK]
-    assert one_long_word["entities"] == [{"text": "X" * 10_000, "type": "ORG", "start": 0, "end": 10_000}]
+    assert one_long_word["ner"] == [{"text": "X" * 10_000, "type": "ORG", "start": 0, "end": 10_000}]
 
 
 @pytest.mark.parametrize("bad", [None, 42, b"bytes", ["fine", None], ["fine", 3.5], ["fine", b"x"]])
@@ -105,4 +105,4 @@ def test_batch_of_empty_texts_trains_without_nan(tmp_path):
     rows = {"words": [[], [], ["Paris"], []], "ner_tags": [[], [], ["B-GPE"], []], "label": [0, 1, 2, 3]}
     config = quiet_config(tmp_path, epochs=2, batch_size=2)
     history = MultiTaskTrainer(tiny_multitask(), rows, rows, config).train()  # a batch may hold no word at all
-    assert all(math.isfinite(r["train_ner_loss"]) and r["train_ner_loss"] > 0 for r in history)  # not NaN
+    assert all(math.isfinite(r["train_loss"]["ner"]) and r["train_loss"]["ner"] > 0 for r in history)  # not NaN

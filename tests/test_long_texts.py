@@ -65,7 +65,7 @@ def tag_words_before_capitalised(model):
     from text_prep import WORD_SHAPES
 
     tag_capitalised_words(model)  # shape s -> unit vector s; everything else in the head zeroed below
-    head, tags = model.ner_head, model.tags
+    head, tags = model.heads["ner"], model.tags
     dim = head.shape_embedding.embedding_dim
     n = head.hidden.in_channels - (2 * head.window + 1) * dim
     with torch.no_grad():
@@ -96,11 +96,11 @@ def test_late_entities_are_found_and_index_the_raw_text():
     text = ("Oil hit  #36;50 a barrel &amp; more, quot;analysts quot; say " + " ".join(filler(30))
             + " then Barack Obama met " + " ".join(filler(30, 30)) + " in São Paulo. Last: Reuters")
     out = model.predict(text)
-    found = [e["text"] for e in out["entities"]]
+    found = [e["text"] for e in out["ner"]]
     assert found == ["Oil", "Barack Obama", "São Paulo", "Last", "Reuters"]
-    for e in out["entities"]:
+    for e in out["ner"]:
         assert text[e["start"]:e["end"]] == e["text"] and e["type"] == "ORG"
-    assert out["entities"][-1]["end"] == len(text)
+    assert out["ner"][-1]["end"] == len(text)
 
 
 def test_topic_and_embedding_read_the_first_window_only():
@@ -115,15 +115,17 @@ def test_topic_and_embedding_read_the_first_window_only():
     enc = tokenize_words(model.tokenizer, [split_words(texts[1])[0]], MAX_LENGTH)
     ids = torch.tensor(enc["input_ids"])
     with torch.no_grad():
-        logits = model(ids, torch.ones_like(ids), shape_ids=torch.tensor(enc["shape_ids"]))["cls_logits"]
+        logits = model(ids, torch.ones_like(ids), shape_ids=torch.tensor(enc["shape_ids"]))["topic"]
         first_window_embedding = model.encoder(ids, torch.ones_like(ids))["sentence_embedding"][0]
     probs = logits.softmax(-1)[0]
-    assert out[1]["label"] == model.label_names[int(probs.argmax())]
-    assert out[1]["score"] == pytest.approx(float(probs.max()), abs=1e-6)
-    assert out[1]["score"] == pytest.approx(out[2]["score"], abs=1e-6) and out[1]["label"] == out[2]["label"]
+    topics = [o["topic"] for o in out]
+    assert topics[1]["label"] == model.label_names[int(probs.argmax())]
+    assert topics[1]["score"] == pytest.approx(float(probs.max()), abs=1e-6)
+    assert topics[1]["score"] == pytest.approx(topics[2]["score"], abs=1e-6)
+    assert topics[1]["label"] == topics[2]["label"]
     assert np.allclose(emb[1], first_window_embedding, atol=1e-6)
     assert np.allclose(emb[1], emb[2], atol=1e-6)
-    assert out[1]["entities"][-1]["text"] == "New York"
+    assert out[1]["ner"][-1]["text"] == "New York"
 
 
 def test_fast_path_finds_the_same_entities_on_a_long_text(tmp_path):
@@ -138,9 +140,9 @@ def test_fast_path_finds_the_same_entities_on_a_long_text(tmp_path):
     fast.fast.run = lambda *a, **k: calls.append(a[0].shape) or run(*a, **k)
     got, ref = fast.predict(texts), model.predict(texts, precision="fp32")
     assert len(calls) >= 1 and sum(shape[0] for shape in calls) > 2  # later windows ran through ONNX Runtime too
-    assert [p["entities"] for p in got] == [p["entities"] for p in ref]
-    assert [e["text"] for e in got[0]["entities"]] == ["Barack Obama", "New York Times"]
-    assert [p["label"] for p in got] == [p["label"] for p in ref]
+    assert [p["ner"] for p in got] == [p["ner"] for p in ref]
+    assert [e["text"] for e in got[0]["ner"]] == ["Barack Obama", "New York Times"]
+    assert [p["topic"]["label"] for p in got] == [p["topic"]["label"] for p in ref]
 
 
 def long_rows():
@@ -187,7 +189,7 @@ def test_evaluate_shards_long_rows_over_processes():
     second = ShardStub(1)
     with pytest.raises(Gathered):
         evaluate(model, rows, accelerator=second)
-    assert sorted(i for i, _, _ in second.mine) == [1, 3]
+    assert sorted(i for i, _ in second.mine) == [1, 3]
     m = evaluate(model, rows, accelerator=ShardStub(0, other=second.mine))
     assert m["ner"]["f1"] == 1.0 and m["ner"]["per_type"]["ORG"]["support"] == 8
 
@@ -203,6 +205,6 @@ def test_packaged_minilm_tags_a_long_bbc_text(packaged_model_path):
     text = "Tony Blair said " + article + " according to Reuters"
     model = tag_capitalised_words(MultiTaskSentenceTransformer(packaged_model_path, max_length=32))
     out = model.predict(text)
-    assert [e["text"] for e in out["entities"]] == ["Tony Blair", "Reuters"]  # the article itself is lower-case
-    assert all(text[e["start"]:e["end"]] == e["text"] for e in out["entities"])
-    assert out["entities"][-1]["end"] == len(text)
+    assert [e["text"] for e in out["ner"]] == ["Tony Blair", "Reuters"]  # the article itself is lower-case
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in out["ner"])
+    assert out["ner"][-1]["end"] == len(text)

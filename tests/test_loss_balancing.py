@@ -36,7 +36,7 @@ def test_learned_weights_and_distillation_targets_resume_exactly(tmp_path):
     """A run stopped after a mid-epoch checkpoint and resumed (from a model with other weights, so the distillation
     targets must come from the checkpoint, not from the resumed model) ends bit for bit where an uninterrupted run
     ends: the log-variances, the history and every weight."""
-    settings = dict(epochs=3, loss_weighting="uncertainty", keep_embedding=1.0, w_ner=3.0)
+    settings = dict(epochs=3, loss_weighting="uncertainty", keep_embedding=1.0, task_weights={"ner": 3.0})
     full = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config(tmp_path / "full", **settings))
     full_history = full.train()
 
@@ -47,7 +47,7 @@ def test_learned_weights_and_distillation_targets_resume_exactly(tmp_path):
         cut.train()
     last = tmp_path / "cut" / "run" / "checkpoints" / "last"
     saved = torch.load(last / "training_state.pt", weights_only=True)["loss_weighting"]
-    assert set(saved) == {"log_vars.cls", "log_vars.ner"}
+    assert set(saved) == {"log_vars.topic", "log_vars.ner"}
     assert all(torch.equal(saved[f"log_vars.{t}"], s.detach()) for t, s in cut.loss_weighting.log_vars.items())
 
     resumed = MultiTaskTrainer(tiny_multitask(seed=7), TOY_ROWS, TOY_ROWS,
@@ -62,22 +62,23 @@ def test_learned_weights_and_distillation_targets_resume_exactly(tmp_path):
 
 def test_uncertainty_weights_move_are_logged_and_stay_out_of_the_saved_model(tmp_path):
     trainer = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS,
-                               config(tmp_path, epochs=3, lr=3e-2, loss_weighting="uncertainty", w_ner=3.0,
+                               config(tmp_path, epochs=3, lr=3e-2, loss_weighting="uncertainty", task_weights={"ner": 3.0},
                                       warmup_ratio=0))
     trainer.train()
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
-    start = {"cls": 0.0, "ner": -math.log(3.0)}  # started at the fixed weights 1 and 3
+    start = {"topic": 0.0, "ner": -math.log(3.0)}  # started at the fixed weights 1 and 3
     for r in lines:
-        assert set(r["log_vars"]) == set(r["loss_weights"]) == {"cls", "ner"}
-        for task in ("cls", "ner"):
+        assert set(r["log_vars"]) == set(r["loss_weights"]) == {"topic", "ner"}
+        for task in ("topic", "ner"):
             assert r["loss_weights"][task] == pytest.approx(math.exp(-r["log_vars"][task]))
-    for task in ("cls", "ner"):
+    for task in ("topic", "ner"):
         moves = [start[task]] + [r["log_vars"][task] for r in lines]
         assert all(abs(b - a) > 1e-3 for a, b in zip(moves, moves[1:])), (task, moves)
     # the Kendall optimum is s_t = log L_t: NER's loss here is well above 1, so its weight falls from 3
     assert lines[-1]["loss_weights"]["ner"] < 3.0
-    assert "weights cls" in trainer.format_record(lines[-1])
+    shown = trainer.format_record(lines[-1]).split("| weights ")[1].split(" |")[0].split()
+    assert dict(zip(shown[0::2], map(float, shown[1::2]))) == pytest.approx(lines[-1]["loss_weights"], abs=5e-4)
     from safetensors.torch import load_file
 
     saved = load_file(tmp_path / "run" / "best_model" / "heads.safetensors")
@@ -86,9 +87,9 @@ def test_uncertainty_weights_move_are_logged_and_stay_out_of_the_saved_model(tmp
 
 def test_a_frozen_task_gets_no_learned_weight(tmp_path):
     trainer = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None,
-                               config(tmp_path, loss_weighting="uncertainty", freeze_ner=True))
+                               config(tmp_path, loss_weighting="uncertainty", freeze_tasks=("ner",)))
     history = trainer.train()
-    assert set(history[-1]["log_vars"]) == {"cls"}
+    assert set(history[-1]["log_vars"]) == {"topic"}
 
 
 def test_distillation_starts_at_zero_and_keeps_the_embedding(tmp_path):
@@ -177,9 +178,10 @@ def test_two_processes_give_the_one_process_result(tmp_path_factory, ag_news_dir
         assert proc.returncode == 0, proc.stderr[-3000:]
         histories[processes] = json.loads((cwd / "out" / "results.json").read_text())["history"]
     for one, two in zip(histories[1], histories[2]):
-        for key in ("train_cls_loss", "train_ner_loss", "train_distill_loss"):
-            assert two[key] == pytest.approx(one[key], rel=LOSS_RTOL), key
-        for task in ("cls", "ner"):
+        for task in ("topic", "ner"):
+            assert two["train_loss"][task] == pytest.approx(one["train_loss"][task], rel=LOSS_RTOL), task
+        assert two["train_distill_loss"] == pytest.approx(one["train_distill_loss"], rel=LOSS_RTOL)
+        for task in ("topic", "ner"):
             assert two["log_vars"][task] == pytest.approx(one["log_vars"][task], abs=1e-6), task
         assert two["log_vars"]["ner"] != pytest.approx(-math.log(3.0), abs=1e-4)  # it moved
         assert two["val"] == one["val"]

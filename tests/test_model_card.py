@@ -13,10 +13,12 @@ def card_values(path):
     return card, {(r.dataset_name, r.metric_type, r.task_type): r.metric_value for r in card.data.eval_results or []}
 
 
-RESULTS = {"test": {"accuracy": 0.9092, "macro_f1": 0.9081, "ner": {"f1": 0.674, "precision": 0.6, "recall": 0.7}},
+NER = {"f1": 0.674, "precision": 0.6, "recall": 0.7}
+RESULTS = {"test": {"tasks": {"topic": {"accuracy": 0.9092, "macro_f1": 0.9081}, "ner": NER},
+                    "accuracy": 0.9092, "macro_f1": 0.9081, "ner": NER},
            "sts_spearman": 86.12, "trained_tasks": {"topic": True, "ner": True},
            "flags": {"model_name": "all-MiniLM-L6-v2", "dataset": "../shared/data/ag_news", "epochs": 4,
-                     "w_ner": 3.0, "predict": None}}
+                     "task_weights": "ner=3", "predict": None}}
 
 
 def test_card_metrics_equal_the_results(tmp_path):
@@ -33,7 +35,7 @@ def test_card_metrics_equal_the_results(tmp_path):
                       ("CoNLL-2003", "f1", "token-classification"): 0.621}
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert card.data.datasets == ["fancyzhx/ag_news", "eriktks/conll2003"]
-    assert "`--w-ner` | `3.0`" in card.text and "silver" in card.text.lower() and "## Limitations" in card.text
+    assert "`--task-weights` | `ner=3`" in card.text and "silver" in card.text.lower() and "## Limitations" in card.text
 
 
 def test_untrained_head_is_stated_and_its_metrics_left_out(tmp_path):

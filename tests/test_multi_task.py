@@ -23,8 +23,8 @@ def test_forward_shapes():
     model = tiny_multitask()
     batch = model.encoder.tokenize(["a b c", "longer text here ok"])
     out = model(batch["input_ids"], batch["attention_mask"])
-    assert out["cls_logits"].shape == (2, 4)
-    assert out["ner_logits"].shape == (2, batch["input_ids"].shape[1], len(build_tag_list()))
+    assert out["topic"].shape == (2, 4)
+    assert out["ner"].shape == (2, batch["input_ids"].shape[1], len(build_tag_list()))
     assert model.label_names == ["World", "Sports", "Business", "Sci/Tech"] and model.tags[0] == "O"
 
 
@@ -70,15 +70,15 @@ def test_bio_to_spans():
 def test_predict_offsets_index_the_raw_string(monkeypatch):
     model = tiny_multitask()
     # Force every word to be its own entity, so every word's offsets are checked against the raw text.
-    monkeypatch.setattr(model, "_run", lambda words_batch, *args: [{"probs": torch.tensor([0.1, 0.2, 0.3, 0.4]),
-                                                                   "tags": ["B-ORG"] * len(ws)} for ws in words_batch])
+    monkeypatch.setattr(model, "_run", lambda words_batch, *args, **kwargs: [
+        {"topic": torch.tensor([0.1, 0.2, 0.3, 0.4]), "ner": ["B-ORG"] * len(ws)} for ws in words_batch])
     raw = "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters &lt;b&gt;Corp&lt;/b&gt;"
     (result,) = model.predict([raw])
-    assert result["label"] == "Sci/Tech" and result["score"] == pytest.approx(0.4)
-    assert result["entities"], result
-    for e in result["entities"]:
+    assert result["topic"]["label"] == "Sci/Tech" and result["topic"]["score"] == pytest.approx(0.4)
+    assert result["ner"], result
+    for e in result["ner"]:
         assert raw[e["start"]:e["end"]] == e["text"]
-    found = {e["text"] for e in result["entities"]}
+    found = {e["text"] for e in result["ner"]}
     assert {"Oil", "Reuters", "#36;", "Corp", "analysts"} <= found  # '$' in the clean text maps back to its escape
 
 
@@ -86,10 +86,10 @@ def test_predict_offsets_index_the_raw_string(monkeypatch):
 def test_predict_awkward_texts(text, entities):
     model = tag_capitalised_words(tiny_multitask())
     out = model.predict(text)
-    assert set(out) == {"label", "score", "entities"}
-    assert out["label"] in model.label_names and 0 < out["score"] <= 1
-    assert [e["text"] for e in out["entities"]] == entities
-    for e in out["entities"]:
+    assert set(out) == {"topic", "ner"} and set(out["topic"]) == {"label", "score"}
+    assert out["topic"]["label"] in model.label_names and 0 < out["topic"]["score"] <= 1
+    assert [e["text"] for e in out["ner"]] == entities
+    for e in out["ner"]:
         assert text[e["start"]:e["end"]] == e["text"] and e["type"] == "ORG"
 
 
@@ -116,7 +116,7 @@ def test_save_load_round_trip(tmp_path):
     loaded = MultiTaskSentenceTransformer.from_pretrained(path)
     assert loaded.tags == model.tags and loaded.label_names == model.label_names
     expected = model.predict(TEXTS)
-    assert [e["text"] for e in expected[0]["entities"]] == ["Apple", "Google", "Paris"]  # the heads' state is seen
+    assert [e["text"] for e in expected[0]["ner"]] == ["Apple", "Google", "Paris"]  # the heads' state is seen
     assert loaded.predict(TEXTS) == expected
     assert tiny_multitask(seed=3).predict(TEXTS) != expected  # a model without those heads differs
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temp dirs left
@@ -132,7 +132,8 @@ def test_partial_or_mismatched_model_dir(tmp_path):
         MultiTaskSentenceTransformer.from_pretrained(path)
     path = model.save_pretrained(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "multitask_config.json").read_text())
-    config["tags"] = config["tags"][:5]
+    ner = next(t for t in config["tasks"] if t["name"] == "ner")
+    ner["labels"] = ner["labels"][:5]  # fewer tags than the saved head has
     (tmp_path / "m" / "multitask_config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="do not match"):
         MultiTaskSentenceTransformer.from_pretrained(path)
@@ -169,11 +170,11 @@ def test_export_after_training_is_what_the_heads_read(tmp_path):
     assert np.abs(exported - ours).max() < 1e-5
     model.eval()
     with torch.no_grad():
-        probs = model.classifier(torch.from_numpy(ours)).softmax(-1)
+        probs = model.heads["topic"](torch.from_numpy(ours)).softmax(-1)
     predicted = model.predict(texts, precision="fp32")  # the fp32 head read above, whatever `auto` is here
-    assert [p["label"] for p in predicted] == [model.label_names[i] for i in probs.argmax(-1)]
-    assert np.allclose([p["score"] for p in predicted], probs.max(-1).values.numpy(), atol=1e-5)
-    assert len({p["label"] for p in predicted}) > 1  # the trained classifier really tells texts apart
+    assert [p["topic"]["label"] for p in predicted] == [model.label_names[i] for i in probs.argmax(-1)]
+    assert np.allclose([p["topic"]["score"] for p in predicted], probs.max(-1).values.numpy(), atol=1e-5)
+    assert len({p["topic"]["label"] for p in predicted}) > 1  # the trained classifier really tells texts apart
 
 
 def test_tags_must_start_with_o():
@@ -191,8 +192,9 @@ def test_from_pretrained_returns_eval_mode(tmp_path):
     assert not any(m.training for m in loaded.modules())
     emb = loaded.encode(["Apple opens a store in Paris."], convert_to="tensor")
     with torch.no_grad():
-        direct = loaded.classifier(emb).softmax(-1)  # the head read directly gives predict's score
-    assert abs(float(direct.max()) - loaded.predict("Apple opens a store in Paris.", precision="fp32")["score"]) < 1e-5
+        direct = loaded.heads["topic"](emb).softmax(-1)  # the head read directly gives predict's score
+    predicted = loaded.predict("Apple opens a store in Paris.", precision="fp32")["topic"]
+    assert abs(float(direct.max()) - predicted["score"]) < 1e-5
     model.encoder.save_pretrained(tmp_path / "st")
     assert not any(m.training for m in SentenceTransformer.from_pretrained(tmp_path / "st").modules())
 
@@ -204,8 +206,7 @@ def test_a_head_that_never_trained_says_so(tmp_path, untrained):
     from trainer_sentence_transformer import MultiTaskTrainer
 
     model = tag_capitalised_words(tiny_multitask())  # a NER head that would find entities if asked
-    weights = {"w_ner": 0.0} if untrained == "ner" else {"w_cls": 0.0}
-    MultiTaskTrainer(model, TOY_ROWS, TOY_ROWS, quiet_config(tmp_path, **weights)).train()
+    MultiTaskTrainer(model, TOY_ROWS, TOY_ROWS, quiet_config(tmp_path, task_weights={untrained: 0.0})).train()
     trained = "topic" if untrained == "ner" else "ner"
     assert model.trained_tasks == {trained: True, untrained: False}
     loaded = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "best_model")
@@ -214,12 +215,11 @@ def test_a_head_that_never_trained_says_so(tmp_path, untrained):
         out = loaded.predict("Apple opens a store in Paris.")
     tags = loaded.predict_tags([["Apple", "opens", "in", "Paris"]])[0]
     if untrained == "ner":
-        assert out["entities"] == [] and tags == ["O"] * 4 and out["label"] in loaded.label_names
+        assert out["ner"] == [] and tags == ["O"] * 4 and out["topic"]["label"] in loaded.label_names
     else:
-        assert out["label"] is None and out["score"] is None and out["entities"] and tags != ["O"] * 4
+        assert out["topic"] == {"label": None, "score": None} and out["ner"] and tags != ["O"] * 4
     # a later stage that freezes the trained head keeps it marked trained (it learned before)
-    frozen = {"freeze_classifier": True} if trained == "topic" else {"freeze_ner": True}
-    MultiTaskTrainer(loaded, TOY_ROWS, None, quiet_config(tmp_path / "stage2", **frozen)).train()
+    MultiTaskTrainer(loaded, TOY_ROWS, None, quiet_config(tmp_path / "stage2", freeze_tasks=(trained,))).train()
     assert loaded.trained_tasks == {"topic": True, "ner": True}
 
 
@@ -238,4 +238,4 @@ def test_models_without_a_record_answer_with_every_head(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = loaded.predict("Apple opens a store in Paris.")
-    assert loaded.trained_tasks is None and out["label"] is not None and out["entities"]
+    assert loaded.trained_tasks is None and out["topic"]["label"] is not None and out["ner"]

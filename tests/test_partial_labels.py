@@ -28,7 +28,7 @@ def first_step_losses(tmp_path, data, **kw):
             module.p = 0.0
     config = quiet_config(tmp_path / "run", batch_size=len(data["label"]), warmup_ratio=0, **kw)
     record = MultiTaskTrainer(model, data, None, config).train()[0]
-    return record["train_cls_loss"], record["train_ner_loss"]
+    return record["train_loss"]["topic"], record["train_loss"]["ner"]
 
 
 def test_a_row_without_ner_tags_adds_no_ner_loss_and_is_not_all_o(tmp_path):
@@ -70,9 +70,9 @@ def test_evaluate_scores_each_task_on_the_rows_that_carry_its_labels():
 
 
 def test_labels_outside_the_classes_are_still_an_error():
-    with pytest.raises(ValueError, match="row 0: label -2"):
+    with pytest.raises(ValueError, match="task 'topic', row 0: label -2"):
         prepare_features(rows({**BOTH, "label": -2}), tiny_multitask(tags=TAGS))
-    with pytest.raises(ValueError, match="4 words but 3 ner_tags"):
+    with pytest.raises(ValueError, match="task 'ner', row 0: 4 words but 3 tags"):
         prepare_features(rows({**OTHER, "ner_tags": ["O"] * 3}), tiny_multitask(tags=TAGS))
 
 

@@ -12,7 +12,7 @@ class AutocastProbe:
 
     def __init__(self, model):
         self.seen = []
-        linear = model.classifier[1]
+        linear = model.heads["topic"][1]
         linear.register_forward_hook(lambda _m, _args, out: self.seen.append(
             (torch.is_autocast_enabled("cpu"), out.dtype)))
 

@@ -25,20 +25,20 @@ def test_both_losses_fall_when_overfitting(tmp_path):
     trainer = MultiTaskTrainer(model, TOY_ROWS, TOY_ROWS, config(tmp_path, epochs=25, lr=3e-3, warmup_ratio=0))
     history = trainer.train()
     first, last = history[0], history[-1]
-    assert last["train_cls_loss"] < 0.5 * first["train_cls_loss"]
-    assert last["train_ner_loss"] < 0.5 * first["train_ner_loss"]
+    assert last["train_loss"]["topic"] < 0.5 * first["train_loss"]["topic"]
+    assert last["train_loss"]["ner"] < 0.5 * first["train_loss"]["ner"]
     assert last["val"]["accuracy"] == 1.0 and last["val"]["ner"]["f1"] > 0.9
 
 
 @pytest.mark.parametrize("freeze, frozen_prefixes", [
     ({"freeze_encoder": True}, ["encoder."]),
-    ({"freeze_classifier": True}, ["classifier."]),
-    ({"freeze_ner": True}, ["ner_head."]),
+    ({"freeze_tasks": ("topic",)}, ["heads.topic."]),
+    ({"freeze_tasks": ("ner",)}, ["heads.ner."]),
     ({"freeze_layers": 1}, ["encoder.encoder.embeddings.",
                             "encoder.encoder.encoder.layer.0."]),
-    ({"freeze_encoder": True, "freeze_ner": True}, ["encoder.", "ner_head."]),
-    ({"w_cls": 0}, ["classifier."]),  # a loss weight of 0 freezes its head
-    ({"w_ner": 0}, ["ner_head."]),
+    ({"freeze_encoder": True, "freeze_tasks": ("ner",)}, ["encoder.", "heads.ner."]),
+    ({"task_weights": {"topic": 0}}, ["heads.topic."]),  # a loss weight of 0 freezes its head
+    ({"task_weights": {"ner": 0}}, ["heads.ner."]),
 ])
 def test_freezing_leaves_exactly_the_frozen_parts_unchanged(tmp_path, freeze, frozen_prefixes):
     model = tiny_multitask()
@@ -58,14 +58,13 @@ def test_freezing_leaves_exactly_the_frozen_parts_unchanged(tmp_path, freeze, fr
 def test_freezing_everything_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="Nothing to train"):
         MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None,
-                         config(tmp_path, freeze_encoder=True, freeze_classifier=True, freeze_ner=True))
+                         config(tmp_path, freeze_encoder=True, freeze_tasks=("topic", "ner")))
     model = tiny_multitask()
     with torch.no_grad():  # a topic head that always says label 3
-        model.classifier[1].weight.zero_()
-        model.classifier[1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
+        model.heads["topic"][1].weight.zero_()
+        model.heads["topic"][1].bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
     trainer = MultiTaskTrainer(model, TOY_ROWS, None,
-                               config(tmp_path, freeze_encoder=True, freeze_classifier=True, freeze_ner=True,
-                                      eval_only=True))
+                               config(tmp_path, freeze_encoder=True, freeze_tasks=("topic", "ner"), eval_only=True))
     metrics = trainer.evaluate(TOY_ROWS)  # eval_only: evaluating works where training is refused
     with pytest.raises(ValueError, match="evaluate"):
         trainer.train()
@@ -147,7 +146,7 @@ def test_outputs_written(tmp_path):
 def test_nan_loss_stops_with_a_message(tmp_path):
     model = tiny_multitask()
     with torch.no_grad():
-        model.classifier[1].weight.fill_(float("nan"))
+        model.heads["topic"][1].weight.fill_(float("nan"))
     trainer = MultiTaskTrainer(model, TOY_ROWS, None, config(tmp_path))
     with pytest.raises(TrainingDiverged, match="learning rate"):
         trainer.train()
@@ -167,11 +166,11 @@ def test_length_grouping_is_deterministic_and_complete():
 
 def test_bad_rows_are_clear_errors():
     model = tiny_multitask()
-    with pytest.raises(ValueError, match="2 words but 1 ner_tags"):
+    with pytest.raises(ValueError, match="task 'ner', row 0: 2 words but 1 tags"):
         prepare_features({"words": [["a", "b"]], "ner_tags": [["O"]], "label": [0]}, model)
-    with pytest.raises(ValueError, match="outside 0..3"):
+    with pytest.raises(ValueError, match="task 'topic', row 0: label 7 is outside 0..3 .*column 'label'"):
         prepare_features({"words": [["a"]], "ner_tags": [["O"]], "label": [7]}, model)
-    with pytest.raises(ValueError, match="not in the model's tag list"):
+    with pytest.raises(ValueError, match=r"task 'ner': tags \['B-FOO'\] are not in its tag list"):
         prepare_features({"words": [["a"]], "ner_tags": [["B-FOO"]], "label": [0]}, model)
 
 
@@ -188,7 +187,7 @@ def test_evaluate_scores_words_not_padding(monkeypatch):
         tags[input_ids == paris] = model.tags.index("B-GPE")
         tags[attention_mask == 0] = model.tags.index("B-ORG")
         padded.append(int((attention_mask == 0).sum()))
-        out["ner_logits"] = 10.0 * torch.nn.functional.one_hot(tags, len(model.tags)).float()
+        out["ner"] = 10.0 * torch.nn.functional.one_hot(tags, len(model.tags)).float()
         return out
 
     monkeypatch.setattr(model, "forward", tagging_forward)
@@ -209,7 +208,7 @@ def test_a_bad_step_never_reaches_a_checkpoint(tmp_path):
         calls["n"] += 1
         out = forward(*args, **kwargs)
         if calls["n"] >= 3:
-            out["cls_logits"] = out["cls_logits"] * float("nan")
+            out["topic"] = out["topic"] * float("nan")
         return out
 
     model.forward = nan_from_third_call
@@ -232,8 +231,10 @@ def test_resume_refuses_other_pooling_dropout_or_precision(tmp_path):
     again = config(tmp_path, resume=True)
     cls_pooled = tiny_multitask()
     cls_pooled.encoder.pooling = "cls"
-    for model, setting in ((cls_pooled, "pooling"), (tiny_multitask(classifier_dropout=0.3), "classifier_dropout")):
-        with pytest.raises(tst.CheckpointError, match=f"{setting} differ"):
+    # the topic head's dropout is part of the run's tasks (their kinds, names, labels and dropouts)
+    for model, pattern in ((cls_pooled, "pooling differ"),
+                           (tiny_multitask(classifier_dropout=0.3), r"tasks differ .*now .*'dropout': 0\.3")):
+        with pytest.raises(tst.CheckpointError, match=pattern):
             MultiTaskTrainer(model, TOY_ROWS, None, again).train()
     elsewhere = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, again)
     elsewhere.precision = "bf16"  # what 'auto' resolves to on another machine (one process holds one precision)
