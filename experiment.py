@@ -65,7 +65,9 @@ def schedule_problems(a):
         problems.append(f"--stage2-epochs must be between 1 and --epochs - 1 ({a.epochs - 1}) under --schedule "
                         f"{a.schedule!r}: stage 2 takes the last N of the {a.epochs} epochs (got {a.stage2_epochs})")
     weights = parse_task_weights(a.task_weights)
-    if "ner" not in a.tasks or weights.get("ner", 1) == 0 or "ner" in a.freeze or len(a.tasks) < 2:
+    trained = [n for n in (str(t).split("=", 1)[0].strip() for t in a.tasks)
+               if weights.get(n, 1) > 0 and n not in a.freeze]
+    if "ner" not in trained or len(trained) < 2:
         problems.append(f"--schedule {a.schedule!r} trains every task, then NER: it needs the ner task and another "
                         "one trained (weights > 0, not in --freeze); use --schedule joint")
     if a.freeze_encoder:

@@ -21,7 +21,7 @@ from torch import nn
 
 from atomic_io import atomic_write_dir
 from errors import InputError, InputTypeError
-from precision import AUTOCAST_DTYPES, resolve_precision
+from precision import autocast, resolve_precision
 from sentence_transformer import (
     ModelLoadError,
     SentenceTransformer,
@@ -238,7 +238,7 @@ class MultiTaskSentenceTransformer(nn.Module):
             return {k: torch.from_numpy(v) for k, v in self.fast.run(input_ids, mask, shapes, outputs).items()}
         device = self.device
         heads = [n for n in outputs if n in self.tasks]
-        with torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
+        with autocast(precision, device):
             out = self(input_ids.to(device), mask.to(device), shape_ids=shapes.to(device), tasks=heads)
         return {k: v.float().cpu() for k, v in out.items() if k in outputs}
 

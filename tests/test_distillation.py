@@ -36,9 +36,10 @@ def test_a_student_is_the_teacher_with_fewer_layers_and_saves_like_any_model(tmp
     (layer,) = student.encoder.embeddings_and_layers()[1]
     top = teacher.encoder.embeddings_and_layers()[1][1]
     assert layer is not top and all(torch.equal(a, b) for a, b in zip(layer.parameters(), top.parameters()))
-    for head in ("classifier", "ner_head"):
-        assert all(torch.equal(a, b) for a, b in zip(getattr(student, head).parameters(),
-                                                     getattr(teacher, head).parameters()))
+    assert list(student.tasks) == list(teacher.tasks) == ["topic", "ner"]
+    for name in teacher.tasks:
+        assert all(torch.equal(a, b) for a, b in zip(student.heads[name].parameters(),
+                                                     teacher.heads[name].parameters()))
     assert student.tokenizer is not None and student.encoder.pooling == teacher.encoder.pooling
     texts = ["Apple opens a store in Paris.", "Stocks fell on Wall Street."]
     student.save_pretrained(tmp_path / "student")
@@ -61,19 +62,22 @@ def test_the_targets_are_the_teachers_outputs_row_by_row(tmp_path):
     targets = trainer._distillation_targets(trainer.model, state)
     n = len(TOY_ROWS["label"])
     assert targets["embeddings"].shape == (n, teacher.encoder.hidden_size)
-    assert targets["cls_logits"].shape == (n, len(teacher.label_names))
-    assert targets["ner_offsets"].tolist()[-1] == targets["ner_logits"].shape[0] == sum(trainer.n_words)
+    assert targets["topic"].shape == (n, len(teacher.label_names))
+    n_words = sum(len(t) for t in TOY_ROWS["ner_tags"])  # every word of the toy rows is tagged (and one wordpiece+)
+    assert targets["ner.offsets"].tolist()[-1] == targets["ner"].shape[0] == sum(trainer.counts["ner"]) == n_words
+    assert targets["ner"].shape[1] == len(teacher.tags)
     for i in (0, 4, n - 1):  # one row alone through the teacher gives the same numbers
-        batch = collate(trainer.train_features, [i], trainer.pad_id)
+        batch = collate(trainer.train_features, [i], trainer.pad_id, tasks=trainer.model.tasks)
         with torch.no_grad():
             out = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          shape_ids=batch["shape_ids"], ner_positions=(batch["ner_rows"], batch["ner_cols"]))
-        lo, hi = targets["ner_offsets"][i], targets["ner_offsets"][i + 1]
-        assert torch.allclose(targets["ner_logits"][lo:hi], out["ner_logits"], atol=1e-5)
-        assert torch.allclose(targets["cls_logits"][i], out["cls_logits"][0], atol=1e-5)
+                          shape_ids=batch["shape_ids"], positions={"ner": (batch["ner.rows"], batch["ner.cols"])})
+        lo, hi = targets["ner.offsets"][i], targets["ner.offsets"][i + 1]
+        assert hi - lo == len(TOY_ROWS["ner_tags"][i])
+        assert torch.allclose(targets["ner"][lo:hi], out["ner"], atol=1e-5)
+        assert torch.allclose(targets["topic"][i], out["topic"][0], atol=1e-5)
         assert torch.allclose(targets["embeddings"][i], out["sentence_embedding"][0], atol=1e-5)
     # stored beside the checkpoint and read back on resume, checked by fingerprint
-    assert trainer._distillation_targets(trainer.model, state)["ner_logits"].equal(targets["ner_logits"])
+    assert trainer._distillation_targets(trainer.model, state)["ner"].equal(targets["ner"])
 
 
 def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
@@ -81,22 +85,23 @@ def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
     distributions: its KL to the teacher falls."""
     from batching import collate
     from distillation import make_student
-    from trainer_sentence_transformer import MultiTaskTrainer, kl_divergence
+    from trainer_sentence_transformer import MultiTaskTrainer
 
     teacher = tiny_multitask(seed=7).eval()
     student = make_student(teacher, 1)
     torch.manual_seed(0)
-    for p in list(student.classifier.parameters()) + list(student.ner_head.parameters()):
+    for p in list(student.heads["topic"].parameters()) + list(student.heads["ner"].parameters()):
         torch.nn.init.normal_(p, std=0.5)
 
     def kl(model):
-        batch = collate(trainer.train_features, list(range(len(TOY_ROWS["label"]))), trainer.pad_id)
+        tasks = trainer.model.tasks
+        batch = collate(trainer.train_features, list(range(len(TOY_ROWS["label"]))), trainer.pad_id, tasks=tasks)
         args = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    shape_ids=batch["shape_ids"], ner_positions=(batch["ner_rows"], batch["ner_cols"]))
+                    shape_ids=batch["shape_ids"], positions={"ner": (batch["ner.rows"], batch["ner.cols"])})
         with torch.no_grad():
             s, t = model.eval()(**args), teacher(**args)
-        return (kl_divergence(s["cls_logits"], t["cls_logits"], 1.0).item(),
-                kl_divergence(s["ner_logits"], t["ner_logits"], 1.0).item())
+        return (tasks["topic"].soft_loss(s["topic"], t["topic"], 1.0).item(),
+                tasks["ner"].soft_loss(s["ner"], t["ner"], 1.0).item())
 
     trainer = MultiTaskTrainer(student, TOY_ROWS, None, quiet_config(tmp_path, epochs=8, lr=1e-3, distil_weight=1.0,
                                                                      distil_temperature=1.0), teacher=teacher)
@@ -177,9 +182,10 @@ def test_main_distils_a_student_that_works_like_any_saved_model(distil_run, tmp_
     assert student.encoder.encoder.config.num_hidden_layers == 1
     texts = ["Apple opens a store in Paris.", "Manchester United beat Chelsea."]
     predictions = student.predict(texts)
-    assert [p["label"] for p in predictions] and student.encode(texts).shape == (2, student.encoder.hidden_size)
+    assert all(p["topic"]["label"] in student.label_names for p in predictions) and student.encode(texts).shape == (2, student.encoder.hidden_size)
     fast = MultiTaskSentenceTransformer.from_pretrained(student.export_fast(tmp_path / "fast"))
-    assert [p["label"] for p in fast.predict(texts, precision="fast")] == [p["label"] for p in predictions]
+    assert [p["topic"]["label"] for p in fast.predict(texts, precision="fast")] == [
+        p["topic"]["label"] for p in predictions]
     from sentence_transformers import SentenceTransformer
 
     exported = SentenceTransformer(str(student.export_sentence_transformers(tmp_path / "st")), device="cpu")

@@ -17,8 +17,8 @@ def parts(path):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     model = MultiTaskSentenceTransformer.from_pretrained(path)
-    return {part: {n: p.detach().clone() for n, p in getattr(model, part).named_parameters()}
-            for part in ("classifier", "ner_head", "encoder")}
+    modules = {"topic": model.heads["topic"], "ner": model.heads["ner"], "encoder": model.encoder}
+    return {part: {n: p.detach().clone() for n, p in module.named_parameters()} for part, module in modules.items()}
 
 
 def same(a, b):
@@ -45,8 +45,8 @@ def test_stage_two_trains_ner_on_with_the_topic_head_frozen(schedule_run):
     assert len(stages[0]["history"]) == 1 and len(results["history"]) == 1
     assert not (out / "stage1" / "results.json").exists()  # stage 1 never looked at the test split
     stage1, stage2 = parts(out / "stage1" / "best_model"), parts(out / "model")
-    assert same(stage1["classifier"], stage2["classifier"])  # frozen through stage 2
-    assert not same(stage1["ner_head"], stage2["ner_head"])
+    assert same(stage1["topic"], stage2["topic"])  # frozen through stage 2
+    assert not same(stage1["ner"], stage2["ner"])
     assert not same(stage1["encoder"], stage2["encoder"])
     assert results["trained_tasks"] == {"topic": True, "ner": True}  # the topic head was trained, in stage 1
 
@@ -72,7 +72,11 @@ def test_a_schedule_killed_in_stage_two_resumes_to_the_same_result(tmp_path, tin
     (["--schedule", "ner first"], "--schedule must be one of 'joint' | 'joint, then NER'"),
     (["--schedule", "joint, then NER", "--epochs", "2", "--stage2-epochs", "2"],
      "--stage2-epochs must be between 1 and --epochs - 1 (1)"),
-    (["--schedule", "joint, then NER", "--w-ner", "0"], "needs both heads trained"),
+    (["--schedule", "joint, then NER", "--task-weights", "ner=0"], "needs the ner task and another one trained"),
+    (["--schedule", "joint, then NER", "--task-weights", "topic=0"], "needs the ner task and another one trained"),
+    (["--schedule", "joint, then NER", "--freeze", "ner"], "needs the ner task and another one trained"),
+    (["--schedule", "joint, then NER", "--freeze", "topic"], "needs the ner task and another one trained"),
+    (["--schedule", "joint, then NER", "--tasks", "topic"], "needs the ner task and another one trained"),
     (["--schedule", "joint, then NER", "--freeze-encoder"], "use --schedule joint"),
 ])
 def test_bad_schedules_are_refused_before_any_work(tmp_path, monkeypatch, capsys, args, message):

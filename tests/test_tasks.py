@@ -6,8 +6,8 @@ import os
 
 import pytest
 import torch
-
 from helpers import crash_after_saves, quiet_config, tiny_sentence_transformer
+
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from tasks import ClassificationTask, MultiLabelTask, TaggingTask
 from trainer_sentence_transformer import MultiTaskTrainer

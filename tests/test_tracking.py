@@ -17,11 +17,13 @@ def test_tensorboard_event_files_hold_each_epoch(tmp_path):
     config = quiet_config(tmp_path, epochs=2, report_to="tensorboard")
     history = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config).train()
     scalars = read_scalars(tmp_path / TRACKER_DIR)
-    for tag, key in (("train/cls_loss", "train_cls_loss"), ("train/ner_loss", "train_ner_loss"), ("lr", "lr")):
-        assert [s for s, _ in scalars[tag]] == [1, 2]
-        assert [v for _, v in scalars[tag]] == pytest.approx([r[key] for r in history], rel=1e-6)
-    assert [v for _, v in scalars["val/accuracy"]] == pytest.approx([r["val"]["accuracy"] for r in history])
-    assert [v for _, v in scalars["val/ner_f1"]] == pytest.approx([r["val"]["ner"]["f1"] for r in history])
+    for tag, value in (("train/topic_loss", lambda r: r["train_loss"]["topic"]),
+                       ("train/ner_loss", lambda r: r["train_loss"]["ner"]), ("lr", lambda r: r["lr"]),
+                       ("val/topic/accuracy", lambda r: r["val"]["tasks"]["topic"]["accuracy"]),
+                       ("val/ner/f1", lambda r: r["val"]["tasks"]["ner"]["f1"]),
+                       ("val/selection_score", lambda r: r["selection_score"])):
+        assert [s for s, _ in scalars[tag]] == [1, 2], tag
+        assert [v for _, v in scalars[tag]] == pytest.approx([value(r) for r in history], rel=1e-6), tag
 
 
 def test_no_tracker_by_default(tmp_path):
