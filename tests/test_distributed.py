@@ -178,3 +178,30 @@ def test_two_processes_distil_like_one(tmp_path_factory, one_and_two, dropout_fr
         assert rb["val"]["accuracy"] == pytest.approx(ra["val"]["accuracy"], abs=0.01)
         assert rb["val"]["ner"]["f1"] == pytest.approx(ra["val"]["ner"]["f1"], abs=0.01)
     assert b["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_two_processes_train_three_tasks_like_one(tmp_path_factory, dropout_free_model_dir, ag_news_dir, reference):
+    """Three tasks from two sources (AG News topic + silver NER, the BBC CSV's category), temperature sampling: two
+    processes walk the same sampled epochs and give the 1-process losses, validation and test for every task."""
+    from conftest import SHARED_DATA
+
+    bbc = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
+    extra = ["--tasks", "topic", "ner", f"bbc=classification:{bbc}@category", "--sampling", "temperature",
+             "--epochs", "2"]
+    runs = {}
+    for processes in (1, 2):
+        cwd = fresh_dir(tmp_path_factory, f"tasks{processes}", reference)
+        proc = subprocess.run(main_command(dropout_free_model_dir, ag_news_dir, processes) + extra, cwd=cwd,
+                              capture_output=True, text=True, env=dict(env(), OMP_NUM_THREADS="1"), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[processes] = results(cwd)
+    a, b = runs[1], runs[2]
+    keys = (*TASK_LOSSES, "train_loss.bbc")
+    print("measured: three-task epoch losses", spread(a, b, keys))
+    for ra, rb in zip(a["history"], b["history"]):
+        assert ra["epoch_rows"] == rb["epoch_rows"] and ra["epoch_rows"]["bbc"] > 0
+        for key in keys:
+            assert value(rb, key) == pytest.approx(value(ra, key), rel=LOSS_RTOL), (ra["epoch"], key)
+        assert rb["val"] == ra["val"]
+    assert b["test"]["tasks"] == a["test"]["tasks"] and set(a["test"]["tasks"]) == {"topic", "ner", "bbc"}
