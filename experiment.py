@@ -239,7 +239,10 @@ def run_from_model(a, data, output_dir):
     if model.trained_tasks is None:
         model.trained_tasks = {n: n not in {t.name for t in new} for n in model.tasks}
     old = [n for n in teacher.tasks if n in {t.name for t in tasks}]
-    before = evaluate(teacher, test, precision="no") if old else {"tasks": {}}
+    from precision import resolve_mixed_precision
+
+    # scored as the run will score the new model: the same precision, the same test rows
+    before = evaluate(teacher, test, precision=resolve_mixed_precision(a.mixed_precision)) if old else {"tasks": {}}
     print(f"--from-model {a.from_model}: its tasks {', '.join(teacher.tasks)} distilled from it; new: "
           f"{', '.join(t.name for t in new) or 'none'}")
     out = run_experiment(a, data, output_dir, model=model, teacher=teacher)

@@ -198,8 +198,8 @@ def _added_note(results):
         return ""
     lines = [f"| {t} | {v['metric']} | {v['before']:.4f} | {v['after']:.4f} | {v['after'] - v['before']:+.4f} |"
              for t, v in added["old_tasks"].items() if v.get("before") is not None and v.get("after") is not None]
-    return (f"\nTasks {', '.join(added['new_tasks'])} were added to the trained model in `{added['path']}`; its "
-            "tasks were distilled from it meanwhile. Their test scores before and after:\n\n"
+    return (f"\nAdded to the trained model in `{added['path']}`: {', '.join(added['new_tasks'])}. That model's "
+            "tasks were distilled from it meanwhile; their test scores before and after:\n\n"
             "| task | metric | before | after | change |\n|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
 
 

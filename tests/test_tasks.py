@@ -260,3 +260,35 @@ def test_a_task_from_a_csv_gets_its_own_splits_and_labels(tmp_path):
     assert set(merged["label"]) == {-1} and set(merged["group"]) == {2}  # no topic label on these rows
     assert all(isinstance(a, list) for a in merged["aspects"])
     os.remove(csv)
+
+
+@pytest.mark.slow
+def test_main_adds_a_csv_task_to_a_trained_model(reference, tiny_model_dir, ag_news_dir, tmp_path, monkeypatch):
+    """--from-model: the saved model's tasks train on (distilled from it), a task from a CSV it never saw gets a new
+    head; results.json and the model card report each old task's test score before and after."""
+    import shutil
+
+    from conftest import SHARED_DATA
+
+    import main
+
+    shutil.copytree(reference / ".cache", tmp_path / ".cache")  # the labelled rows of the reference run
+    monkeypatch.chdir(tmp_path)
+    bbc = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
+    main.main(["--model-name", str(tiny_model_dir), "--dataset", ag_news_dir, "--max-train-rows", "300",
+               "--max-test-rows", "80", "--epochs", "2", "--batch-size", "8", "--lr", "5e-4", "--output-dir", "added",
+               "--from-model", str(reference / "out" / "model"), "--tasks", "topic", "ner",
+               f"bbc=classification:{bbc}@category"])
+    results = json.loads((tmp_path / "added" / "results.json").read_text())
+    record = results["from_model"]
+    assert record["new_tasks"] == ["bbc"] and set(record["old_tasks"]) == {"topic", "ner"}
+    before = json.loads((reference / "out" / "results.json").read_text())["test"]
+    assert record["old_tasks"]["topic"]["before"] == pytest.approx(before["accuracy"], abs=0.02)  # the saved model
+    assert record["old_tasks"]["topic"]["after"] == results["test"]["tasks"]["topic"]["accuracy"]
+    assert results["test"]["rows"]["bbc"] == 185 and results["test"]["tasks"]["bbc"]["accuracy"] > 0.6
+    assert "train_soft_loss" in results["history"][0]  # the old tasks learned from the saved model's outputs
+    added = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "added" / "model")
+    assert list(added.tasks) == ["topic", "ner", "bbc"] and added.trained_tasks == {"topic": True, "ner": True,
+                                                                                       "bbc": True}
+    card = (tmp_path / "added" / "model" / "README.md").read_text()
+    assert "Added to the trained model in" in card and ": bbc." in card and "| topic | accuracy |" in card
