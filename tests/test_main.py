@@ -41,7 +41,8 @@ def test_default_flags_run_end_to_end(small_run):
     for name in ("model/heads.safetensors", "model/encoder/model.safetensors", "metrics.jsonl",
                  "training_curves.png", "confusion_matrix.png"):
         assert (out / name).exists(), name
-    assert "topic accuracy" in proc.stdout and "Example predictions" in proc.stdout
+    assert re.search(r"topic +accuracy 0\.\d{4}", proc.stdout) and re.search(r"ner +entity P/R/F1", proc.stdout)
+    assert "Example predictions" in proc.stdout and "-> topic: " in proc.stdout
     assert "wall time" in proc.stdout
 
 
@@ -53,9 +54,9 @@ def test_saved_model_loads_and_predicts(small_run):
     model = MultiTaskSentenceTransformer.from_pretrained(cwd / "out" / "model")
     text = "Apple opens a store in Paris, France."
     p = model.predict(text)
-    assert p["label"] in model.label_names and 0 < p["score"] <= 1
+    assert p["topic"]["label"] in model.label_names and 0 < p["topic"]["score"] <= 1
     # a briefly trained head may tag nothing: with one that tags capitalised words, the offsets are really checked
-    entities = tag_capitalised_words(model).predict(text)["entities"]
+    entities = tag_capitalised_words(model).predict(text)["ner"]
     assert [(e["text"], text[e["start"]:e["end"]]) for e in entities] == [(w, w) for w in ("Apple", "Paris", "France")]
 
 

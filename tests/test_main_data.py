@@ -30,9 +30,9 @@ def test_a_csv_with_string_labels_trains_and_keeps_its_class_names(bbc_run):
     assert "2 classes ['Politics', 'Sports']; AG News cleaning off" in proc.stdout
     model = MultiTaskSentenceTransformer.from_pretrained(cwd / "out" / "model")
     assert model.label_names == ["Politics", "Sports"] and model.clean is False
-    assert model.predict("the prime minister spoke in parliament")["label"] in ("Politics", "Sports")
+    assert model.predict("the prime minister spoke in parliament")["topic"]["label"] in ("Politics", "Sports")
     predicted = run_main(["--output-dir", "out", "--predict", "labour wins the vote"], cwd)
-    assert "-> Politics" in predicted.stdout or "-> Sports" in predicted.stdout
+    assert "-> topic: Politics" in predicted.stdout or "-> topic: Sports" in predicted.stdout
 
 
 @pytest.mark.slow
