@@ -46,7 +46,9 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
         with autocast({"no": "fp32"}.get(precision, precision), device):
             out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                         token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"], tasks=wanted)
-        out = {n: v.float().cpu() for n, v in out.items() if n in wanted}
+        # once per batch: tag ids of tagging tasks (a list), probabilities of sentence tasks
+        decided = {n: out[n].argmax(-1).tolist() if tasks[n].kind == "tagging" else tasks[n].probabilities(out[n]).cpu()
+                   for n in wanted}
         for row, i in enumerate(idx):
             pred = {}
             for n in wanted:
@@ -55,11 +57,12 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
                     continue
                 if task.kind == "tagging":
                     tags = ["O"] * len(values[n][i])  # truncated words and words with no wordpiece stay 'O'
+                    tag_ids = decided[n][row]
                     for t, w in zip(features["positions"][i], features["word_index"][i]):
-                        tags[w] = task.labels[int(out[n][row, t].argmax())]
+                        tags[w] = task.labels[tag_ids[t]]
                     pred[n] = tags
                 else:
-                    pred[n] = task.probabilities(out[n][row])
+                    pred[n] = decided[n][row]
             results.append((i, pred))
     # Rows cut at max_length: sentence tasks from the first window (above), tags on the whole row in overlapping
     # windows (the model's own windowed tagging; run live even beside a feature cache, which holds first windows).

@@ -365,7 +365,10 @@ class MultiTaskSentenceTransformer(nn.Module):
         if not isinstance(words_batch, (list, tuple)) or not all(
                 isinstance(ws, (list, tuple)) and all(isinstance(w, str) for w in ws) for ws in words_batch):
             raise InputTypeError("predict_tags expects a list of word lists (list[list[str]]).")
-        name = task or (self.first_task("tagging") or InputError).name
+        if task is None and self.first_task("tagging") is None:
+            raise InputError(f"this model has no tagging task (its tasks: {', '.join(self.tasks)}); predict_tags "
+                             "tags words with one.")
+        name = task or self.first_task("tagging").name
         if self.check_task_names([name]) and self.tasks[name].kind != "tagging":
             raise InputError(f"task {name!r} is a {self.tasks[name].kind} task; predict_tags needs a tagging task.")
         if not words_batch:
