@@ -238,7 +238,7 @@ def task_flag_problems(a):
     try:
         specs = parse_task_specs(a.tasks)
         names = [s.name for s in specs]
-        problems += spec_problems(specs)
+        problems += spec_problems(specs, a.text_column)
     except InputError as e:
         problems.append(str(e))
     try:

@@ -111,12 +111,28 @@ def resolve_spec(spec, resolve):
     return f"{parsed.name}={parsed.kind}:{resolved}" + (f"@{parsed.column}" if "@" in spec else "")
 
 
-def spec_problems(specs):
-    """[message] for specs that cannot be loaded (a missing source file), before any work."""
+def spec_problems(specs, text_column="text"):
+    """[message] for specs that cannot be loaded, before any work: a missing source file (a name that is neither a
+    file nor a folder may be a Hub id, except for tagging and names with a data-file suffix), and a classification
+    source without its text or label column or with unusable labels (data_sources.class_names reads the rows)."""
     import os
 
-    return [f"--tasks {s.name}: no file or folder at {s.source}" for s in specs
-            if s.kind and not os.path.exists(s.source) and not (s.kind != "tagging" and "/" not in s.source)]
+    from data_sources import FILE_FORMATS, class_names
+    from errors import ProjectError
+
+    problems = []
+    for s in specs:
+        if not s.kind:
+            continue
+        if not os.path.exists(s.source):
+            if s.kind == "tagging" or "/" in s.source or os.path.splitext(s.source)[1].lower() in FILE_FORMATS:
+                problems.append(f"--tasks {s.name}: no file or folder at {s.source}")
+        elif s.kind == "classification":
+            try:
+                class_names(s.source, text_column, s.column)
+            except ProjectError as e:
+                problems.append(f"--tasks {s.name}: {e}")
+    return problems
 
 
 def sources(specs):

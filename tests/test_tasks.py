@@ -292,3 +292,14 @@ def test_main_adds_a_csv_task_to_a_trained_model(reference, tiny_model_dir, ag_n
                                                                                        "bbc": True}
     card = (tmp_path / "added" / "model" / "README.md").read_text()
     assert "Added to the trained model in" in card and ": bbc." in card and "| topic | accuracy |" in card
+
+
+def test_a_task_source_without_its_column_or_file_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from conftest import SHARED_DATA
+    from helpers import flag_error
+
+    bbc = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
+    err = flag_error(["--tasks", "topic", "ner", f"bbc=classification:{bbc}@categry"], tmp_path, monkeypatch, capsys)
+    assert "--tasks bbc:" in err and "lacks column(s) ['categry']" in err and "'category'" in err
+    err = flag_error(["--tasks", "topic", "ner", "bbc=classification:nothere.csv"], tmp_path, monkeypatch, capsys)
+    assert "--tasks bbc: no file or folder at nothere.csv" in err
