@@ -118,12 +118,14 @@ def length_grouped_batches(lengths, batch_size, seed, epoch, bucket_batches=50, 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def collate(features, indices, pad_id, cache=None, tasks=()):
+def collate(features, indices, pad_id, cache=None, tasks=(), every_word=()):
     """A padded batch of the given rows; with a feature cache, token embeddings replace input_ids.
 
     Per task (tasks: the model's {name: task}): a sentence task's targets under its name; a tagging task's labelled
     first wordpieces as `name.rows` / `name.cols` and their tags under its name, found here on the host (a boolean
-    mask applied on the GPU would make the host wait for its count every step).
+    mask applied on the GPU would make the host wait for its count every step). A tagging task named in every_word
+    gets every word's first wordpiece instead (a teacher has a distribution there), its tag IGNORE_INDEX where the
+    row has none (no task loss); on a row with tags these are the same words in the same order.
     """
     input_ids, mask = pad_ids([features["input_ids"][i] for i in indices], pad_id)
     shapes, _ = pad_ids([features["shape_ids"][i] for i in indices])
@@ -131,7 +133,12 @@ def collate(features, indices, pad_id, cache=None, tasks=()):
     for name, task in dict(tasks).items():
         if task.kind == "tagging":
             labels, _ = pad_ids([features["token_labels"][name][i] for i in indices], IGNORE_INDEX)
-            rows, cols = (labels != IGNORE_INDEX).nonzero(as_tuple=True)
+            if name in every_word:
+                rows = torch.tensor([j for j, i in enumerate(indices) for _ in features["positions"][i]],
+                                    dtype=torch.long)
+                cols = torch.tensor([p for i in indices for p in features["positions"][i]], dtype=torch.long)
+            else:
+                rows, cols = (labels != IGNORE_INDEX).nonzero(as_tuple=True)
             batch.update({f"{name}.rows": rows, f"{name}.cols": cols, name: labels[rows, cols]})
         else:
             batch[name] = task.targets([features["values"][name][i] for i in indices])

@@ -5,6 +5,11 @@
 
 main.py: `python main.py --dataset ../shared/data/ag_news --distil-from outputs/default/model --student-layers 3`.
 
+Teachers per task (`--teachers topic=outputs/topic/model ner=outputs/ner/model`): a model of the same size learns each
+task from its labels and from that task's own teacher (e.g. single-task models), the teachers' weight annealed from
+DISTIL_WEIGHT to 0 with `--distil-schedule anneal` (BAM!, Clark et al. 2019); parse_teachers, teachers_problems,
+load_teachers, teachers_record here, the loss in trainer_sentence_transformer.training_loss.
+
 Which layers: the first and the top one, the rest evenly spaced between them (6 -> 3 keeps layers 1, 4, 6; 6 -> 2
 keeps 1 and 6). Both ends of the stack keep what they were trained on: the first layer reads the embeddings (any
 other layer expects a transformed input), the top layer feeds the pooling and the heads. DistilBERT's every other
@@ -16,7 +21,8 @@ untrained (bench/layer_choice.py): layers 1, 4, 6 keep accuracy 0.859 / NER F1 0
 What the student learns from (trainer_sentence_transformer.py computes the teacher's outputs once, on the training
 rows, stores them beside the checkpoint and reads them back on resume):
   - the task losses on the data's labels, weighted 1 - distil_weight;
-  - the teacher's distribution of every task (per text, or per word for tagging), softened by distil_temperature T
+  - the teacher's distribution of every task (per text, or per word for tagging: every word, labelled or not),
+    softened by distil_temperature T
     (Hinton et al. 2015: T^2 * KL(teacher_T || student_T)), weighted distil_weight (and task_weights per task);
   - the teacher's sentence embeddings (keep_embedding * (1 - cos)): the KEEP_EMBEDDING term, with the teacher's
     embeddings as targets instead of the starting encoder's.
@@ -147,11 +153,92 @@ def teacher_record(model_dir, teacher, student_layers):
     return record
 
 
+# --------------------------------------------------------------------------- teachers per task (--teachers)
+BUILTIN_KINDS = {"topic": "classification", "ner": "tagging"}
+
+
+def parse_teachers(specs):
+    """{task: model folder} from main.py's --teachers NAME=DIR ...; InputError naming the form otherwise."""
+    teachers = {}
+    for spec in specs:
+        name, sep, folder = str(spec).partition("=")
+        name, folder = name.strip(), folder.strip()
+        if not sep or not name or not folder:
+            raise InputError(f"--teachers: {spec!r} is not NAME=DIR (e.g. ner=outputs/ner/model: the task ner "
+                             "distilled from the saved model in outputs/ner/model)")
+        if name in teachers:
+            raise InputError(f"--teachers: task {name!r} is given two teachers; give one per task")
+        teachers[name] = folder
+    return teachers
+
+
+def teachers_problems(teachers, specs, ner_tags=None):
+    """[message] for {task: folder} against --tasks' specs, from the saved configs only (no weights loaded): every
+    task is one of the run's, every folder a saved model with a task of that name and kind (for the default ner
+    task, the tags ner_tags the flags give). The classes are compared when the teachers are loaded."""
+    from multi_task_sentence_transformer import CONFIG_NAME, HEADS_NAME
+
+    kinds = {s.name: s.kind or BUILTIN_KINDS.get(s.name) for s in specs}
+    problems = []
+    for name, folder in teachers.items():
+        if name not in kinds:
+            problems.append(f"--teachers {name}={folder}: the run has no task {name!r} (its tasks: "
+                            f"{', '.join(kinds)})")
+            continue
+        missing = [n for n in (CONFIG_NAME, HEADS_NAME) if not os.path.isfile(os.path.join(folder, n))]
+        if missing:
+            problems.append(f"--teachers {name}={folder}: not a saved model folder (no {', '.join(missing)}); point "
+                            "it at <output-dir>/model of a training run")
+            continue
+        try:
+            saved = read_saved_json(os.path.join(folder, CONFIG_NAME), required=("tasks",))["tasks"]
+        except ModelLoadError as e:
+            problems.append(f"--teachers {name}={folder}: {e}")
+            continue
+        task = next((t for t in saved if isinstance(t, dict) and t.get("name") == name), None)
+        if task is None or task.get("kind") != kinds[name]:
+            has = ", ".join(f"{t.get('name')} ({t.get('kind')})" for t in saved if isinstance(t, dict))
+            problems.append(f"--teachers {name}={folder}: that model has no {kinds[name]} task {name!r} (it has: "
+                            f"{has}); give a model trained on it (e.g. python main.py --tasks {name} --output-dir "
+                            f"outputs/{name})")
+        elif name == "ner" and ner_tags is not None and list(task.get("labels") or []) != list(ner_tags):
+            problems.append(f"--teachers {name}={folder}: the teacher tags {_short(task.get('labels') or [])}, the "
+                            f"flags give {_short(ner_tags)}; use the teacher's --ner-types / --dropped-entity-types")
+    return problems
+
+
+def load_teachers(folders):
+    """{task: loaded model} for {task: folder}; a folder named for several tasks is loaded once."""
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    loaded = {}
+    for folder in dict.fromkeys(folders.values()):
+        loaded[folder] = MultiTaskSentenceTransformer.from_pretrained(folder)
+    return {name: loaded[folder] for name, folder in folders.items()}
+
+
+def teachers_record(folders):
+    """results.json's `teachers`: per task, the teacher's folder and, when its run's results.json lies beside the
+    folder, the teacher's own test score of that task and the commit it was trained at."""
+    record = {}
+    for name, folder in folders.items():
+        entry = {"path": os.path.abspath(folder)}
+        results = os.path.join(os.path.dirname(os.path.abspath(folder)), "results.json")
+        if os.path.isfile(results):
+            with open(results) as f:
+                r = json.load(f)
+            scores = ((r.get("test") or {}).get("tasks") or {}).get(name) or {}
+            entry.update({k: scores[k] for k in ("accuracy", "f1", "micro_f1") if k in scores},
+                         commit=(r.get("run") or {}).get("commit"))
+        record[name] = entry
+    return record
+
+
 def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_id, tasks):
     """The teacher's outputs for the given rows of prepare_features() output, in eval mode (no dropout), on device in
-    precision: (sentence embeddings [n, H], {task: per row its logits: [C] for a sentence task, [its labelled words,
-    T] for a tagging task}) for the tasks named in `tasks` ({name: the student's Task}), fp32 on the host, in the order
-    of rows."""
+    precision: (sentence embeddings [n, H], {task: per row its logits: [C] for a sentence task, [its words,
+    T] for a tagging task: every word of the row, labelled or not}) for the tasks named in `tasks` ({name: the
+    student's Task}), fp32 on the host, in the order of rows."""
     import torch
 
     from batching import collate, positions, to_device
@@ -164,7 +251,9 @@ def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_
     with torch.no_grad():  # not inference_mode: the results are loss targets later, which autograd saves
         for start in range(0, len(order), batch_size):
             ks = order[start:start + batch_size]
-            batch = to_device(collate(features, [rows[k] for k in ks], pad_id, tasks=tasks), device)
+            every_word = [n for n, t in tasks.items() if t.kind == "tagging"]
+            batch = to_device(collate(features, [rows[k] for k in ks], pad_id, tasks=tasks, every_word=every_word),
+                              device)
             with autocast(precision, device):
                 out = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                               shape_ids=batch["shape_ids"], positions=positions(batch, tasks), tasks=list(tasks))

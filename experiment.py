@@ -6,6 +6,7 @@ results.json, model/ (with its model card) and the plots written. `a` holds main
     results, model = run_experiment(a, data, "outputs/x") # None on the other processes of a DDP run
     results, model = run_schedule(a, data, "outputs/x")   # the same, under --schedule (one or two stages)
     results, model = run_distillation(a, data, "outputs/x")  # --distil-from DIR: a smaller student of a saved model
+    results, model = run_with_teachers(a, data, "outputs/x") # --teachers NAME=DIR ...: tasks distilled from teachers
 """
 import json
 import os
@@ -40,8 +41,8 @@ def train_config_settings(a, output_dir=None, **overrides):
     settings = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
     settings["task_weights"] = {**parse_task_weights(a.task_weights), **overrides.pop("task_weights", {})}
     settings["freeze_tasks"] = tuple(dict.fromkeys([*a.freeze, *overrides.pop("freeze_tasks", ())]))
-    if not (getattr(a, "distil_from", "") or getattr(a, "from_model", "")):
-        settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from / --from-model runs only
+    if not (getattr(a, "distil_from", "") or getattr(a, "from_model", "") or getattr(a, "teachers", [])):
+        settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from / --from-model / --teachers runs
     settings.update(output_dir=output_dir or a.output_dir, **overrides)
     return settings
 
@@ -86,7 +87,7 @@ def load_data(a):
     from conll import load_ner_files
     from create_ner_dataset import combine_rows, create_dataset
     from distributed import distributed_state
-    from task_data import load_task_source, merge_rows, parse_task_specs, sources
+    from task_data import load_distil_texts, load_task_source, merge_rows, parse_task_specs, sources
     from tasks import ClassificationTask, TaggingTask
 
     start = time.perf_counter()
@@ -131,9 +132,14 @@ def load_data(a):
         print(f"data: {source}: {what}: {len(part.train['words'])} train / {len(part.val['words'])} validation / "
               f"{len(part.test['words'])} test rows")
     ordered = [tasks[s.name] for s in specs]
-    if len(parts) == 1 and specs[0].kind is None:
+    extra = []
+    if getattr(a, "distil_texts", None):  # unlabelled rows: train only, their own group, the teachers' targets only
+        extra = [load_distil_texts(a.distil_texts, a.text_column, clean, group=len(parts))]
+        print(f"data: --distil-texts: {len(extra[0]['words'])} unlabelled training rows (teachers' outputs only)")
+    if len(parts) == 1 and specs[0].kind is None and not extra:
         return (*parts[0], ordered)  # the default pair alone: the dataset as it is
-    return (*(merge_rows([p[k] for p in parts], ordered) for k in range(3)), ordered)
+    train = merge_rows([p[0] for p in parts] + extra, ordered)
+    return (train, *(merge_rows([p[k] for p in parts], ordered) for k in (1, 2)), ordered)
 
 
 def new_model_clean(a, tasks):
@@ -322,3 +328,16 @@ def run_distillation(a, data, output_dir):
           f"max_length {student.encoder.max_length} and heads; distil weight {a.distil_weight}, temperature "
           f"{a.distil_temperature}, keep_embedding {a.keep_embedding} (towards the teacher's embeddings)")
     return run_experiment(a, data, output_dir, model=student, teacher=teacher, extra_results={"teacher": record})
+
+
+def run_with_teachers(a, data, output_dir):
+    """--teachers NAME=DIR ...: a fresh model trained on the data, each named task also learning its teacher's
+    distribution (DISTIL_WEIGHT, DISTIL_TEMPERATURE, DISTIL_SCHEDULE; the embedding targets stay the packaged
+    encoder's, KEEP_EMBEDDING). results.json's `teachers` records each teacher (folder, its own test score)."""
+    from distillation import load_teachers, parse_teachers, teachers_record
+
+    dirs = parse_teachers(a.teachers)
+    teachers = load_teachers(dirs)
+    print("teachers: " + ", ".join(f"{n} from {d}" for n, d in dirs.items()) + f"; distil weight {a.distil_weight} "
+          f"({a.distil_schedule}), temperature {a.distil_temperature}")
+    return run_experiment(a, data, output_dir, teacher=teachers, extra_results={"teachers": teachers_record(dirs)})

@@ -56,8 +56,11 @@ STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the las
 FROM_MODEL = ""                   # a saved model folder to train on: its tasks kept (distilled from it), the TASKS it lacks added
 DISTIL_FROM = ""                  # a saved model folder (e.g. outputs/default/model): train a smaller student of it instead ("" = off)
 STUDENT_LAYERS = 3                # --distil-from: encoder layers of the student, taken from the teacher's (its first and top, the rest spread between)
-DISTIL_WEIGHT = 0.5               # --distil-from / --from-model: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
-DISTIL_TEMPERATURE = 2.0          # --distil-from: temperature softening those distributions
+DISTIL_WEIGHT = 0.5               # --distil-from / --from-model / --teachers: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
+DISTIL_TEMPERATURE = 2.0          # --distil-from / --teachers: temperature softening those distributions
+TEACHERS = []                     # a teacher per task, NAME=DIR: task NAME also learns the distribution of the saved model in DIR (e.g. a single-task run's)
+DISTIL_TEXTS = []                 # unlabelled texts (.txt a line each, .csv / .jsonl TEXT_COLUMN) added as training rows that learn only the teachers' outputs (with --teachers, --distil-from or --from-model)
+DISTIL_SCHEDULE = "constant"      # constant: the teachers' weight stays DISTIL_WEIGHT | anneal: it falls linearly to 0 over training (BAM: with DISTIL_WEIGHT 1)
 MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
@@ -79,7 +82,7 @@ import sys
 import time
 
 FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
-LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE")  # flags taking several values (--dataset a.csv b.csv, ...)
+LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE", "TEACHERS", "DISTIL_TEXTS")  # flags taking several values (--dataset a.csv b.csv, ...)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,7 +113,8 @@ def build_parser():
         option = "--" + name.lower().replace("_", "-")
         if name in LIST_FLAGS:
             parser.add_argument(option, default=default, nargs="+" if name in ("DATASET", "TASKS") else "*",
-                                metavar="TASK" if name in ("TASKS", "FREEZE") else "PATH", help=comments[name])
+                                metavar={"TASKS": "TASK", "FREEZE": "TASK", "TEACHERS": "NAME=DIR"}.get(name, "PATH"),
+                                help=comments[name])
         elif isinstance(default, bool):
             parser.add_argument(option, default=default, action=argparse.BooleanOptionalAction, help=comments[name])
         else:
@@ -142,6 +146,7 @@ def resolve_data_paths(parser, a):
     else:
         a.dataset = data_root.resolve(a.dataset, a.data_root)
     a.ner_data = [data_root.resolve(f, a.data_root) for f in a.ner_data]
+    a.distil_texts = [data_root.resolve(f, a.data_root) for f in a.distil_texts]
     a.tasks = [resolve_spec(t, lambda source: data_root.resolve(source, a.data_root)) for t in a.tasks]
     if a.eval_conll:
         a.eval_conll = data_root.resolve(a.eval_conll, a.data_root)
@@ -196,7 +201,11 @@ def check_args(parser, a):
         problems += from_model_problems(a)
     if a.distil_from:
         problems += distil_problems(a)
-    elif not a.from_model:  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
+    if a.distil_texts:
+        problems += distil_texts_problems(a)
+    if a.teachers:
+        problems += teachers_flag_problems(a)
+    elif not (a.from_model or a.distil_from):  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
         problems += [f"--{f.replace('_', '-')} {m}" for f, m in TrainConfig.problems(
             {"distil_weight": a.distil_weight, "distil_temperature": a.distil_temperature})]
     try:
@@ -272,6 +281,56 @@ def from_model_problems(a):
     if a.schedule != "joint":
         problems.append(f"--from-model trains jointly; drop --schedule {a.schedule!r}")
     return problems
+
+
+def teachers_flag_problems(a):
+    """--teachers NAME=DIR ...: the form, task names of --tasks, saved model folders that have the task (its kind,
+    and for tagging its tags: config files only, no weights loaded); not beside --distil-from / --from-model, which
+    bring their own teacher, nor under a two-stage --schedule."""
+    from distillation import parse_teachers, teachers_problems
+    from errors import InputError
+    from task_data import parse_task_specs
+
+    problems = []
+    if a.distil_from or a.from_model:
+        problems.append(f"--teachers with {'--distil-from' if a.distil_from else '--from-model'}: that mode distils "
+                        "from its own model; drop one of them")
+    if a.schedule != "joint":
+        problems.append(f"--teachers trains jointly; drop --schedule {a.schedule!r}")
+    try:
+        teachers = parse_teachers(a.teachers)
+        specs = parse_task_specs(a.tasks)
+    except InputError as e:
+        return problems + [str(e)]
+    return problems + teachers_problems(teachers, specs, tagging_labels(a))
+
+
+def distil_texts_problems(a):
+    """--distil-texts: files that exist in a format read_texts reads, and a teacher to learn from."""
+    from serving import PREDICT_FILE_FORMATS
+
+    problems = []
+    if not (a.teachers or a.distil_from or a.from_model):
+        problems.append("--distil-texts adds rows without labels, which learn only from a teacher; give --teachers "
+                        "NAME=DIR, --distil-from DIR or --from-model DIR")
+    for path in a.distil_texts:
+        if not os.path.isfile(path):
+            problems.append(f"--distil-texts: no file at {path}")
+        elif os.path.splitext(path)[1].lower() not in PREDICT_FILE_FORMATS:
+            problems.append(f"--distil-texts: {path} is not one of {', '.join(PREDICT_FILE_FORMATS)} (rename a plain "
+                            "text file to .txt)")
+    return problems
+
+
+def tagging_labels(a):
+    """The default ner task's tag list under the flags (None when they are wrong: said under their own flags)."""
+    from experiment import dropped_types
+    from ner_tags import build_tag_list
+
+    try:
+        return build_tag_list(dropped_types(a), a.ner_types)
+    except ValueError:
+        return None
 
 
 def saved_task_names(model_dir):
@@ -383,12 +442,13 @@ def train_mode(a):
     import resource
 
     from distributed import distributed_state
-    from experiment import load_data, run_distillation, run_from_model, run_schedule
+    from experiment import load_data, run_distillation, run_from_model, run_schedule, run_with_teachers
 
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
-    run = run_distillation if a.distil_from else run_from_model if a.from_model else run_schedule
+    run = (run_distillation if a.distil_from else run_from_model if a.from_model else run_with_teachers if a.teachers
+           else run_schedule)
     out = run(a, load_data(a), a.output_dir)
     if out is None:  # not the main process (DDP): only the main one reports
         return

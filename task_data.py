@@ -284,3 +284,24 @@ def merge_rows(parts, tasks):
         for t in tasks:
             columns[t.column] += list(part[t.column]) if t.column in names else [t.missing] * n
     return datasets.Dataset.from_dict(columns)
+
+
+def load_distil_texts(paths, text_column="text", clean=False, group=0):
+    """Training rows of unlabelled text for distillation (main.py --distil-texts): {"words", "group"} per non-empty
+    text of the files (.txt a text per line, .csv / .jsonl the text_column), split into words as predict() splits
+    them; no task's labels, so they learn only from the teachers' outputs. InputError naming the file and row when a
+    row has no readable text."""
+    from serving import _is_unreadable, read_texts
+
+    texts = []
+    for path in paths:
+        for row, text, error in read_texts(path, text_column):
+            if error is None and _is_unreadable(text):
+                error = "text is not valid UTF-8"
+            if error is not None:
+                raise InputError(f"--distil-texts {path}, row {row}: {error}; fix or remove the row")
+            if text.strip():
+                texts.append(text)
+    if not texts:
+        raise InputError(f"--distil-texts {', '.join(map(str, paths))}: no text in the file(s)")
+    return {"words": _words(texts, clean), "group": [group] * len(texts)}

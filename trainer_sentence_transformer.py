@@ -32,9 +32,14 @@ computed once (eval mode) and stored in checkpoints/teacher, so a resumed run di
 Distilling from a trained teacher model (MultiTaskTrainer(..., teacher=model), see distillation.py): the embedding
 targets are the teacher's sentence embeddings, and with distil_weight = a > 0 the loss is
 (1 - a) * (the task loss above) + a * T^2 * sum_t w_t * KL(teacher_t || student_t) over the tasks the teacher has
-(sentence tasks over all rows, tagging over the task's labelled words), softened by T = distil_temperature. A teacher
+(sentence tasks over all rows, tagging over every word of every row, labelled or not), softened by
+T = distil_temperature. A teacher
 lacking some of the student's tasks (a task added to a trained model) is distilled on the tasks it has. Its outputs
 are computed once like the embedding targets, stored and read back alike.
+Teachers per task (teacher={task: model}, e.g. single-task models: BAM!, Clark et al. 2019): each named task is
+distilled from its own teacher's distribution; the embedding targets stay the starting encoder's. distil_schedule
+"anneal" lowers a linearly from distil_weight at the first step to 0 at the last (BAM's teacher annealing with
+distil_weight = 1: the target moves from the teacher's distribution to the labels); "constant" keeps it.
 Freezing rules:
   - a frozen part gets no gradient and is not in the optimizer;
   - a frozen head's task (freeze_tasks) contributes no loss, so the shared encoder is not pulled by a head that
@@ -92,6 +97,7 @@ from plots import plot_history
 from precision import MIXED_PRECISIONS, autocast, resolve_mixed_precision
 
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+DISTIL_SCHEDULES = ("constant", "anneal")
 REPORT_TO = ("none", "tensorboard")  # experiment trackers (accelerate's); metrics.jsonl and the plots are always written
 TRACKER_DIR = "tensorboard"          # <output_dir>/tensorboard: the event files
 
@@ -117,6 +123,7 @@ class TrainConfig:
     keep_embedding: float = 0.0      # weight of the distillation towards the starting encoder's sentence embeddings
     distil_weight: float = 0.0       # with a teacher: weight a of its softened topic / tag distributions (tasks: 1 - a)
     distil_temperature: float = 2.0  # softening temperature T of those distributions
+    distil_schedule: str = "constant"  # constant a | anneal: a falls linearly from distil_weight to 0 over training
     freeze_encoder: bool = False     # the whole encoder (embeddings + all layers)
     freeze_layers: int = 0           # the encoder's embeddings plus its lowest N layers
     freeze_tasks: tuple = ()         # task names whose heads stay as they are (no loss, no gradient)
@@ -176,6 +183,8 @@ class TrainConfig:
              f"must be in [0, 1] (0 = task losses only), got {c['distil_weight']!r}"),
             ("distil_temperature", number(c["distil_temperature"]) and c["distil_temperature"] > 0,
              f"must be > 0, got {c['distil_temperature']!r}"),
+            ("distil_schedule", c["distil_schedule"] in DISTIL_SCHEDULES,
+             f"must be one of {', '.join(DISTIL_SCHEDULES)}, got {c['distil_schedule']!r}"),
             ("freeze_layers", integer(c["freeze_layers"]) and c["freeze_layers"] >= 0, "must be >= 0"),
             ("mixed_precision", c["mixed_precision"] in MIXED_PRECISIONS,
              f"must be one of {', '.join(MIXED_PRECISIONS)}, got {c['mixed_precision']!r}"),
@@ -301,14 +310,58 @@ def encode_cache(model, features, rows, device, precision, batch_size, show_prog
     return cache
 
 
+# --------------------------------------------------------------------------- teachers
+def task_teachers(model, teacher):
+    """{task: teacher model} for MultiTaskTrainer's teacher: one model teaches every task of the model it shares (the
+    same kind, name and labels), {task: model} each named task. An InputError names the fix when a teacher's task
+    clashes with the model's or a named task is not the teacher's."""
+    if teacher is None:
+        return {}
+    if not isinstance(teacher, dict):
+        shared = [n for n, t in model.tasks.items() if n in teacher.tasks and t.same_as(teacher.tasks[n])]
+        if not shared or any(n in model.tasks and not model.tasks[n].same_as(t) for n, t in teacher.tasks.items()):
+            raise InputError("the teacher's tasks differ from the model's (a task of the same name with other "
+                             "labels, or none in common); distil into a student made from the teacher "
+                             "(distillation.make_student), or add new tasks under new names.")
+        return {n: teacher for n in shared}
+    for n, t in teacher.items():
+        if n not in model.tasks:
+            raise InputError(f"a teacher is given for task {n!r}, which the model does not have (its tasks: "
+                             f"{', '.join(model.tasks)}); name one of them.")
+        if n not in t.tasks or not t.tasks[n].same_as(model.tasks[n]):
+            has = ", ".join(f"{k} ({v.kind}, {len(v.labels)} labels)" for k, v in t.tasks.items())
+            raise InputError(f"the teacher of task {n!r} has no task {n!r} with the same kind and labels (it has: "
+                             f"{has}); give a model trained on that task with the same labels.")
+    return dict(teacher)
+
+
+def teachers_fingerprint(teacher):
+    """Which teacher(s) a run distils from: the weights' fingerprint of one model, or of each task's (None: none)."""
+    if teacher is None:
+        return None
+    if not isinstance(teacher, dict):
+        return weights_fingerprint(teacher)
+    return {n: weights_fingerprint(t) for n, t in sorted(teacher.items())}
+
+
 # --------------------------------------------------------------------------- the loss of one step
-def training_loss(model_out, batch, tasks, counts, config, share, weighting=None, n_processes=1, soft_tasks=()):
+def distil_weight_at(config, step, total_steps):
+    """The teacher's weight a at a step (0-based) of total_steps: distil_weight, or under the "anneal" schedule
+    distil_weight * (1 - step / total_steps) (from distil_weight at the first step towards 0 at the last)."""
+    if config.distil_schedule == "anneal":
+        return config.distil_weight * (1 - step / max(1, total_steps))
+    return config.distil_weight
+
+
+def training_loss(model_out, batch, tasks, counts, config, share, weighting=None, n_processes=1, soft_tasks=(),
+                  distil_weight=None):
     """The loss of one process's share of a global batch: (loss to back-propagate, {task: its loss}, soft, embedding).
 
     Each task's loss is this process's part of its global-batch mean (counts[name]: the global batch's labelled rows,
     or words for tagging; share: 0 for a stand-in row), so DDP's averaged gradient of n_processes * loss is the
     1-process gradient. tasks: the trained tasks ({name: Task}); soft_tasks: those distilled from a teacher
-    (batch["teacher.<name>"], soft counts in counts["soft.<name>"]); batch["teacher"]: embedding targets.
+    (batch["teacher.<name>"], soft counts in counts["soft.<name>"]); batch["teacher"]: embedding targets;
+    distil_weight: the teacher's weight a at this step (distil_weight_at; None = config.distil_weight).
     """
     c = config
     losses = {n: share * t.loss(model_out[n].float(), batch[n]) / max(1, counts[n]) for n, t in tasks.items()}
@@ -318,7 +371,7 @@ def training_loss(model_out, batch, tasks, counts, config, share, weighting=None
         loss = weighting(losses, n_processes)
     soft = torch.zeros((), device=batch["attention_mask"].device)
     if soft_tasks:  # Hinton's T^2 * KL(teacher_T || student_T) per task the teacher has
-        temp, a = c.distil_temperature, c.distil_weight
+        temp, a = c.distil_temperature, c.distil_weight if distil_weight is None else distil_weight
         soft = temp * temp * sum(task_weight(c, n) * share * tasks[n].soft_loss(
             model_out[n].float(), batch["teacher." + n], temp) / max(1, counts["soft." + n]) for n in soft_tasks)
         loss = (1 - a) * loss + a * soft
@@ -352,17 +405,13 @@ class MultiTaskTrainer:
         self.train_tasks = {n: model.tasks[n] for n in trained_task_names(model, config)}
         # the distillation needs an encoder that moves (a frozen encoder keeps its embedding exactly)
         self.distill = config.keep_embedding > 0 and not config.freeze_encoder
-        self.teacher = teacher  # a trained model: its embeddings are the targets, and its distributions with a > 0
-        self.soft_tasks = []
-        if teacher is not None:  # the trained tasks the teacher also has (the same kind, name and labels)
-            shared = [n for n, t in model.tasks.items() if n in teacher.tasks and t.same_as(teacher.tasks[n])]
-            if not shared or any(n in model.tasks and not model.tasks[n].same_as(t) for n, t in teacher.tasks.items()):
-                raise InputError("the teacher's tasks differ from the model's (a task of the same name with other "
-                                 "labels, or none in common); distil into a student made from the teacher "
-                                 "(distillation.make_student), or add new tasks under new names.")
-            self.soft_tasks = [n for n in shared if n in self.train_tasks] if config.distil_weight > 0 else []
+        # teacher: one trained model (its embeddings are the targets, and its distributions with a > 0) or
+        # {task: model} (each task's distribution from its own teacher; embedding targets from the starting encoder)
+        self.teacher = teacher if teacher is None or not isinstance(teacher, dict) else None
+        self.teachers = task_teachers(model, teacher)  # {task: the model it is distilled from}
+        self.soft_tasks = [n for n in self.teachers if n in self.train_tasks] if config.distil_weight > 0 else []
         self.soft = bool(self.soft_tasks)
-        self.teacher_id = weights_fingerprint(teacher) if teacher is not None else None
+        self.teacher_id = teachers_fingerprint(teacher)
         self.loss_weighting = None  # the LossWeighting module (unwrapped) while training with uncertainty weighting
         self.train_features = prepare_features(train_rows, model) if train_rows is not None else None
         self.val_features = prepare_features(val_rows, model) if val_rows is not None else None
@@ -406,8 +455,9 @@ class MultiTaskTrainer:
     def batch_counts(self, global_batch):
         """The global batch's labelled rows (words) per trained task, the soft targets' counts, its rows."""
         counts = {n: sum(self.counts[n][i] for i in global_batch) for n in self.train_tasks}
-        for n in self.soft_tasks:
-            counts["soft." + n] = counts[n] if self.model.tasks[n].kind == "tagging" else len(global_batch)
+        for n in self.soft_tasks:  # a tagging task's teacher has a distribution for every word of every row
+            counts["soft." + n] = (sum(len(self.train_features["positions"][i]) for i in global_batch)
+                                   if self.model.tasks[n].kind == "tagging" else len(global_batch))
         counts["rows"] = len(global_batch)
         return counts
 
@@ -428,7 +478,7 @@ class MultiTaskTrainer:
             weighting = self.loss_weighting = LossWeighting({n: task_weight(c, n) for n in self.train_tasks})
         optimizer = build_optimizer(self.trainable, c, weighting.parameters() if weighting else ())
         batches_per_epoch = len(self.epoch_batches(0))
-        total_steps = max(1, batches_per_epoch * c.epochs)
+        total_steps = self._total_steps = max(1, batches_per_epoch * c.epochs)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(c.warmup_ratio * total_steps), total_steps)
         if weighting is None:
             model, optimizer = acc.prepare(self.model, optimizer)  # not the scheduler: it steps once per global batch
@@ -467,9 +517,10 @@ class MultiTaskTrainer:
                     out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                                 token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
                                 positions=positions(batch, self.train_tasks), tasks=names)
+                a = distil_weight_at(c, state["global_step"], total_steps)
                 loss, losses, soft, embedding = training_loss(out, batch, self.train_tasks,
                                                               self.batch_counts(global_batch), c, share, weighting,
-                                                              n_proc, self.soft_tasks)
+                                                              n_proc, self.soft_tasks, a)
                 optimizer.zero_grad(set_to_none=True)
                 scaler = self.scaler
                 acc.backward(scaler.scale(n_proc * loss) if scaler else n_proc * loss)
@@ -512,10 +563,11 @@ class MultiTaskTrainer:
 
     def _batch(self, rows, cache, targets):
         """This process's rows of a global batch as tensors (host), with the distillation targets of those rows."""
-        batch = collate(self.train_features, rows, self.pad_id, cache, self.train_tasks)
+        every_word = [n for n in self.soft_tasks if self.model.tasks[n].kind == "tagging"]
+        batch = collate(self.train_features, rows, self.pad_id, cache, self.train_tasks, every_word)
         if self.distill:
             batch["teacher"] = targets["embeddings"][rows]
-        for n in self.soft_tasks:  # per row, or per labelled word in collate's (row-major) order
+        for n in self.soft_tasks:  # per row, or per word in collate's (row-major) order
             if self.model.tasks[n].kind == "tagging":
                 offsets = targets[n + ".offsets"]
                 batch["teacher." + n] = torch.cat([targets[n][offsets[i]:offsets[i + 1]] for i in rows])
@@ -535,6 +587,7 @@ class MultiTaskTrainer:
             record["train_distill_loss"] = sums["distill"] / n
         if self.soft:
             record["train_soft_loss"] = sums["soft"] / n
+            record["distil_weight"] = distil_weight_at(c, state["global_step"], self._total_steps)
         if self.loss_weighting is not None:  # the learned weights at the epoch's end
             record["loss_weights"] = self.loss_weighting.weights()
             record["log_vars"] = {t: float(v.detach()) for t, v in self.loss_weighting.log_vars.items()}
@@ -589,7 +642,7 @@ class MultiTaskTrainer:
         """The distillation targets (CPU tensors) of the training rows, computed once: {"embeddings": [N, H]} (the
         sentence embeddings of the encoder as it was when training started, or of the teacher when there is one) and,
         with a teacher and distil_weight > 0, its logits per distilled task: a sentence task's [N, C] under its name, a
-        tagging task's [W, T] (the labelled words of every row, row after row) and "<name>.offsets" [N + 1] (row i's
+        tagging task's [W, T] (every word of every row, row after row) and "<name>.offsets" [N + 1] (row i's
         words are [offsets[i]:offsets[i + 1]]).
         A fresh run computes them (each process its share, then gathered) and stores them in checkpoints/teacher; a
         resumed run reads them back there (checked against the checkpoint's fingerprint), as the encoder they came
@@ -611,15 +664,23 @@ class MultiTaskTrainer:
             return targets
         n_rows, n_proc, rank = len(self.train_features["input_ids"]), acc.num_processes, acc.process_index
         mine = range(rank, n_rows, n_proc)
-        if self.teacher is None:
-            part = (sentence_embeddings(acc.unwrap_model(model), self.train_features, mine, c.eval_batch_size,
-                                        acc.device, self.precision), {})
-        else:
-            from distillation import teacher_outputs
+        from distillation import teacher_outputs
 
-            part = teacher_outputs(self.teacher, self.train_features, mine, c.eval_batch_size, acc.device,
-                                   self.precision, self.pad_id, {n: self.model.tasks[n] for n in self.soft_tasks})
-            self.teacher.to("cpu")  # its outputs are all it is needed for
+        if self.teacher is None:
+            emb = sentence_embeddings(acc.unwrap_model(model), self.train_features, mine, c.eval_batch_size,
+                                      acc.device, self.precision)
+        per_task = {}
+        for teacher in {id(t): t for t in [self.teacher, *self.teachers.values()] if t is not None}.values():
+            mine_soft = {n: self.model.tasks[n] for n in self.soft_tasks if self.teachers[n] is teacher}
+            if teacher is not self.teacher and not mine_soft:
+                continue
+            teacher_emb, logits = teacher_outputs(teacher, self.train_features, mine, c.eval_batch_size, acc.device,
+                                                  self.precision, self.pad_id, mine_soft)
+            teacher.to("cpu")  # its outputs are all it is needed for
+            per_task.update(logits)
+            if teacher is self.teacher:
+                emb = teacher_emb
+        part = (emb, per_task)
         parts = [(rank, part)]
         if n_proc > 1:  # every process needs every row (its share of a batch can be any row)
             parts = acc.gather_for_metrics(parts, use_gather_object=True)
@@ -632,7 +693,7 @@ class MultiTaskTrainer:
         for n in self.soft_tasks:
             task = self.model.tasks[n]
             rows = [x[n] for x in logits]
-            if task.kind == "tagging":  # the labelled words of every row, row after row, and where each row starts
+            if task.kind == "tagging":  # every word of every row, row after row, and where each row starts
                 targets[n] = torch.cat(rows) if rows else torch.zeros(0, len(task.labels))
                 targets[n + ".offsets"] = torch.tensor([0, *np.cumsum([len(w) for w in rows]).tolist()],
                                                        dtype=torch.long)

@@ -219,3 +219,186 @@ def test_a_killed_distillation_resumes_to_the_same_student(distil_run, tmp_path,
     proc = subprocess.run(cmd[:-6] + ["--distil-from", str(other), "--student-layers", "1", "--output-dir",
                                       "student"], cwd=tmp_path, env=env(), capture_output=True, text=True)
     assert proc.returncode == 1 and "teacher differ" in proc.stderr, proc.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- teachers per task, annealing
+def test_each_task_learns_from_its_own_teacher(tmp_path):
+    """teacher={task: model}: each task's targets are its own teacher's outputs; the embedding targets stay the
+    starting encoder's (no teacher's)."""
+    from batching import collate
+    from trainer_sentence_transformer import MultiTaskTrainer, sentence_embeddings
+
+    topic_teacher, ner_teacher, model = tiny_multitask(seed=5).eval(), tiny_multitask(seed=9).eval(), tiny_multitask(3)
+    trainer = MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path, distil_weight=0.5, keep_embedding=1.0),
+                               teacher={"topic": topic_teacher, "ner": ner_teacher})
+    assert trainer.soft_tasks == ["topic", "ner"]
+    targets = trainer._distillation_targets(trainer.model, {"teacher": None})
+    n = len(TOY_ROWS["label"])
+    start = sentence_embeddings(model, trainer.train_features, range(n), 64, torch.device("cpu"), "no")
+    assert torch.allclose(targets["embeddings"], start, atol=1e-5)
+    for i in (0, n - 1):
+        batch = collate(trainer.train_features, [i], trainer.pad_id, tasks=model.tasks)
+        args = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], shape_ids=batch["shape_ids"],
+                    positions={"ner": (batch["ner.rows"], batch["ner.cols"])})
+        with torch.no_grad():
+            by_topic, by_ner = topic_teacher(**args), ner_teacher(**args)
+        lo, hi = targets["ner.offsets"][i], targets["ner.offsets"][i + 1]
+        assert torch.allclose(targets["topic"][i], by_topic["topic"][0], atol=1e-5)
+        assert torch.allclose(targets["ner"][lo:hi], by_ner["ner"], atol=1e-5)
+        assert not torch.allclose(targets["topic"][i], by_ner["topic"][0], atol=1e-3)
+        assert not torch.allclose(targets["ner"][lo:hi], by_topic["ner"], atol=1e-3)
+    # one teacher for one task only: the other task learns from its labels alone
+    only = MultiTaskTrainer(tiny_multitask(3), TOY_ROWS, None, quiet_config(tmp_path / "only", distil_weight=0.5),
+                            teacher={"ner": ner_teacher})
+    assert only.soft_tasks == ["ner"] and "topic" not in only._distillation_targets(only.model, {"teacher": None})
+
+
+def test_annealing_moves_the_loss_from_the_teacher_to_the_labels(tmp_path):
+    """distil_schedule="anneal": the teachers' weight falls linearly from distil_weight to 0 over the run's steps, and
+    the step's loss is (1 - a) * task losses + a * soft loss with that a."""
+    from batching import positions
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig, distil_weight_at, training_loss
+
+    config = TrainConfig(distil_weight=1.0, distil_schedule="anneal")
+    assert [distil_weight_at(config, s, 4) for s in range(5)] == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert distil_weight_at(TrainConfig(distil_weight=0.5), 3, 4) == 0.5  # constant
+    teacher = tiny_multitask(seed=5).eval()
+    trainer = MultiTaskTrainer(tiny_multitask(3), TOY_ROWS, None,
+                               quiet_config(tmp_path, epochs=2, distil_weight=1.0, distil_schedule="anneal"),
+                               teacher={"topic": teacher, "ner": teacher})
+    history = trainer.train()
+    assert [r["distil_weight"] for r in history] == [0.5, 0.0]  # after epoch 1 of 2, after the last step
+    targets = trainer._distillation_targets(trainer.model, {"teacher": None})
+    rows = list(range(len(TOY_ROWS["label"])))
+    batch = trainer._batch(rows, None, targets)
+    out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        shape_ids=batch["shape_ids"], positions=positions(batch, trainer.train_tasks))
+    counts = trainer.batch_counts(rows)
+    loss = {a: training_loss(out, batch, trainer.train_tasks, counts, trainer.config, 1.0, soft_tasks=["topic", "ner"],
+                             distil_weight=a) for a in (0.0, 0.25, 1.0)}
+    task_loss = sum(loss[0.0][1].values())
+    soft = loss[1.0][2]
+    assert torch.allclose(loss[0.0][0], task_loss) and torch.allclose(loss[1.0][0], soft)
+    assert torch.allclose(loss[0.25][0], 0.75 * task_loss + 0.25 * soft)
+
+
+def test_unlabelled_rows_learn_only_the_teachers_outputs(tmp_path):
+    """Rows without labels (--distil-texts) add no task loss but carry the teachers' targets: the topic distribution
+    and a tag distribution for every word; on labelled rows the soft words are the labelled ones, in the same order."""
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    unlabelled = [["Intel", "opens", "a", "plant", "in", "Ohio"], ["Rain", "again"]]
+    rows = {"words": TOY_ROWS["words"] + unlabelled, "ner_tags": TOY_ROWS["ner_tags"] + [None, None],
+            "label": TOY_ROWS["label"] + [-1, -1]}
+    teacher = tiny_multitask(seed=5).eval()
+    trainer = MultiTaskTrainer(tiny_multitask(3), rows, None, quiet_config(tmp_path, distil_weight=0.5),
+                               teacher={"topic": teacher, "ner": teacher})
+    n = len(TOY_ROWS["words"])
+    assert trainer.counts["ner"][n:] == [0, 0] and trainer.counts["topic"][n:] == [0, 0]
+    targets = trainer._distillation_targets(trainer.model, {"teacher": None})
+    offsets = targets["ner.offsets"].tolist()
+    assert [offsets[i + 1] - offsets[i] for i in (n, n + 1)] == [6, 2]  # every word of the unlabelled rows
+    assert offsets[n] == sum(trainer.counts["ner"])  # and on labelled rows exactly their labelled words
+    batch = trainer._batch([0, n, n + 1], None, targets)
+    assert batch["ner"].tolist()[:5] != [-100] * 5 and batch["ner"].tolist()[5:] == [-100] * 8  # no tags there
+    assert batch["teacher.ner"].shape == (13, len(teacher.tags)) and batch["topic"].tolist() == [3, -1, -1]
+    counts = trainer.batch_counts([0, n, n + 1])
+    assert counts["ner"] == 5 and counts["soft.ner"] == 13 and counts["topic"] == 1 and counts["soft.topic"] == 3
+    assert trainer.train()[-1]["train_soft_loss"] > 0
+
+
+def test_distil_texts_are_read_as_unlabelled_rows(tmp_path):
+    from task_data import load_distil_texts
+
+    (tmp_path / "a.txt").write_text("Apple opens a store in Paris.\n\n  \nRain again\n")
+    (tmp_path / "b.csv").write_text('id,body\n1,"Oil, gas and coal"\n')
+    (tmp_path / "c.jsonl").write_text('{"body": "fine"}\n[1, 2]\n')
+    rows = load_distil_texts([tmp_path / "a.txt", tmp_path / "b.csv"], text_column="body", group=3)
+    assert rows["words"] == [["Apple", "opens", "a", "store", "in", "Paris", "."], ["Rain", "again"],
+                             ["Oil", ",", "gas", "and", "coal"]]
+    assert rows["group"] == [3, 3, 3]
+    with pytest.raises(ValueError, match=r"c.jsonl, row 2: not a JSON object with a 'body' key"):
+        load_distil_texts([tmp_path / "c.jsonl"], text_column="body")
+    with pytest.raises(ValueError, match="no column 'text' in the CSV header"):
+        load_distil_texts([tmp_path / "b.csv"])
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="no text in the file"):
+        load_distil_texts([tmp_path / "empty.txt"])
+
+
+def test_bad_teachers_are_refused(tmp_path):
+    from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
+
+    teacher = tiny_multitask(seed=5)
+    with pytest.raises(ValueError, match="task 'sentiment', which the model does not have"):
+        MultiTaskTrainer(tiny_multitask(3), TOY_ROWS, None, quiet_config(tmp_path, distil_weight=0.5),
+                         teacher={"sentiment": teacher})
+    other_tags = tiny_multitask(seed=5, tags=["O", "B-X", "I-X"])
+    with pytest.raises(ValueError, match="teacher of task 'ner' has no task 'ner' with the same kind and labels"):
+        MultiTaskTrainer(tiny_multitask(3), TOY_ROWS, None, quiet_config(tmp_path, distil_weight=0.5),
+                         teacher={"ner": other_tags})
+    with pytest.raises(ValueError, match="distil_schedule must be one of constant, anneal"):
+        TrainConfig(distil_schedule="cosine")
+
+
+def test_bad_teachers_flags_are_refused_before_any_work(tmp_path, monkeypatch, capsys, teacher_dir, ag_news_dir):
+    from tasks import ClassificationTask
+
+    topic_only = tmp_path.parent / "topic_only_teacher"
+    if not topic_only.exists():
+        names = tiny_multitask().label_names
+        tiny_multitask(seed=1, tasks=[ClassificationTask("topic", names, column="label")]).save_pretrained(topic_only)
+    not_a_model = tmp_path.parent / "not_a_model"
+    not_a_model.mkdir(exist_ok=True)
+    cases = [
+        (["--teachers", str(teacher_dir)], "is not NAME=DIR"),
+        (["--teachers", f"ner={teacher_dir}", f"ner={teacher_dir}"], "task 'ner' is given two teachers"),
+        (["--teachers", f"sentiment={teacher_dir}"], "the run has no task 'sentiment'"),
+        (["--teachers", f"ner={not_a_model}"], "not a saved model folder"),
+        (["--teachers", f"ner={topic_only}"], "that model has no tagging task 'ner' (it has: topic (classification))"),
+        (["--teachers", f"ner={teacher_dir}", "--ner-types", "conll"], "use the teacher's --ner-types"),
+        (["--teachers", f"ner={teacher_dir}", "--distil-from", str(teacher_dir)], "drop one of them"),
+        (["--teachers", f"ner={teacher_dir}", "--schedule", "joint, then NER"], "--teachers trains jointly"),
+        (["--teachers", f"ner={teacher_dir}", "--distil-schedule", "cosine"], "--distil-schedule must be one of"),
+        (["--teachers", f"ner={teacher_dir}", "--distil-weight", "1.5"], "--distil-weight must be in [0, 1]"),
+        (["--distil-texts", str(teacher_dir / "heads.safetensors")], "--distil-texts adds rows without labels"),
+        (["--teachers", f"ner={teacher_dir}", "--distil-texts", "nothere.txt"], "--distil-texts: no file at"),
+        (["--teachers", f"ner={teacher_dir}", "--distil-texts", str(teacher_dir / "heads.safetensors")],
+         "is not one of .txt, .csv, .jsonl"),
+    ]
+    for args, message in cases:
+        work = tmp_path / str(len(list(tmp_path.iterdir())))
+        work.mkdir()
+        assert message in flag_error(["--dataset", ag_news_dir, "--student-layers", "1"] + args, work, monkeypatch,
+                                     capsys), args
+
+
+@pytest.mark.slow
+def test_main_trains_with_a_teacher_per_task_annealed(distil_run, tiny_model_dir, ag_news_dir):
+    """main.py --teachers: a fresh model of the teacher's size learns ner from one saved model and topic from
+    another, the teachers' weight annealed to 0; results.json records the teachers and the weight per epoch."""
+    (distil_run / "texts.txt").write_text("Intel opens a plant in Ohio.\nRain again in London.\n")
+    proc = subprocess.run(command(tiny_model_dir, ag_news_dir) + [
+        "--teachers", "topic=student/model", "ner=out/model", "--distil-weight", "1", "--distil-schedule", "anneal",
+        "--distil-texts", "texts.txt", "--output-dir", "bam"], cwd=distil_run, env=env(), capture_output=True,
+        text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "teachers: topic from student/model, ner from out/model; distil weight 1.0 (anneal)" in proc.stdout
+    results = json.loads((distil_run / "bam" / "results.json").read_text())
+    teachers = results["teachers"]
+    out = json.loads((distil_run / "out" / "results.json").read_text())
+    assert teachers["ner"]["path"] == str(distil_run / "out" / "model")
+    assert teachers["ner"]["f1"] == out["test"]["tasks"]["ner"]["f1"]
+    assert teachers["topic"]["path"] == str(distil_run / "student" / "model")
+    assert [r["distil_weight"] for r in results["history"]] == [0.5, 0.0]
+    assert all(r["train_soft_loss"] > 0 for r in results["history"])
+    assert results["flags"]["distil_schedule"] == "anneal"
+    assert "--distil-texts: 2 unlabelled training rows" in proc.stdout
+    assert results["rows"]["train"] == out["rows"]["train"] + 2
+    assert len(encoder_layers(distil_run / "bam" / "model")) == 2  # the fresh model's size
+
+
+def encoder_layers(path):
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    return MultiTaskSentenceTransformer.from_pretrained(path).encoder.embeddings_and_layers()[1]
