@@ -170,7 +170,7 @@ The encoder alone is a Hugging Face model in `encoder/`.
 ## Training
 
 {f"Trained with `python main.py` on {data_name}" if flags else "Saved outside a main.py run: no training record"}{
-" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"))} The flags of the run:
+" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"))}{_task_teachers(results)} The flags of the run:
 
 {"| flag | value |" + chr(10) + "|---|---|" + chr(10) + flag_lines if flag_lines else "Not recorded."}
 
@@ -212,6 +212,20 @@ def _distilled(teacher):
     return (f" A {teacher['student_layers']}-layer student distilled from the {teacher['layers']}-layer model in "
             f"`{teacher['path']}`{said}: it started as that model's layers "
             f"{', '.join(map(str, teacher['kept_layers']))} and heads, and learned from its outputs.")
+
+
+def _task_teachers(results):
+    """The sentence naming each task's teacher (results.json's `teachers`, --teachers), or ""."""
+    teachers = (results or {}).get("teachers")
+    if not teachers:
+        return ""
+    flags = (results or {}).get("flags") or {}
+    schedule = ", its weight annealed to 0 over training" if flags.get("distil_schedule") == "anneal" else ""
+    parts = []
+    for name, t in teachers.items():
+        score = next((f" ({k} {t[k]:.4f})" for k in ("accuracy", "f1", "micro_f1") if t.get(k) is not None), "")
+        parts.append(f"{name} from `{t['path']}`{score}")
+    return f" Each task also learned its teacher's outputs{schedule}: {'; '.join(parts)}."
 
 
 def write_model_card(model_dir, model, results=None, conll=None):
