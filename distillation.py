@@ -154,9 +154,6 @@ def teacher_record(model_dir, teacher, student_layers):
 
 
 # --------------------------------------------------------------------------- teachers per task (--teachers)
-BUILTIN_KINDS = {"topic": "classification", "ner": "tagging"}
-
-
 def parse_teachers(specs):
     """{task: model folder} from main.py's --teachers NAME=DIR ...; InputError naming the form otherwise."""
     teachers = {}
@@ -176,16 +173,17 @@ def teachers_problems(teachers, specs, ner_tags=None):
     """[message] for {task: folder} against --tasks' specs, from the saved configs only (no weights loaded): every
     task is one of the run's, every folder a saved model with a task of that name and kind (for the default ner
     task, the tags ner_tags the flags give). The classes are compared when the teachers are loaded."""
-    from multi_task_sentence_transformer import CONFIG_NAME, HEADS_NAME
+    from multi_task_sentence_transformer import CONFIG_NAME, missing_saved_parts
+    from task_data import BUILTIN
 
-    kinds = {s.name: s.kind or BUILTIN_KINDS.get(s.name) for s in specs}
+    kinds = {s.name: s.kind or BUILTIN.get(s.name) for s in specs}
     problems = []
     for name, folder in teachers.items():
         if name not in kinds:
             problems.append(f"--teachers {name}={folder}: the run has no task {name!r} (its tasks: "
                             f"{', '.join(kinds)})")
             continue
-        missing = [n for n in (CONFIG_NAME, HEADS_NAME) if not os.path.isfile(os.path.join(folder, n))]
+        missing = missing_saved_parts(folder)
         if missing:
             problems.append(f"--teachers {name}={folder}: not a saved model folder (no {', '.join(missing)}); point "
                             "it at <output-dir>/model of a training run")

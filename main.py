@@ -269,9 +269,9 @@ def task_flag_problems(a):
 
 def from_model_problems(a):
     """--from-model: a saved model folder, trained jointly, not with --distil-from."""
-    from multi_task_sentence_transformer import CONFIG_NAME, HEADS_NAME
+    from multi_task_sentence_transformer import missing_saved_parts
 
-    missing = [n for n in (CONFIG_NAME, HEADS_NAME) if not os.path.isfile(os.path.join(a.from_model, n))]
+    missing = missing_saved_parts(a.from_model)
     if missing:
         return [f"--from-model: {a.from_model} is not a saved model folder (no {', '.join(missing)}); point it at "
                 "<output-dir>/model of a training run"]

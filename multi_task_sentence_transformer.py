@@ -106,6 +106,12 @@ class Window(NamedTuple):
     at_end: bool          # the window ends at the row's end (no cut after it)
 
 
+def missing_saved_parts(path):
+    """The parts of a save_pretrained() folder (config, heads, encoder/) that path lacks: [] for a saved model. Read
+    before any weights load, so flags naming a model folder are checked at once."""
+    return [n for n in (CONFIG_NAME, HEADS_NAME, ENCODER_DIR) if not os.path.exists(os.path.join(os.fspath(path), n))]
+
+
 class MultiTaskSentenceTransformer(nn.Module):
     """Shared SentenceTransformer encoder + one head per task (tasks.py): sentence tasks read the pooled embedding,
     tagging tasks the token embeddings.
@@ -444,7 +450,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         """Load a directory written by save_pretrained(); a partial, damaged or mismatched directory is a clear error
         naming the file (ModelLoadError)."""
         path = os.fspath(path)
-        missing = [n for n in (CONFIG_NAME, HEADS_NAME, ENCODER_DIR) if not os.path.exists(os.path.join(path, n))]
+        missing = missing_saved_parts(path)
         if missing:
             raise ModelLoadError(
                 f"'{path}' is not a complete saved multi-task model (missing {', '.join(missing)}); point at a "

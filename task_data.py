@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from errors import InputError
 
-BUILTIN = ("topic", "ner")  # the default pair, read from --dataset (create_ner_dataset)
+BUILTIN = {"topic": "classification", "ner": "tagging"}  # the default pair and its kinds, read from --dataset
 SPEC_FORMAT = "NAME=KIND:SOURCE[@COLUMN] (e.g. bbc=classification:bbc.csv@category, conll=tagging:conll2003/train.txt)"
 MULTILABEL_SEPARATOR = "|"
 
