@@ -69,6 +69,7 @@ def keep_layers(model, keep):
         holder = getattr(holder, attr)
     setattr(holder, name, nn.ModuleList([layers[i] for i in keep]))
     copy_.encoder.encoder.config.num_hidden_layers = len(keep)
+    copy_.task_layers, copy_.branches = 0, nn.ModuleDict()  # a student's tasks read its (shared) encoder
     for new_index, layer in enumerate(getattr(holder, name)):
         for module in layer.modules():  # attention modules that know their position (caches) get their new one
             if hasattr(module, "layer_idx"):

@@ -45,7 +45,8 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
         batch = {k: v.to(device) for k, v in collate(features, idx, pad_ids_value(model), cache).items()}
         with autocast({"no": "fp32"}.get(precision, precision), device):
             out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                        token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"], tasks=wanted)
+                        token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"], tasks=wanted,
+                        embedding=False)
         # once per batch: tag ids of tagging tasks (a list), probabilities of sentence tasks
         decided = {n: out[n].argmax(-1).tolist() if tasks[n].kind == "tagging" else tasks[n].probabilities(out[n]).cpu()
                    for n in wanted}

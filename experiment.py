@@ -157,7 +157,8 @@ def new_model(a, tasks):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     return MultiTaskSentenceTransformer(a.model_name, tasks=tasks, pooling=a.pooling, max_length=a.max_length,
-                                        clean=new_model_clean(a, tasks), attention_dropout=a.attention_dropout)
+                                        clean=new_model_clean(a, tasks), attention_dropout=a.attention_dropout,
+                                        task_layers=getattr(a, "task_layers", 0))
 
 
 def run_experiment(a, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,

@@ -50,6 +50,7 @@ DROPOUT = 0.1                     # dropout before each head
 ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
+TASK_LAYERS = 0                   # each task gets a private copy of the encoder's top N layers (0 = all tasks read the shared encoder; encode() stays the shared one)
 FREEZE = []                       # task heads kept as they are (their losses left out), e.g. --freeze topic
 SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
@@ -203,6 +204,8 @@ def check_args(parser, a):
         problems += distil_problems(a)
     if a.distil_texts:
         problems += distil_texts_problems(a)
+    if a.task_layers:
+        problems += task_layers_problems(a)
     if a.teachers:
         problems += teachers_flag_problems(a)
     elif not (a.from_model or a.distil_from):  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
@@ -280,6 +283,36 @@ def from_model_problems(a):
         problems.append("--from-model and --distil-from: pick one (a student of a model, or a model with new tasks)")
     if a.schedule != "joint":
         problems.append(f"--from-model trains jointly; drop --schedule {a.schedule!r}")
+    return problems
+
+
+def task_layers_problems(a):
+    """--task-layers N: a new model's (not a student's, nor a saved model's, which keeps its own), not under a frozen
+    encoder, and within a local encoder's layers (read from its config; a Hub encoder is checked when it loads)."""
+    from sentence_transformer import ENCODER_FAMILIES, ModelLoadError, resolve_model_path
+
+    if a.task_layers < 0:
+        return ["--task-layers must be >= 0 (0 = every task reads the shared encoder)"]
+    problems = []
+    if a.distil_from or a.from_model:
+        problems.append(f"--task-layers with {'--distil-from' if a.distil_from else '--from-model'}: "
+                        f"{'a student reads its own (shared) encoder' if a.distil_from else 'the saved model keeps its own task layers'}; drop --task-layers")
+    if a.freeze_encoder:
+        problems.append("--task-layers with --freeze-encoder: the tasks' own top layers would be frozen too; freeze "
+                        "the shared lower layers with --freeze-layers N instead")
+    try:
+        config_path = os.path.join(resolve_model_path(a.model_name), "config.json")
+    except ModelLoadError:
+        return problems  # --model-name's own problem is reported
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+        family, layers = ENCODER_FAMILIES.get(config.get("model_type")), config.get("num_hidden_layers")
+        if not (family and family["split"]):
+            split = ", ".join(k for k, v in ENCODER_FAMILIES.items() if v["split"])
+            problems.append(f"--task-layers needs a {split} encoder, not '{config.get('model_type')}'; drop it")
+        elif isinstance(layers, int) and a.task_layers > layers:
+            problems.append(f"--task-layers {a.task_layers}: the encoder has {layers} layers; pick 1..{layers}")
     return problems
 
 

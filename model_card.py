@@ -141,9 +141,7 @@ One {_base_model(flags, model) or 'BERT-family'} encoder with {len(model.tasks)}
 
 {describe_tasks(model)}
 
-The encoder is a sentence transformer ({model.encoder.pooling} pooling, {model.encoder.max_length} wordpieces): its
-sentence embedding is what the sentence heads read and what `encode()` returns; tagging heads read its token
-embeddings. `predict` runs the encoder once per text for every head.
+{_reads(model)}
 {"" if not untrained else f'''
 **Untrained head{"s" if len(untrained) > 1 else ""}: {", ".join(untrained)}.** This model was trained without that
 task's loss, so `predict` leaves it out (no label / no entities) and says so once.
@@ -189,6 +187,20 @@ the CoNLL-2003 row (when present) compares with human labels, spaCy's OntoNotes 
   overlapping windows.
 """
     return ModelCard(text)
+
+
+def _reads(model):
+    """What the heads read: the shared encoder's outputs, or (task_layers) each task's own top layers."""
+    enc = model.encoder
+    start = f"The encoder is a sentence transformer ({enc.pooling} pooling, {enc.max_length} wordpieces): its sentence " \
+            "embedding is what `encode()` returns"
+    if not getattr(model, "task_layers", 0):
+        return (f"{start} and what the sentence heads read; tagging heads read its token embeddings. `predict` runs "
+                "the encoder once per text for every head.")
+    k = model.task_layers
+    return (f"{start}. Each task has its own copy of the encoder's top {k} layer{'s' if k > 1 else ''} (task layers): "
+            f"`predict` runs the shared lower layers once per text, then each task's own top layers and its head "
+            f"(sentence heads read their layers' pooled output, tagging heads their token outputs).")
 
 
 def _added_note(results):

@@ -11,6 +11,7 @@ The encoder is the `SentenceTransformer` module itself; each task owns its head 
 word (the first wordpiece of each word carries the word's tag); words come from spaCy's English tokenizer
 (`text_prep.split_words`), the same segmentation the silver labels were made on. Nothing is loaded at import time.
 """
+import copy
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from precision import autocast, resolve_precision
 from sentence_transformer import (
     ModelLoadError,
     SentenceTransformer,
+    apply_layers,
     check_texts,
     length_sorted_batches,
     load_saved_tensors,
@@ -38,6 +40,7 @@ from text_prep import clean_text_with_spans, split_words, word_shape
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
+TASK_LAYERS_NAME = "task_layers.safetensors"  # each task's private top layers (task_layers > 0), keys "<task>.<param>"
 ENCODER_DIR = "encoder"
 SAVED_CONFIG_KEYS = ("tasks", "pooling", "max_length", "clean", "attention_dropout")  # what from_pretrained reads
 FORMAT_VERSION = 5  # 2: NER head sees word shapes; 3: so did the encoder; 4: the NER head only (+context); 5: tasks
@@ -112,6 +115,20 @@ def missing_saved_parts(path):
     return [n for n in (CONFIG_NAME, HEADS_NAME, ENCODER_DIR) if not os.path.exists(os.path.join(os.fspath(path), n))]
 
 
+def check_task_layers(task_layers, encoder):
+    """task_layers as an int in 0..the encoder's layer count (InputError naming the fix otherwise)."""
+    if isinstance(task_layers, bool) or not isinstance(task_layers, int) or task_layers < 0:
+        raise InputError(f"task_layers must be a whole number >= 0 (0 = every task reads the shared encoder), got "
+                         f"{task_layers!r}.")
+    if task_layers:
+        encoder.check_splittable()
+        _, layers = encoder.embeddings_and_layers()
+        if task_layers > len(layers):
+            raise InputError(f"task_layers={task_layers} but the encoder has {len(layers)} layers; pick 1.."
+                             f"{len(layers)} (or 0: every task reads the shared encoder).")
+    return task_layers
+
+
 class MultiTaskSentenceTransformer(nn.Module):
     """Shared SentenceTransformer encoder + one head per task (tasks.py): sentence tasks read the pooled embedding,
     tagging tasks the token embeddings.
@@ -120,11 +137,14 @@ class MultiTaskSentenceTransformer(nn.Module):
     tasks: Task objects (tasks.py). Without them, the default pair: 'topic' (label_names, default AG News') and 'ner'
     (tags, default ner_tags.build_tag_list()), with classifier_dropout / ner_dropout / ner_window / ner_context.
     clean: apply text_prep.clean_text to raw text in predict() (as the training data was cleaned).
+    task_layers: K > 0 gives every task a private copy of the encoder's top K layers (started from the shared ones):
+    the shared encoder runs its lower layers once, each task's copy continues from there and its head reads the
+    result. The shared encoder (all its layers) stays the sentence embedding of encode(). BERT and RoBERTa encoders.
     """
 
     def __init__(self, encoder=None, label_names=None, tags=None, classifier_dropout=0.1, ner_dropout=0.1,
                  pooling="mean", max_length=256, clean=True, attention_dropout=0.0, ner_window=TAGGING_WINDOW,
-                 ner_context=TAGGING_CONTEXT, tasks=None):
+                 ner_context=TAGGING_CONTEXT, tasks=None, task_layers=0):
         super().__init__()
         if not isinstance(encoder, SentenceTransformer):
             encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length,
@@ -145,6 +165,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.tasks = {t.name: t for t in check_tasks(tasks)}
         self.clean = clean
         self.heads = nn.ModuleDict({t.name: t.make_head(encoder.hidden_size) for t in self.tasks.values()})
+        self.task_layers = check_task_layers(task_layers, encoder)
+        self.branches = nn.ModuleDict({t: self._new_branch() for t in self.tasks} if self.task_layers else {})
         self.fast = None  # a serving.FastRunner when loaded from an export_fast() folder
         # {task: bool}: which heads training has taught (set by the trainer, saved with the model); None where
         # unknown (a model built by hand): then every head answers.
@@ -155,9 +177,18 @@ class MultiTaskSentenceTransformer(nn.Module):
         """A new task with a fresh head (e.g. on a trained model: main.py --from-model DIR); marked untrained."""
         self.tasks = {t.name: t for t in check_tasks([*self.tasks.values(), task])}
         self.heads[task.name] = task.make_head(self.encoder.hidden_size).to(self.device)
+        if self.task_layers:
+            self.branches[task.name] = self._new_branch()
         if self.trained_tasks is not None:
             self.trained_tasks[task.name] = False
         return task
+
+    def _new_branch(self):
+        """A private copy of the shared encoder's top task_layers layers (as they are now). The copies keep the
+        encoder's config object, so a setting made on it (e.g. the attention implementation) reaches them too."""
+        _, layers = self.encoder.embeddings_and_layers()
+        config = self.encoder.encoder.config
+        return nn.ModuleList(copy.deepcopy(layers[len(layers) - self.task_layers:], {id(config): config}))
 
     def first_task(self, kind):
         """The first task of a kind ('classification', 'multilabel', 'tagging'), or None."""
@@ -194,7 +225,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         return names
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
-                shape_ids=None, positions=None, tasks=None):
+                shape_ids=None, positions=None, tasks=None, embedding=True):
         """{task name: logits, 'sentence_embedding': [B, H]} (the pooled, unnormalised sentence embedding the sentence
         heads read). Sentence tasks give [B, n_labels]; tagging tasks [B, T, n_tags], or with positions[name] (a
         boolean mask [B, T] or (rows, cols)) only those tokens: [n_selected, n_tags], row-major (training tags the
@@ -202,25 +233,48 @@ class MultiTaskSentenceTransformer(nn.Module):
 
         shape_ids [B, T]: each token's word shape (tokenize_words); None counts every token as 'pad' (unknown).
         tasks: the heads to run (None = all). Pass token_embeddings (cached outputs of a frozen encoder) instead of
-        input_ids to skip the encoder.
+        input_ids to skip the encoder. embedding=False: with task_layers, leave the sentence embedding out (it costs
+        the shared top layers, which no task reads); without task_layers it comes free and is always returned.
         """
         if shape_ids is None:
             reference = input_ids if input_ids is not None else token_embeddings[..., 0]
             shape_ids = torch.zeros(reference.shape[:2], dtype=torch.long, device=reference.device)
+        names = list(self.tasks if tasks is None else tasks)
+        if self.task_layers:
+            if token_embeddings is not None:
+                raise InputError("with task_layers each task reads its own top layers, so cached encoder outputs "
+                                 "(token_embeddings) cannot stand in for the encoder; pass input_ids.")
+            return self._forward_branches(input_ids, attention_mask, token_type_ids, shape_ids, positions, names,
+                                          embedding)
         if token_embeddings is None:
             out = self.encoder(input_ids, attention_mask, token_type_ids)  # the sentence transformer, unchanged
             token_embeddings, sentence = out["token_embeddings"], out["sentence_embedding"]
         else:
             sentence = pool(token_embeddings, attention_mask, self.encoder.pooling)
-        positions = positions or {}
-        result = {}
-        for name in (self.tasks if tasks is None else tasks):
-            head = self.heads[name]
-            if self.tasks[name].reads == "tokens":
-                result[name] = head(token_embeddings, shape_ids, positions.get(name), attention_mask)
-            else:
-                result[name] = head(sentence)
+        result = {name: self._head(name, token_embeddings, sentence, shape_ids, positions, attention_mask)
+                  for name in names}
         result[EMBEDDING] = sentence
+        return result
+
+    def _head(self, name, token_embeddings, sentence, shape_ids, positions, attention_mask):
+        if self.tasks[name].reads == "tokens":
+            return self.heads[name](token_embeddings, shape_ids, (positions or {}).get(name), attention_mask)
+        return self.heads[name](sentence)
+
+    def _forward_branches(self, input_ids, attention_mask, token_type_ids, shape_ids, positions, names, embedding):
+        """forward() with task_layers: the shared lower layers once, then each task's own top layers and head; the
+        shared top layers only for the sentence embedding."""
+        _, layers = self.encoder.embeddings_and_layers()
+        shared = len(layers) - self.task_layers
+        hidden, mask = self.encoder.run_layers(input_ids, attention_mask, token_type_ids, stop=shared)
+        pooling = self.encoder.pooling
+        result = {}
+        for name in names:
+            tokens = apply_layers(self.branches[name], hidden, mask)
+            sentence = pool(tokens, attention_mask, pooling) if self.tasks[name].reads != "tokens" else None
+            result[name] = self._head(name, tokens, sentence, shape_ids, positions, attention_mask)
+        if embedding:
+            result[EMBEDDING] = pool(apply_layers(layers[shared:], hidden, mask), attention_mask, pooling)
         return result
 
     # ----------------------------------------------------------------- inference
@@ -245,7 +299,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         device = self.device
         heads = [n for n in outputs if n in self.tasks]
         with autocast(precision, device):
-            out = self(input_ids.to(device), mask.to(device), shape_ids=shapes.to(device), tasks=heads)
+            out = self(input_ids.to(device), mask.to(device), shape_ids=shapes.to(device), tasks=heads,
+                       embedding=EMBEDDING in outputs)
         return {k: v.float().cpu() for k, v in out.items() if k in outputs}
 
     @torch.inference_mode()
@@ -409,7 +464,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         return {"format_version": FORMAT_VERSION, "tasks": [t.config() for t in self.tasks.values()],
                 "pooling": self.encoder.pooling, "max_length": self.encoder.max_length, "clean": self.clean,
                 "attention_dropout": self.encoder.attention_dropout, "hidden_size": self.encoder.hidden_size,
-                "trained_tasks": self.trained_tasks}
+                "trained_tasks": self.trained_tasks, "task_layers": self.task_layers}
 
     def save_pretrained(self, path):
         """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
@@ -423,6 +478,10 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
         heads = {f"{name}.{k}": v for name, head in self.heads.items() for k, v in head.state_dict().items()}
         save_file({k: v.detach().cpu().contiguous() for k, v in heads.items()}, os.path.join(directory, HEADS_NAME))
+        if self.task_layers:
+            branches = {f"{name}.{k}": v for name, b in self.branches.items() for k, v in b.state_dict().items()}
+            save_file({k: v.detach().cpu().contiguous() for k, v in branches.items()},
+                      os.path.join(directory, TASK_LAYERS_NAME))
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.config_dict(), f, indent=2)
         from model_card import CARD_NAME, build_model_card  # the Hub's README.md; main.py adds the run's metrics
@@ -470,16 +529,29 @@ class MultiTaskSentenceTransformer(nn.Module):
                                  "was edited or damaged: re-save the model.") from e
         encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
                                       max_length=config["max_length"], attention_dropout=config["attention_dropout"])
-        model = cls(encoder, tasks=tasks, clean=config["clean"], attention_dropout=config["attention_dropout"])
+        task_layers = config.get("task_layers", 0)  # absent: saved before task layers existed
+        if task_layers and not os.path.exists(os.path.join(path, TASK_LAYERS_NAME)):
+            raise ModelLoadError(f"'{path}' has task_layers={task_layers} in its {CONFIG_NAME} but no "
+                                 f"{TASK_LAYERS_NAME} (the tasks' own top layers); re-save the model.")
+        try:
+            model = cls(encoder, tasks=tasks, clean=config["clean"], attention_dropout=config["attention_dropout"],
+                        task_layers=task_layers)
+        except InputError as e:
+            raise ModelLoadError(f"{os.path.join(path, CONFIG_NAME)} cannot be rebuilt ({e}); re-save the model.") from e
         model.trained_tasks = config.get("trained_tasks")
         heads = load_saved_tensors(os.path.join(path, HEADS_NAME))
         try:
             for name, head in model.heads.items():
                 head.load_state_dict({k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")})
+            if task_layers:
+                branches = load_saved_tensors(os.path.join(path, TASK_LAYERS_NAME))
+                for name, branch in model.branches.items():
+                    branch.load_state_dict({k[len(name) + 1:]: v for k, v in branches.items()
+                                            if k.startswith(name + ".")})
         except RuntimeError as e:
             sizes = ", ".join(f"{t.name} {len(t.labels)} labels" for t in tasks)
             raise ModelLoadError(
-                f"The heads in '{path}' do not match its {CONFIG_NAME} ({sizes}, hidden size {encoder.hidden_size}); "
+                f"The heads{' or task layers' if task_layers else ''} in '{path}' do not match its {CONFIG_NAME} ({sizes}, hidden size {encoder.hidden_size}); "
                 f"the directory was edited or mixed from two runs — re-save the model. Detail: "
                 f"{str(e).splitlines()[0]}") from e
         fast_dir = os.path.join(path, "fast")

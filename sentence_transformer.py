@@ -106,10 +106,14 @@ def resolve_model_path(name):
 # so the pooler is never built). Other Hugging Face encoders still load and encode; attention_dropout must then be
 # None (the encoder's own) and freeze_layers is refused with a message.
 ENCODER_FAMILIES = {
-    "bert": {"layers": "encoder.layer", "dropout_key": "attention_probs_dropout_prob", "pooler": True},
-    "roberta": {"layers": "encoder.layer", "dropout_key": "attention_probs_dropout_prob", "pooler": True},
-    "mpnet": {"layers": "encoder.layer", "dropout_key": "attention_probs_dropout_prob", "pooler": True},
-    "distilbert": {"layers": "transformer.layer", "dropout_key": "attention_dropout", "pooler": False},
+    # split: the layers run one by one as layer(hidden, mask) (run_layers: private top layers per task)
+    "bert": {"layers": "encoder.layer", "dropout_key": "attention_probs_dropout_prob", "pooler": True, "split": True},
+    "roberta": {"layers": "encoder.layer", "dropout_key": "attention_probs_dropout_prob", "pooler": True,
+                "split": True},
+    "mpnet": {"layers": "encoder.layer", "dropout_key": "attention_probs_dropout_prob", "pooler": True,
+              "split": False},
+    "distilbert": {"layers": "transformer.layer", "dropout_key": "attention_dropout", "pooler": False,
+                   "split": False},
 }
 
 
@@ -230,6 +234,14 @@ def load_encoder_and_tokenizer(name, attention_dropout=None):
         raise ModelLoadError(
             f"Cannot load '{name}': {str(e).splitlines()[0]} Check the name (e.g. 'bert-base-uncased'). {OFFLINE_HINT}"
         ) from e
+
+
+def apply_layers(layers, hidden, mask):
+    """hidden [B, T, H] through the given transformer layers in turn (mask: as run_layers gives it)."""
+    for layer in layers:
+        out = layer(hidden, mask)
+        hidden = out[0] if isinstance(out, tuple) else out
+    return hidden
 
 
 def check_pooling(pooling):
@@ -376,6 +388,28 @@ class SentenceTransformer(nn.Module):
         for attr in family["layers"].split("."):
             layers = getattr(layers, attr)
         return self.encoder.embeddings, list(layers)
+
+    def check_splittable(self):
+        """Refuse (InputError naming the fix) an encoder whose layers run_layers cannot run one by one."""
+        family = encoder_family(self.encoder.config)
+        if not (family and family["split"]):
+            split = ", ".join(k for k, v in ENCODER_FAMILIES.items() if v["split"])
+            raise InputError(f"task_layers (private top layers per task) runs the encoder layer by layer, which this "
+                             f"code does for {split} encoders, not '{self.encoder.config.model_type}'; use one of "
+                             "those, or task_layers=0.")
+
+    def run_layers(self, input_ids, attention_mask, token_type_ids=None, stop=None):
+        """(hidden states after the first `stop` layers (None = all) [B, T, H], the attention mask as the layers
+        take it): the encoder's own forward cut after layer `stop`, so layers kept elsewhere (a task's private top
+        layers, apply_layers) can continue from there. BERT-like families only (check_splittable)."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        hidden = self.encoder.embeddings(input_ids=input_ids, **extra)
+        mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
+                                         attention_mask=attention_mask)
+        _, layers = self.embeddings_and_layers()
+        return apply_layers(layers[:stop], hidden, mask), mask
 
     # ----------------------------------------------------------------- basics
     @property

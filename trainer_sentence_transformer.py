@@ -223,6 +223,10 @@ def apply_freezing(model, config):
     for p in m.parameters():
         p.requires_grad_(True)
     frozen = []
+    if c.freeze_encoder and m.task_layers:
+        raise InputError(f"freeze_encoder trains the heads on the frozen encoder's outputs, but with task_layers="
+                         f"{m.task_layers} the tasks read their own top layers; freeze the shared lower layers with "
+                         f"freeze_layers (main.py --freeze-layers N) instead.")
     if c.freeze_encoder:
         frozen += [m.encoder]
     elif c.freeze_layers:
@@ -231,8 +235,12 @@ def apply_freezing(model, config):
             raise InputError(f"freeze_layers={c.freeze_layers} but the encoder has {len(layers)} layers; "
                              f"use freeze_encoder=True to freeze all of it.")
         frozen += [embeddings, *layers[:c.freeze_layers]]
+    if m.task_layers and not (c.keep_embedding > 0 and not c.freeze_encoder):
+        _, layers = m.encoder.embeddings_and_layers()  # the shared top layers feed only the sentence embedding,
+        frozen += layers[len(layers) - m.task_layers:]  # which no loss reads here: no gradient would reach them
     trained = trained_task_names(m, c)
     frozen += [m.heads[n] for n in m.tasks if n not in trained]  # weight 0: no gradient would reach it (DDP)
+    frozen += [m.branches[n] for n in m.branches if n not in trained]  # a task's own top layers go with its head
     for module in frozen:
         for p in module.parameters():
             p.requires_grad_(False)
@@ -516,7 +524,7 @@ class MultiTaskTrainer:
                 with autocast(self.precision, acc.device):  # this trainer's precision, for this forward only
                     out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
                                 token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"],
-                                positions=positions(batch, self.train_tasks), tasks=names)
+                                positions=positions(batch, self.train_tasks), tasks=names, embedding=self.distill)
                 a = distil_weight_at(c, state["global_step"], total_steps)
                 loss, losses, soft, embedding = training_loss(out, batch, self.train_tasks,
                                                               self.batch_counts(global_batch), c, share, weighting,
