@@ -208,3 +208,33 @@ def test_two_processes_train_three_tasks_like_one(tmp_path_factory, dropout_free
             assert rb["val"]["tasks"][task][main] == pytest.approx(ra["val"]["tasks"][task][main], abs=0.01), task
     assert set(a["test"]["tasks"]) == set(b["test"]["tasks"]) == {"topic", "ner", "bbc"}
     assert b["test"]["tasks"]["bbc"]["accuracy"] == pytest.approx(a["test"]["tasks"]["bbc"]["accuracy"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_two_processes_train_task_layers_like_one(tmp_path_factory, dropout_free_model_dir, ag_news_dir, reference):
+    """--task-layers 1 without --keep-embedding: the shared top layer gets no gradient (frozen), each task's own copy
+    does; DDP needs every trainable part used, and two processes give the 1-process losses and weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    extra = ["--task-layers", "1", "--keep-embedding", "0", "--epochs", "2"]
+    runs = {}
+    for processes in (1, 2):
+        cwd = fresh_dir(tmp_path_factory, f"task_layers{processes}", reference)
+        proc = subprocess.run(main_command(dropout_free_model_dir, ag_news_dir, processes) + extra, cwd=cwd,
+                              capture_output=True, text=True, env=dict(env(), OMP_NUM_THREADS="1"), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[processes] = cwd
+    a, b = results(runs[1]), results(runs[2])
+    print("measured: task-layer epoch losses", spread(a, b, TASK_LOSSES))
+    for ra, rb in zip(a["history"], b["history"]):
+        for key in TASK_LOSSES:
+            assert value(rb, key) == pytest.approx(value(ra, key), rel=LOSS_RTOL), (ra["epoch"], key)
+    one, two = (load_file(cwd / "out" / "model" / "task_layers.safetensors") for cwd in (runs[1], runs[2]))
+    assert set(one) == set(two) and any(k.startswith("ner.") for k in one) and any(k.startswith("topic.") for k in one)
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < WEIGHT_ATOL
+    start = load_file(dropout_free_model_dir / "model.safetensors")
+    top = [k for k in start if ".layer.1." in k]
+    trained = load_file(runs[2] / "out" / "model" / "encoder" / "model.safetensors")
+    assert top and all(torch.equal(start[k], trained[k]) for k in top)  # the shared top layer: frozen, as it started
+    assert not all(torch.equal(start[k], trained[k]) for k in start if ".layer.0." in k)  # the shared lower one trains

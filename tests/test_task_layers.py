@@ -188,3 +188,30 @@ def test_models_saved_before_task_layers_still_load(tmp_path):
 ])
 def test_bad_task_layers_flags(args, message, tmp_path, monkeypatch, capsys):
     assert message in flag_error(args, tmp_path, monkeypatch, capsys)
+
+
+@pytest.mark.slow
+def test_main_trains_task_layers_and_the_saved_model_serves(tmp_path, tiny_model_dir, ag_news_dir):
+    """A user's run: main.py --task-layers 1, then the saved model predicts (main.py --predict, and from Python, also
+    through the fast path) and its card and results say what it is."""
+    import subprocess
+
+    from main_runs import command, env
+
+    proc = subprocess.run(command(tiny_model_dir, ag_news_dir) + ["--task-layers", "1"], cwd=tmp_path, env=env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["flags"]["task_layers"] == 1
+    model_dir = tmp_path / "out" / "model"
+    assert "own copy of the encoder's top 1 layer" in (model_dir / "README.md").read_text()
+    model = MultiTaskSentenceTransformer.from_pretrained(model_dir)
+    assert model.task_layers == 1 and set(model.branches) == {"topic", "ner"}
+    text = "Apple opens a store in Paris."
+    proc = subprocess.run([*command(tiny_model_dir, ag_news_dir)[:2], "--output-dir", "out", "--predict", text],
+                          cwd=tmp_path, env=env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    label = model.predict(text, precision="fp32")["topic"]["label"]
+    assert label in proc.stdout
+    fast = MultiTaskSentenceTransformer.from_pretrained(model.export_fast(tmp_path / "fast"))
+    assert fast.predict(text)["topic"]["label"] == label
