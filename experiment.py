@@ -154,11 +154,25 @@ def new_model_clean(a, tasks):
 
 def new_model(a, tasks):
     """A fresh model for the flags: the encoder, the tasks (their labels from the data), pooling, cleaning."""
+    from errors import InputError
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
-    return MultiTaskSentenceTransformer(a.model_name, tasks=tasks, pooling=a.pooling, max_length=a.max_length,
-                                        clean=new_model_clean(a, tasks), attention_dropout=a.attention_dropout,
-                                        task_layers=getattr(a, "task_layers", 0))
+    def build(task_layers):
+        return MultiTaskSentenceTransformer(a.model_name, tasks=tasks, pooling=a.pooling, max_length=a.max_length,
+                                            clean=new_model_clean(a, tasks), attention_dropout=a.attention_dropout,
+                                            task_layers=task_layers)
+
+    task_layers = getattr(a, "task_layers", 0)
+    try:
+        return build(task_layers)
+    except InputError as e:
+        # main.py's TASK_LAYERS, not given as --task-layers, on a Hub encoder it cannot split (main.py checks a local
+        # one before any work): the run goes on without task layers rather than fail for a flag nobody set
+        if not task_layers or getattr(a, "task_layers_given", True) or not str(e).startswith("task_layers"):
+            raise
+        print(f"task layers: none for this run (TASK_LAYERS = {task_layers} does not apply: {e})")
+        a.task_layers = 0
+        return build(0)
 
 
 def run_experiment(a, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,

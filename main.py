@@ -40,7 +40,7 @@ LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for
 HEAD_LR = 1e-3                    # learning rate of the two heads
 WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
 WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNorm)
-TASK_WEIGHTS = "ner=3"            # loss weight per task, NAME=W,... (others 1); ner 3: measured +0.08 NER F1 for -0.004 accuracy vs 1
+TASK_WEIGHTS = "ner=5"            # loss weight per task, NAME=W,... (others 1); ner 5 with TASK_LAYERS 1: the best joint model of docs/distillation.md
 LOSS_WEIGHTING = "fixed"          # task balancing: fixed (TASK_WEIGHTS) | uncertainty (learned, started at TASK_WEIGHTS)
 SAMPLING = "proportional"         # rows an epoch sees per data source: proportional (every row once) | temperature | round-robin
 SAMPLING_TEMPERATURE = 2.0        # temperature sampling: a source's share of an epoch ~ its size^(1/T)
@@ -50,7 +50,7 @@ DROPOUT = 0.1                     # dropout before each head
 ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
-TASK_LAYERS = 0                   # each task gets a private copy of the encoder's top N layers (0 = all tasks read the shared encoder; encode() stays the shared one)
+TASK_LAYERS = 1                   # each task gets a private copy of the encoder's top N layers (0 = all tasks read the shared encoder; encode() stays the shared one); not given: 0 where it cannot apply (a student, --from-model, a frozen encoder)
 FREEZE = []                       # task heads kept as they are (their losses left out), e.g. --freeze topic
 SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
@@ -101,6 +101,9 @@ def parse_args(argv=None):
     if isinstance(args.dataset, list) and len(args.dataset) == 1:
         args.dataset = args.dataset[0]  # one source: a string, as in the flag block
     resolve_data_paths(parser, args)
+    parser.set_defaults(task_layers=None)  # was --task-layers given? (TASK_LAYERS steps aside where it cannot apply)
+    args.task_layers_given = parser.parse_args(argv).task_layers is not None
+    args.task_layers_note = "" if args.task_layers_given else default_task_layers(args)
     check_args(parser, args)
     return args
 
@@ -286,9 +289,20 @@ def from_model_problems(a):
     return problems
 
 
+def default_task_layers(a):
+    """--task-layers not given: TASK_LAYERS, or 0 where it cannot apply (the run would otherwise be refused for a flag
+    the user never set). Returns the line train_mode prints then ("" when TASK_LAYERS applies)."""
+    problems = task_layers_problems(a) if a.task_layers > 0 else []
+    if not problems:
+        return ""
+    a.task_layers = 0
+    return f"task layers: none for this run (TASK_LAYERS = {TASK_LAYERS} does not apply: {problems[0].split('; ')[0]})"
+
+
 def task_layers_problems(a):
     """--task-layers N: a new model's (not a student's, nor a saved model's, which keeps its own), not under a frozen
-    encoder, and within a local encoder's layers (read from its config; a Hub encoder is checked when it loads)."""
+    encoder (nor --compare-freezing, whose rows include one), and within a local encoder's layers (read from its
+    config; a Hub encoder is checked when it loads)."""
     from sentence_transformer import ENCODER_FAMILIES, ModelLoadError, resolve_model_path
 
     if a.task_layers < 0:
@@ -297,9 +311,10 @@ def task_layers_problems(a):
     if a.distil_from or a.from_model:
         problems.append(f"--task-layers with {'--distil-from' if a.distil_from else '--from-model'}: "
                         f"{'a student reads its own (shared) encoder' if a.distil_from else 'the saved model keeps its own task layers'}; drop --task-layers")
-    if a.freeze_encoder:
-        problems.append("--task-layers with --freeze-encoder: the tasks' own top layers would be frozen too; freeze "
-                        "the shared lower layers with --freeze-layers N instead")
+    if a.freeze_encoder or a.compare_freezing:
+        problems.append(f"--task-layers with {'--freeze-encoder' if a.freeze_encoder else '--compare-freezing (its encoder-frozen row)'}: "
+                        "the tasks' own top layers would be frozen too; freeze the shared lower layers with "
+                        "--freeze-layers N instead, or --task-layers 0")
     try:
         config_path = os.path.join(resolve_model_path(a.model_name), "config.json")
     except ModelLoadError:
@@ -480,6 +495,8 @@ def train_mode(a):
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
+    if a.task_layers_note:
+        state.print(a.task_layers_note)
     run = (run_distillation if a.distil_from else run_from_model if a.from_model else run_with_teachers if a.teachers
            else run_schedule)
     out = run(a, load_data(a), a.output_dir)
@@ -498,6 +515,8 @@ def compare_freezing_mode(a):
     """Mode --compare-freezing: every freezing strategy and two-stage schedule (compare_freezing.py)."""
     from compare_freezing import compare_freezing
 
+    if a.task_layers_note:
+        print(a.task_layers_note)
     compare_freezing(a)
 
 

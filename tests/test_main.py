@@ -100,7 +100,7 @@ def test_help_lists_flags_with_defaults(monkeypatch, capsys):
     shown = dict(re.findall(r"^  (--[a-z0-9-]+).*?\(default: ([^\n]*)\)$", help_text, re.MULTILINE | re.DOTALL))
     expected = {"--" + name.lower().replace("_", "-"): str(getattr(main, name)) for name in main.FLAG_NAMES}
     assert {flag: shown.get(flag) for flag in expected} == expected
-    assert shown["--epochs"] == "4" and shown["--task-weights"] == "ner=3" and shown["--batch-size"] == "32"
+    assert shown["--epochs"] == "4" and shown["--task-weights"] == "ner=5" and shown["--batch-size"] == "32"
 
 
 @pytest.mark.slow

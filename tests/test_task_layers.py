@@ -215,3 +215,54 @@ def test_main_trains_task_layers_and_the_saved_model_serves(tmp_path, tiny_model
     assert label in proc.stdout
     fast = MultiTaskSentenceTransformer.from_pretrained(model.export_fast(tmp_path / "fast"))
     assert fast.predict(text)["topic"]["label"] == label
+
+
+def distilbert_dir(path):
+    """A tiny DistilBERT encoder saved as a local model folder: a family whose layers cannot run one by one."""
+    from transformers import DistilBertConfig, DistilBertModel
+
+    _, tokenizer = tiny_encoder_and_tokenizer()
+    DistilBertModel(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+                    ).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_the_default_task_layers_step_aside_where_they_cannot_apply(tmp_path, monkeypatch, capsys):
+    """main.py's TASK_LAYERS (not given as --task-layers) applies to a new model; a student, a frozen encoder,
+    --compare-freezing or an encoder that cannot be split get none, with a line saying why, instead of an error for a
+    flag the user never set. Given explicitly, the same runs are refused."""
+    import main
+
+    teacher = tmp_path / "teacher"
+    tiny_multitask().save_pretrained(teacher)
+    encoder = distilbert_dir(tmp_path / "distilbert")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main.TASK_LAYERS > 0
+    for args in ([], ["--tasks", "topic", "--task-weights", "topic=1"]):
+        a = main.parse_args(args)
+        assert (a.task_layers, a.task_layers_given, a.task_layers_note) == (main.TASK_LAYERS, False, "")
+    for args, why in ((["--distil-from", str(teacher), "--student-layers", "1"], "--distil-from"), (["--freeze-encoder"], "--freeze-encoder"),
+                      (["--compare-freezing"], "--compare-freezing"), (["--model-name", encoder], "'distilbert'")):
+        a = main.parse_args(args)
+        assert a.task_layers == 0 and why in a.task_layers_note and "does not apply" in a.task_layers_note, args
+        assert "--task-layers" in flag_error(args + ["--task-layers", "1"], work, monkeypatch, capsys)
+    assert main.parse_args(["--task-layers", "2"]).task_layers == 2
+
+
+def test_a_hub_encoder_that_cannot_split_trains_without_the_default_task_layers(tmp_path, capsys):
+    """main.py cannot read a Hub encoder's config before it loads: new_model builds it without TASK_LAYERS (one line
+    says so) unless --task-layers was given, which stays an error naming the fix."""
+    import main
+    from experiment import new_model
+
+    a = main.parse_args(["--model-name", distilbert_dir(tmp_path / "distilbert")])
+    tasks = list(tiny_multitask().tasks.values())
+    a.task_layers, a.task_layers_given = 1, False  # as main.py leaves a Hub encoder's run
+    assert new_model(a, tasks).task_layers == 0 and a.task_layers == 0
+    assert "TASK_LAYERS = 1 does not apply" in capsys.readouterr().out
+    a.task_layers, a.task_layers_given = 1, True
+    with pytest.raises(ValueError, match="task_layers.*'distilbert'"):
+        new_model(a, tasks)
