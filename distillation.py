@@ -241,21 +241,22 @@ def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_
     import torch
 
     from batching import collate, positions, to_device
-    from precision import autocast
+    from precision import inference_weights, run_in_precision
 
     rows = list(rows)
     order = sorted(range(len(rows)), key=lambda k: -len(features["input_ids"][rows[k]]))  # little padding
     emb, logits = [None] * len(rows), {n: [None] * len(rows) for n in tasks}
     teacher.eval().to(device)
     with torch.no_grad():  # not inference_mode: the results are loss targets later, which autograd saves
+        weights = inference_weights(teacher, precision, -(-len(order) // batch_size))
         for start in range(0, len(order), batch_size):
             ks = order[start:start + batch_size]
             every_word = [n for n, t in tasks.items() if t.kind == "tagging"]
             batch = to_device(collate(features, [rows[k] for k in ks], pad_id, tasks=tasks, every_word=every_word),
                               device)
-            with autocast(precision, device):
-                out = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              shape_ids=batch["shape_ids"], positions=positions(batch, tasks), tasks=list(tasks))
+            out = run_in_precision(teacher, precision, device, weights, input_ids=batch["input_ids"],
+                                   attention_mask=batch["attention_mask"], shape_ids=batch["shape_ids"],
+                                   positions=positions(batch, tasks), tasks=list(tasks))
             for j, k in enumerate(ks):
                 emb[k] = out["sentence_embedding"][j].float().cpu()
             for n, task in tasks.items():

@@ -11,7 +11,7 @@ level, under the names the default pair (topic + NER) has always used.
 import torch
 
 from batching import collate, pad_ids_value, prepare_features
-from precision import autocast
+from precision import inference_weights, run_in_precision
 from sentence_transformer import length_sorted_batches
 
 
@@ -39,14 +39,15 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
     ids, values = features["input_ids"], features["values"]
     mine = list(range(rank, len(ids), n_proc))
     results = []  # (row, {task: probabilities or word tags, for the tasks the row carries})
+    weights = inference_weights(model, precision, -(-len(mine) // batch_size))
     for idx, _, _ in length_sorted_batches([ids[i] for i in mine], batch_size):
         idx = [mine[j] for j in idx]
         wanted = [n for n in tasks if any(tasks[n].has_label(values[n][i]) for i in idx)]
         batch = {k: v.to(device) for k, v in collate(features, idx, pad_ids_value(model), cache).items()}
-        with autocast({"no": "fp32"}.get(precision, precision), device):
-            out = model(input_ids=batch.get("input_ids"), attention_mask=batch["attention_mask"],
-                        token_embeddings=batch.get("token_embeddings"), shape_ids=batch["shape_ids"], tasks=wanted,
-                        embedding=False)
+        out = run_in_precision(model, {"no": "fp32"}.get(precision, precision), device, weights,
+                               input_ids=batch.get("input_ids"),
+                               attention_mask=batch["attention_mask"], token_embeddings=batch.get("token_embeddings"),
+                               shape_ids=batch["shape_ids"], tasks=wanted, embedding=False)
         # once per batch: tag ids of tagging tasks (a list), probabilities of sentence tasks
         decided = {n: out[n].argmax(-1).tolist() if tasks[n].kind == "tagging" else tasks[n].probabilities(out[n]).cpu()
                    for n in wanted}

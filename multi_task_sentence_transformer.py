@@ -22,7 +22,7 @@ from torch import nn
 
 from atomic_io import atomic_write_dir
 from errors import InputError, InputTypeError
-from precision import autocast, resolve_precision
+from precision import inference_weights, resolve_precision, run_in_precision
 from sentence_transformer import (
     ModelLoadError,
     SentenceTransformer,
@@ -292,15 +292,15 @@ class MultiTaskSentenceTransformer(nn.Module):
                           f"--task-weights {task}=1, not in --freeze).", UserWarning, stacklevel=3)
         return trained
 
-    def _forward_batch(self, input_ids, mask, shapes, precision, outputs):
-        """{name: CPU tensor} for the requested outputs (task names, 'sentence_embedding') of one batch."""
+    def _forward_batch(self, input_ids, mask, shapes, precision, outputs, weights=None):
+        """{name: CPU tensor} for the requested outputs (task names, 'sentence_embedding') of one batch; weights: the
+        call's inference_weights (bf16 calls of many batches)."""
         if precision == "fast":
             return {k: torch.from_numpy(v) for k, v in self.fast.run(input_ids, mask, shapes, outputs).items()}
         device = self.device
         heads = [n for n in outputs if n in self.tasks]
-        with autocast(precision, device):
-            out = self(input_ids.to(device), mask.to(device), shape_ids=shapes.to(device), tasks=heads,
-                       embedding=EMBEDDING in outputs)
+        out = run_in_precision(self, precision, device, weights, input_ids.to(device), mask.to(device),
+                               shape_ids=shapes.to(device), tasks=heads, embedding=EMBEDDING in outputs)
         return {k: v.float().cpu() for k, v in out.items() if k in outputs}
 
     @torch.inference_mode()
@@ -329,9 +329,10 @@ class MultiTaskSentenceTransformer(nn.Module):
         results = [{n: ["O"] * len(words) for n in tagging} for words in words_batch]  # no wordpiece: 'O'
         best = {}  # (row, word) -> edge distance of the window its tags came from
         ids = [w.input_ids for w in windows]
+        weights = inference_weights(self, precision, -(-len(ids) // batch_size)) if precision != "fast" else {}
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
             shapes, _ = pad_ids([windows[j].shape_ids for j in batch])
-            out = self._forward_batch(input_ids, mask, shapes, precision, outputs)
+            out = self._forward_batch(input_ids, mask, shapes, precision, outputs, weights)
             probs = {n: self.tasks[n].probabilities(v) for n, v in out.items() if n in self.tasks and n not in tagging}
             tag_ids = {n: out[n].argmax(-1).tolist() for n in tagging}
             for row, j in enumerate(batch):

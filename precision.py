@@ -8,9 +8,12 @@ instructions (AVX512-BF16 or AMX); elsewhere fp32, since bf16 without those inst
 
     with autocast("bf16", device):   # torch.autocast for bf16 / fp16, nothing for fp32
         out = model(...)
+    weights = inference_weights(model, "bf16", n_batches)   # bf16 inference of many batches: weights cast once
+    out = run_in_precision(model, "bf16", device, weights, ...)
 
-Precision is applied per call (autocast), never stored in a model or in process-wide state, so any number of trainers
-and inference calls in one process each run in the precision they asked for, in any order.
+Precision is applied per call (autocast, or weights cast for that call), never stored in a model or in process-wide
+state, so any number of trainers and inference calls in one process each run in the precision they asked for, in any
+order.
 
 MTST_CPU_BF16=1 (or 0) overrides the CPU detection: tests use it to run the bf16 / fp32 `auto` paths on any machine.
 """
@@ -94,3 +97,35 @@ def autocast(precision, device):
             return torch.autocast(device_type, enabled=False)
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=dtype)
+
+
+
+# Inference in bf16 (predict, encode, evaluation, a teacher's targets): a call of more than CAST_ONCE_BATCHES batches
+# runs on the model's weights cast to bf16 once for the call (every floating parameter and buffer, no autocast: how
+# bf16 models are served), instead of autocast, which casts every Linear weight again on every batch and every
+# activation between fp32 and bf16 ops. On a CPU with bf16 instructions a 3-layer student's predict of 1,000 texts ran
+# 1.17x as fast, with the same agreement with fp32 (topic 999 of 1,000 both ways, entity lists 966 vs 969 rows). The
+# cast is made per call, never kept: a model trained further (even by a fused optimizer, which leaves tensor versions
+# alone) is always served its current weights. Smaller calls (a cast costs about what a 3-layer student's batch of 32
+# does) stay under autocast; the two differ by bf16 rounding only.
+CAST_ONCE_BATCHES = 2
+
+
+def inference_weights(module, precision, n_batches):
+    """{name: bf16 tensor} of every floating parameter and buffer of module, for a bf16 call of more than
+    CAST_ONCE_BATCHES batches run without gradients; {} otherwise (the call runs under autocast)."""
+    if precision != "bf16" or n_batches <= CAST_ONCE_BATCHES or torch.is_grad_enabled():
+        return {}
+    with torch.no_grad():
+        return {name: t.detach().to(torch.bfloat16)
+                for name, t in (*module.named_parameters(), *module.named_buffers()) if t.is_floating_point()}
+
+
+def run_in_precision(module, precision, device, weights, *args, **kwargs):
+    """module(*args, **kwargs) in `precision` on device: on `weights` (inference_weights: bf16, no autocast) through
+    torch.func.functional_call when given, else as is under autocast(precision, device)."""
+    if not weights:
+        with autocast(precision, device):
+            return module(*args, **kwargs)
+    with autocast("fp32", device):
+        return torch.func.functional_call(module, weights, args, kwargs)

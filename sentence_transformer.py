@@ -17,7 +17,7 @@ from torch import nn
 from atomic_io import atomic_write_dir
 from errors import InputError, InputTypeError, ProjectError
 from hub import hub_reachable
-from precision import autocast, resolve_precision
+from precision import inference_weights, resolve_precision, run_in_precision
 
 POOLING_MODES = ("mean", "cls", "max")
 CONFIG_NAME = "sentence_transformer_config.json"
@@ -465,9 +465,9 @@ class SentenceTransformer(nn.Module):
 
             batches = tqdm(batches, total=-(-len(id_lists) // batch_size), desc=desc, unit="batch")
         results = [None] * len(id_lists)
+        weights = inference_weights(self, precision, -(-len(id_lists) // batch_size))
         for batch, input_ids, mask in batches:
-            with autocast(precision, device):
-                out = self(input_ids.to(device), mask.to(device))
+            out = run_in_precision(self, precision, device, weights, input_ids.to(device), mask.to(device))
             if output == "sentence":
                 emb = out["sentence_embedding"].float().cpu()
                 for row, i in enumerate(batch):

@@ -92,6 +92,8 @@ def clean_text_with_spans(text: str) -> tuple[str, list[int], list[int]]:
     starts.extend(range(pos, len(text)))
     ends.extend(range(pos + 1, len(text) + 1))
     stage1 = "".join(pieces)
+    if " ".join(stage1.split()) == stage1:  # (most texts) every whitespace run is one " ", none at the ends: done
+        return stage1, starts, ends
     # collapse whitespace runs to one space and strip the ends, composing the maps
     out, out_starts, out_ends, pos = [], [], [], 0
     for m in _SPACES_RE.finditer(stage1):

@@ -55,6 +55,45 @@ def test_four_trainers_in_one_process_each_train_in_their_own_precision(monkeypa
         assert probe.seen[-1] == (True, torch.bfloat16)
 
 
+def test_bf16_calls_of_many_batches_run_on_weights_cast_for_the_call(tmp_path):
+    """predict / encode in bf16 of more than CAST_ONCE_BATCHES batches run the model as a bf16 copy of it would (every
+    weight in bf16, no autocast), on weights cast for that call: the model stays fp32, and a model trained further
+    in place (a fused optimizer leaves tensor versions alone) or given other weights is served its current ones.
+    A call of fewer batches runs under autocast."""
+    import copy
+
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    texts = ["Apple opens a store in Paris.", "Manchester United beat Chelsea 2-1.", "Oil prices rose.",
+             "The United Nations met in New York."]
+    model = tiny_multitask()
+    many = len(texts) // (precision.CAST_ONCE_BATCHES + 1)  # a batch size that makes more batches than that
+
+    def bf16(net, batch_size):
+        asked = "bf16" if net is model else "fp32"  # the bf16 copy runs on its own (bf16) weights, no autocast
+        return (net.encode(texts, precision=asked, convert_to="tensor", batch_size=batch_size),
+                [p["topic"]["score"] for p in net.predict(texts, precision=asked, batch_size=batch_size)])
+
+    def as_a_bf16_copy(batch_size=many):
+        want = bf16(copy.deepcopy(model).to(torch.bfloat16), batch_size)
+        got = bf16(model, batch_size)
+        return torch.equal(got[0], want[0]) and got[1] == want[1]
+
+    assert as_a_bf16_copy()
+    assert not as_a_bf16_copy(batch_size=len(texts))  # one batch: autocast, not the bf16 copy
+    probe = AutocastProbe(model)
+    model.predict(texts, precision="bf16", batch_size=many)
+    assert probe.seen and set(probe.seen) == {(False, torch.bfloat16)}
+    probe.clear()
+    model.predict(texts, precision="bf16")
+    assert set(probe.seen) == {(True, torch.bfloat16)}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the model itself is left in fp32
+    MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path, mixed_precision="no")).train()  # in place
+    assert as_a_bf16_copy()
+    model.load_state_dict(tiny_multitask(seed=3).state_dict())
+    assert as_a_bf16_copy()
+
+
 def test_a_trainer_after_inference_in_another_precision(monkeypatch, tmp_path):
     from trainer_sentence_transformer import MultiTaskTrainer
 
