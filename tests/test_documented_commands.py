@@ -23,6 +23,7 @@ USER_FILES = {
     "my.csv": lambda: "".join(BBC.read_text(encoding="utf-8").splitlines(keepends=True)[:40]),
     "news.csv": lambda: "text\nApple opens a store in Paris.\n",
     "texts.txt": lambda: "Apple opens a store in Paris.\n",
+    "texts_all.txt": lambda: "Apple opens a store in Paris.\nChelsea beat Arsenal.\n",  # bench/conll_texts.py's
     "part1.jsonl": lambda: '{"body": "Apple opens a store in Paris.", "topic": "tech"}\n',
     "part2.jsonl": lambda: '{"body": "Chelsea beat Arsenal.", "topic": "sport"}\n',
 }
