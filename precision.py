@@ -99,12 +99,12 @@ def autocast(precision, device):
     return torch.autocast(device_type, dtype=dtype)
 
 
-
 # Inference in bf16 (predict, encode, evaluation, a teacher's targets): a call of more than CAST_ONCE_BATCHES batches
 # runs on the model's weights cast to bf16 once for the call (every floating parameter and buffer, no autocast: how
 # bf16 models are served), instead of autocast, which casts every Linear weight again on every batch and every
-# activation between fp32 and bf16 ops. On a CPU with bf16 instructions a 3-layer student's predict of 1,000 texts ran
-# 1.17x as fast, with the same agreement with fp32 (topic 999 of 1,000 both ways, entity lists 966 vs 969 rows). The
+# activation between fp32 and bf16 ops. On a CPU with bf16 instructions predict of 1,000 texts ran 1.15x (a 3-layer
+# student) and 1.19x (the 6-layer default model) as fast (docs/benchmarks.md), with the same agreement with fp32
+# (topic 999 of 1,000 texts both ways, the student's entity lists equal on 966 vs 969 rows). The
 # cast is made per call, never kept: a model trained further (even by a fused optimizer, which leaves tensor versions
 # alone) is always served its current weights. Smaller calls (a cast costs about what a 3-layer student's batch of 32
 # does) stay under autocast; the two differ by bf16 rounding only.
