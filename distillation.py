@@ -248,7 +248,7 @@ def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_
     emb, logits = [None] * len(rows), {n: [None] * len(rows) for n in tasks}
     teacher.eval().to(device)
     with torch.no_grad():  # not inference_mode: the results are loss targets later, which autograd saves
-        weights = inference_weights(teacher, precision, -(-len(order) // batch_size))
+        weights = inference_weights(teacher, precision, len(order), batch_size)
         for start in range(0, len(order), batch_size):
             ks = order[start:start + batch_size]
             every_word = [n for n, t in tasks.items() if t.kind == "tagging"]

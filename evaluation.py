@@ -39,7 +39,7 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
     ids, values = features["input_ids"], features["values"]
     mine = list(range(rank, len(ids), n_proc))
     results = []  # (row, {task: probabilities or word tags, for the tasks the row carries})
-    weights = inference_weights(model, precision, -(-len(mine) // batch_size))
+    weights = inference_weights(model, precision, len(mine), batch_size)
     for idx, _, _ in length_sorted_batches([ids[i] for i in mine], batch_size):
         idx = [mine[j] for j in idx]
         wanted = [n for n in tasks if any(tasks[n].has_label(values[n][i]) for i in idx)]

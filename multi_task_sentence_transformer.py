@@ -329,7 +329,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         results = [{n: ["O"] * len(words) for n in tagging} for words in words_batch]  # no wordpiece: 'O'
         best = {}  # (row, word) -> edge distance of the window its tags came from
         ids = [w.input_ids for w in windows]
-        weights = inference_weights(self, precision, -(-len(ids) // batch_size)) if precision != "fast" else {}
+        weights = inference_weights(self, precision, len(ids), batch_size)
         for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
             shapes, _ = pad_ids([windows[j].shape_ids for j in batch])
             out = self._forward_batch(input_ids, mask, shapes, precision, outputs, weights)

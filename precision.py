@@ -8,7 +8,7 @@ instructions (AVX512-BF16 or AMX); elsewhere fp32, since bf16 without those inst
 
     with autocast("bf16", device):   # torch.autocast for bf16 / fp16, nothing for fp32
         out = model(...)
-    weights = inference_weights(model, "bf16", n_batches)   # bf16 inference of many batches: weights cast once
+    weights = inference_weights(model, "bf16", n_rows, batch_size)   # bf16, many batches: weights cast once
     out = run_in_precision(model, "bf16", device, weights, ...)
 
 Precision is applied per call (autocast, or weights cast for that call), never stored in a model or in process-wide
@@ -111,10 +111,11 @@ def autocast(precision, device):
 CAST_ONCE_BATCHES = 2
 
 
-def inference_weights(module, precision, n_batches):
+def inference_weights(module, precision, n_rows, batch_size):
     """{name: bf16 tensor} of every floating parameter and buffer of module, for a bf16 call of more than
-    CAST_ONCE_BATCHES batches run without gradients; {} otherwise (the call runs under autocast)."""
-    if precision != "bf16" or n_batches <= CAST_ONCE_BATCHES or torch.is_grad_enabled():
+    CAST_ONCE_BATCHES batches (n_rows in batches of batch_size) run without gradients; {} otherwise (the call runs
+    under autocast)."""
+    if precision != "bf16" or -(-n_rows // batch_size) <= CAST_ONCE_BATCHES or torch.is_grad_enabled():
         return {}
     with torch.no_grad():
         return {name: t.detach().to(torch.bfloat16)

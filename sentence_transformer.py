@@ -465,7 +465,7 @@ class SentenceTransformer(nn.Module):
 
             batches = tqdm(batches, total=-(-len(id_lists) // batch_size), desc=desc, unit="batch")
         results = [None] * len(id_lists)
-        weights = inference_weights(self, precision, -(-len(id_lists) // batch_size))
+        weights = inference_weights(self, precision, len(id_lists), batch_size)
         for batch, input_ids, mask in batches:
             out = run_in_precision(self, precision, device, weights, input_ids.to(device), mask.to(device))
             if output == "sentence":
