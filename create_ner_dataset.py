@@ -344,6 +344,8 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
     key = _settings_key(settings)
     final = Path(cache_dir) / key if cache_dir is not None else None
     if final is not None and (hit := _read_cache(final, key)) is not None:
+        if show_progress:
+            print_sample_note(json.loads((final / "meta.json").read_text()).get("sampled", {}))
         return hit
 
     import datasets
@@ -385,9 +387,13 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
         print(f"{len(names)} classes {names}; AG News cleaning {'on' if do_clean else 'off'}")
     nlp = load_spacy(spacy_model)
     features = row_features(names)
+    picked = {split: stratified_indices(labels[split], limit, seed)
+              for split, limit in (("train", max_train_rows), ("test", max_test_rows))}
+    sampled = {split: [len(rows), len(labels[split])] for split, rows in picked.items()}
+    if show_progress:
+        print_sample_note(sampled)
     out = {}
-    for split, limit in (("train", max_train_rows), ("test", max_test_rows)):
-        rows = stratified_indices(labels[split], limit, seed)
+    for split, rows in picked.items():
         raw_texts = [texts[split][i] for i in rows]
         split_texts = [clean_text(t) for t in raw_texts] if do_clean else raw_texts
         if show_progress:
@@ -403,7 +409,7 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
         }, features=features)
     result = datasets.DatasetDict(out)
     if final is not None:
-        _write_cache(result, tags, dict(settings, clean_applied=do_clean), key, final, show_progress)
+        _write_cache(result, tags, dict(settings, clean_applied=do_clean), key, final, show_progress, sampled)
     return result, tags
 
 
@@ -427,13 +433,21 @@ class _progress_bars:
             enable_progress_bars()
 
 
-def _write_cache(dd, tags, settings, key, final: Path, show_progress=True) -> None:
+def print_sample_note(sampled):
+    """One line where the row limits took a sample: {split: [rows kept, rows the data has]} (the cache's meta)."""
+    parts = [f"{kept:,} of {total:,} {split} rows" for split, (kept, total) in sampled.items() if kept < total]
+    if parts:
+        print(f"sample: {' and '.join(parts)} (stratified, seeded: max_train_rows / max_test_rows, main.py's "
+              "MAX_TRAIN_ROWS / MAX_TEST_ROWS; --all-rows uses every row)")
+
+
+def _write_cache(dd, tags, settings, key, final: Path, show_progress=True, sampled=None) -> None:
     """Save atomically (atomic_io.atomic_write_dir: a temp folder beside `final`, then renamed)."""
     from atomic_io import ConcurrentWriteError, atomic_write_dir
 
     if final.exists() and _read_cache(final, key) is not None:
         return  # a concurrent writer finished the same cache first
-    meta = {"key": key, "tags": tags, "settings": settings,
+    meta = {"key": key, "tags": tags, "settings": settings, "sampled": sampled or {},
             "num_rows": {name: len(split) for name, split in dd.items()}}
 
     def write(tmp):

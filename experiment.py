@@ -95,8 +95,9 @@ def load_data(a):
     tasks, parts = {}, []
     if any(not s.kind for s in specs):
         with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
-            ds, tags = create_dataset(a.dataset, max_train_rows=a.max_train_rows or None,
-                                      max_test_rows=a.max_test_rows or None, seed=a.seed, spacy_model=a.spacy_model,
+            limits = (None, None) if a.all_rows else (a.max_train_rows or None, a.max_test_rows or None)
+            ds, tags = create_dataset(a.dataset, max_train_rows=limits[0], max_test_rows=limits[1], seed=a.seed,
+                                      spacy_model=a.spacy_model,
                                       dropped_types=dropped_types(a), clean=clean_mode(a), n_process=a.label_processes,
                                       text_column=a.text_column, label_column=a.label_column,
                                       test_fraction=a.test_fraction, ner_types=a.ner_types)

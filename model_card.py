@@ -8,6 +8,7 @@ what the model does, how it was trained (the flags), how to load and use it, the
 Written with huggingface_hub's ModelCard / ModelCardData; from_pretrained never reads it.
 """
 import os
+import re
 
 CARD_NAME = "README.md"
 PACKAGED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -32,7 +33,31 @@ def _base_model(flags, model=None):
             return PACKAGED_BASE
     except Exception:  # the packaged model not installed: then it is not that one
         pass
-    return None if os.path.isdir(name) else name  # a local folder has no Hub id
+    return None if os.path.isdir(name) or os.path.isabs(name) else name  # a local folder has no Hub id
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s@:=,`|]+")
+
+
+def public(value, flags=None):
+    """value with every absolute path of the training machine replaced by a name a reader can find: under the run's
+    data root, the path inside it (conll2003/valid.txt); under the working folder, the relative path
+    (outputs/default/model); else the file or folder name. Lists are mapped; other values kept."""
+    if isinstance(value, (list, tuple)):
+        return [public(v, flags) for v in value]
+    if not isinstance(value, str):
+        return value
+    root = (flags or {}).get("data_root")
+
+    def name(match):
+        path = os.path.normpath(match.group(0))
+        for base in filter(None, (root if isinstance(root, str) else None, os.getcwd())):
+            base = os.path.normpath(base)
+            if path.startswith(base + os.sep):
+                return os.path.relpath(path, base)
+        return os.path.basename(path) or path
+
+    return ABSOLUTE_PATH.sub(name, value)
 
 
 def _dataset(flags):
@@ -70,7 +95,7 @@ def card_metrics(results=None, conll=None):
 
 def _task_rows(task, m, data_type, name, results):
     """The card's metric rows of one task's test metrics (its kind read from which metrics it has)."""
-    source = (results.get("task_sources") or {}).get(task)
+    source = public((results.get("task_sources") or {}).get(task), results.get("flags"))
     data_type, name = (source, os.path.basename(source)) if source else (data_type, name)
     if "accuracy" in m:
         title = "Topic classification" if task == "topic" else f"{task} (classification)"
@@ -129,8 +154,8 @@ def build_model_card(model, results=None, conll=None):
     trained = model.trained_tasks
     untrained = [t for t in model.tasks if trained is not None and not trained.get(t, True)]
     metric_lines = "\n".join(f"| {tn} | {dn} ({sp}) | {mn} | {float(v):.4f} |" for _, tn, _, dn, sp, _, mn, v in rows)
-    flag_lines = "\n".join(f"| `--{k.replace('_', '-')}` | `{v}` |" for k, v in sorted(flags.items())
-                           if k not in NOT_TRAINING_FLAGS and v not in (None, [], ""))
+    flag_lines = "\n".join(f"| `--{k.replace('_', '-')}` | `{public(v, flags)}` |" for k, v in sorted(flags.items())
+                           if k not in NOT_TRAINING_FLAGS and v not in (None, [], "") and k != "data_root")
     text = f"""---
 {data.to_yaml()}
 ---
@@ -168,7 +193,7 @@ The encoder alone is a Hugging Face model in `encoder/`.
 ## Training
 
 {f"Trained with `python main.py` on {data_name}" if flags else "Saved outside a main.py run: no training record"}{
-" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"))}{_task_teachers(results)} The flags of the run:
+" plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"), flags)}{_task_teachers(results)} The flags of the run:
 
 {"| flag | value |" + chr(10) + "|---|---|" + chr(10) + flag_lines if flag_lines else "Not recorded."}
 
@@ -210,19 +235,19 @@ def _added_note(results):
         return ""
     lines = [f"| {t} | {v['metric']} | {v['before']:.4f} | {v['after']:.4f} | {v['after'] - v['before']:+.4f} |"
              for t, v in added["old_tasks"].items() if v.get("before") is not None and v.get("after") is not None]
-    return (f"\nAdded to the trained model in `{added['path']}`: {', '.join(added['new_tasks'])}. That model's "
+    return (f"\nAdded to the trained model in `{public(added['path'], results.get('flags'))}`: {', '.join(added['new_tasks'])}. That model's "
             "tasks were distilled from it meanwhile; their test scores before and after:\n\n"
             "| task | metric | before | after | change |\n|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
 
 
-def _distilled(teacher):
+def _distilled(teacher, flags=None):
     """The sentence saying which teacher a student was distilled from (results.json's `teacher`), or ""."""
     if not teacher:
         return ""
     scores = teacher.get("results") or {}
     said = f" (its test accuracy {scores['accuracy']:.4f})" if scores.get("accuracy") is not None else ""
     return (f" A {teacher['student_layers']}-layer student distilled from the {teacher['layers']}-layer model in "
-            f"`{teacher['path']}`{said}: it started as that model's layers "
+            f"`{public(teacher['path'], flags)}`{said}: it started as that model's layers "
             f"{', '.join(map(str, teacher['kept_layers']))} and heads, and learned from its outputs.")
 
 
@@ -236,7 +261,7 @@ def _task_teachers(results):
     parts = []
     for name, t in teachers.items():
         score = next((f" ({k} {t[k]:.4f})" for k in ("accuracy", "f1", "micro_f1") if t.get(k) is not None), "")
-        parts.append(f"{name} from `{t['path']}`{score}")
+        parts.append(f"{name} from `{public(t['path'], flags)}`{score}")
     return f" Each task also learned its teacher's outputs{schedule}: {'; '.join(parts)}."
 
 

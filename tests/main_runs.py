@@ -1,6 +1,6 @@
 """A tiny main.py run shared by the interruption and repeatability tests (fixtures exported through conftest).
 
-main.py runs on the real shared data and real spaCy with a tiny random encoder saved as a local model directory,
+main.py runs on the tests' data root (synthetic_data.py) and real spaCy with a tiny random encoder saved as a local model directory,
 so a whole run takes seconds.
 """
 import os

@@ -1,4 +1,4 @@
-"""main.py --compare-freezing end to end on the shared data and real spaCy with a tiny random encoder: the six
+"""main.py --compare-freezing end to end on the tests' data root and real spaCy with a tiny random encoder: the six
 strategies, the two-stage schedules (stage 2 starts from the joint model, the frozen head stays bit-identical) and
 compare_freezing.json / .md / .png."""
 import json
@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from conftest import SHARED_DATA
 
 STRATEGIES = ["joint", "topic only", "NER only", "encoder frozen", "stage 2: classifier frozen, NER trained",
               "stage 2: NER head frozen, topic trained"]
@@ -14,7 +13,7 @@ SCORES = ("topic_accuracy", "topic_macro_f1", "ner_f1", "sts_spearman")
 
 
 @pytest.fixture(scope="module")
-def compare_run(tmp_path_factory, ag_news_dir, tiny_model_dir):
+def compare_run(tmp_path_factory, ag_news_dir, tiny_model_dir, sts_dev):
     """main.main(--compare-freezing) in this process, scoring STS on the first 200 real STS-B dev pairs (the full
     1,500 take most of the run's time with a tiny encoder) and on one thread (a tiny model's steps are thread-overhead
     bound: much slower with two on a busy machine). Returns (output folder, printed text)."""
@@ -26,7 +25,7 @@ def compare_run(tmp_path_factory, ag_news_dir, tiny_model_dir):
     cwd = tmp_path_factory.mktemp("compare")
     (cwd / "root" / "stsbenchmark").mkdir(parents=True)  # a data root holding the first 200 STS pairs only
     sts = cwd / "root" / "stsbenchmark" / "sts-dev.csv"
-    with open(SHARED_DATA / "stsbenchmark" / "sts-dev.csv", encoding="utf-8") as f:
+    with open(sts_dev, encoding="utf-8") as f:
         sts.write_text("".join(f.readlines()[:200]), encoding="utf-8")
     args = ["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--compare-freezing", "--max-train-rows",
             "60", "--max-test-rows", "24", "--epochs", "1", "--stage2-epochs", "1", "--lr", "5e-4",

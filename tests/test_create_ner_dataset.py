@@ -1,5 +1,5 @@
-"""create_ner_dataset: silver labelling with real spaCy (NER only), the cache, row limits and bad input, on the shared
-AG News data; the packaged BERT tokenizer. (Cleaning and words: test_text_prep; tags: test_ner_tags; CoNLL:
+"""create_ner_dataset: silver labelling with real spaCy (NER only), the cache, row limits and bad input, on the tests'
+AG News-like data (and the development copy's real text where present); the packaged BERT tokenizer. (Cleaning and words: test_text_prep; tags: test_ner_tags; CoNLL:
 test_conll; other sources: test_data_sources.)"""
 import json
 import os
@@ -16,7 +16,7 @@ import ner_tags
 import text_prep
 from atomic_io import recover_interrupted_writes
 
-TRAIN_ROWS = 100  # the test split is labelled in full (3,800 rows)
+TRAIN_ROWS = 100  # the test split is labelled in full
 
 
 class SpacyCalled(Exception):
@@ -34,7 +34,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def labelled(ag_news_dir, cache_dir):
-    """The shared test split (all rows) plus 100 train rows, labelled once for the session."""
+    """The test split (all rows) plus 100 train rows, labelled once for the session."""
     dd, tags = cnd.create_dataset(ag_news_dir, max_train_rows=TRAIN_ROWS, cache_dir=str(cache_dir), show_progress=False)
     return dd, tags
 
@@ -73,11 +73,25 @@ def test_unknown_entity_type():
 
 # ---------------------------------------------------------------- labelled rows
 
-@pytest.mark.slow
-def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
+def test_labelled_rows_are_well_formed(labelled, ag_raw, bert_tokenizer):
     dd, tags = labelled
+    assert dd["test"].num_rows == len(ag_raw["test"]) and dd["train"].num_rows == TRAIN_ROWS
+    check_labelled_rows(dd, tags, bert_tokenizer)
+
+
+@pytest.mark.slow
+def test_real_ag_news_rows_are_labelled_well_formed(dev_ag_news_dir, tmp_path, bert_tokenizer):
+    """The same checks on the development copy's real text (its escapes, odd spacing and spaCy's real entities)."""
+    dd, tags = cnd.create_dataset(dev_ag_news_dir, max_train_rows=200, max_test_rows=400, cache_dir=str(tmp_path),
+                                  show_progress=False)
+    assert dd["test"].num_rows == 400 and dd["train"].num_rows == 200
+    check_labelled_rows(dd, tags, bert_tokenizer)
+
+
+def check_labelled_rows(dd, tags, bert_tokenizer):
+    """Every labelled row well formed: words on the text, valid BIO of the tag list, entities mapping back onto the
+    raw text, label-time words == predict-time words, at least one entity a row on average, no zero-piece word."""
     assert tags == ner_tags.build_tag_list()
-    assert dd["test"].num_rows == 3800 and dd["train"].num_rows == TRAIN_ROWS
     assert dd["test"].features["label"].names == data_sources.AG_NEWS_LABELS
     allowed = set(tags)
     all_words, n_entities = [], 0
@@ -99,7 +113,7 @@ def test_labelled_rows_are_well_formed(labelled, bert_tokenizer):
                 assert text_prep.clean_text(raw[raw_starts[s]:raw_ends[e - 1]]) == text[s:e]
                 n_entities += 1
             all_words += words
-    assert n_entities > 5000
+    assert n_entities > sum(split.num_rows for split in dd.values())
     assert not zero_piece_words(bert_tokenizer, all_words)
 
 
@@ -199,18 +213,18 @@ def test_rewrite_over_partial_dir(tmp_path):
 
 def test_stratified_limits(ag_raw):
     labels = list(ag_raw["train"]["label"])
-    a = data_sources.stratified_indices(labels, 1000, seed=7)
-    assert a == data_sources.stratified_indices(labels, 1000, seed=7)
-    assert a != data_sources.stratified_indices(labels, 1000, seed=8)
-    assert len(a) == len(set(a)) == 1000 and a == sorted(a)
+    n = len(labels) // 2
+    a = data_sources.stratified_indices(labels, n, seed=7)
+    assert a == data_sources.stratified_indices(labels, n, seed=7)
+    assert a != data_sources.stratified_indices(labels, n, seed=8)
+    assert len(a) == len(set(a)) == n and a == sorted(a)
     got, full = Counter(labels[i] for i in a), Counter(labels)
     for label in full:
-        assert abs(got[label] - 1000 * full[label] / len(labels)) <= 1
+        assert abs(got[label] - n * full[label] / len(labels)) <= 1
     assert data_sources.stratified_indices(labels, None) == list(range(len(labels)))
     assert data_sources.stratified_indices(labels, 10 ** 6) == list(range(len(labels)))
 
 
-@pytest.mark.slow
 def test_limited_dataset_rows(labelled, ag_raw):
     train = labelled[0]["train"]
     expected = data_sources.stratified_indices(list(ag_raw["train"]["label"]), TRAIN_ROWS, seed=42)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 from main_runs import env
 
 import data_root
@@ -55,17 +55,17 @@ def test_names_resolve_under_the_root_and_paths_stay_as_given(tmp_path, monkeypa
     assert data_root.resolve(str(tmp_path / "x.csv"), str(root)) == str(tmp_path / "x.csv")
 
 
-def test_main_reads_the_default_dataset_from_the_root_as_the_explicit_path_did(monkeypatch, tmp_path):
+def test_main_reads_the_default_dataset_from_the_root_as_the_explicit_path_did(monkeypatch, tmp_path, data_root_dir):
     """`python main.py` with a data root reads the folder `--dataset <root>/ag_news` named (same files, same cache)."""
     import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(data_root.ENV, str(SHARED_DATA))
+    monkeypatch.setenv(data_root.ENV, str(data_root_dir))
     a = main.parse_args([])
-    assert a.dataset == str(SHARED_DATA / "ag_news") and a.data_root == str(SHARED_DATA)
+    assert a.dataset == str(data_root_dir / "ag_news") and a.data_root == str(data_root_dir)
     a = main.parse_args(["--eval-conll", "conll2003/valid.txt", "--ner-data", "conll2003/train.txt"])
-    assert a.eval_conll == str(SHARED_DATA / "conll2003" / "valid.txt")
-    assert a.ner_data == [str(SHARED_DATA / "conll2003" / "train.txt")]
+    assert a.eval_conll == str(data_root_dir / "conll2003" / "valid.txt")
+    assert a.ner_data == [str(data_root_dir / "conll2003" / "train.txt")]
 
 
 class FakeHub:
@@ -154,7 +154,7 @@ def test_fetch_data_offline_says_so_at_once_and_writes_nothing(tmp_path):
     assert proc.stderr.startswith("error: --fetch-data needs the Hugging Face Hub, which is not reachable"), proc.stderr
 
 
-def test_sts_pairs_from_the_root_then_the_hub_else_not_measured(tmp_path, monkeypatch):
+def test_sts_pairs_from_the_root_then_the_hub_else_not_measured(tmp_path, monkeypatch, sts_dev):
     import datasets
 
     import hub
@@ -162,9 +162,9 @@ def test_sts_pairs_from_the_root_then_the_hub_else_not_measured(tmp_path, monkey
 
     root = tmp_path / "root"
     (root / "stsbenchmark").mkdir(parents=True)
-    shutil.copy(SHARED_DATA / "stsbenchmark" / "sts-dev.csv", root / "stsbenchmark" / "sts-dev.csv")
+    shutil.copy(sts_dev, root / "stsbenchmark" / "sts-dev.csv")
     pairs, source = sts_benchmark.sts_pairs(str(root))
-    assert len(pairs) == 1500 and source == str(root / "stsbenchmark" / "sts-dev.csv")
+    assert len(pairs) == len(open(sts_dev).readlines()) and source == str(root / "stsbenchmark" / "sts-dev.csv")
     monkeypatch.setattr(hub, "hub_reachable", lambda: False)
     pairs, source = sts_benchmark.sts_pairs(None)
     assert pairs is None and source.startswith("not measured: no stsbenchmark") and "--fetch-data" in source
@@ -204,10 +204,11 @@ def test_a_clone_without_data_or_hub_is_told_the_fetch_command_in_one_line(tmp_p
 
 
 @pytest.mark.slow
-def test_a_clone_without_data_trains_on_the_user_s_csv(tmp_path, tiny_model_dir):
+def test_a_clone_without_data_trains_on_the_user_s_csv(tmp_path, tiny_model_dir, bbc_csv):
     """A user's clone, nothing beside it and no Hub: their own CSV trains; STS-B is recorded as not measured."""
     clone = stranger_clone(tmp_path)
-    rows = (SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv").read_text(encoding="utf-8").splitlines(True)
+    rows = open(bbc_csv, encoding="utf-8", newline="").read().splitlines(True)
+    classes = [row.split(",", 1)[0] for row in rows[1:81]]
     (tmp_path / "my.csv").write_text("".join(rows[:81]), encoding="utf-8")
     proc = subprocess.run([sys.executable, "main.py", "--dataset", str(tmp_path / "my.csv"), "--label-column",
                            "category", "--epochs", "1", "--model-name", str(tiny_model_dir), "--max-length", "64"],
@@ -215,6 +216,7 @@ def test_a_clone_without_data_trains_on_the_user_s_csv(tmp_path, tiny_model_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((clone / "outputs" / "default" / "results.json").read_text())
     assert results["sts_spearman"] is None and results["sts_source"].startswith("not measured")
-    assert results["rows"]["test"] == 16 and 0 <= results["test"]["accuracy"] <= 1
+    test_rows = sum(max(1, round(0.2 * classes.count(c))) for c in set(classes))  # TEST_FRACTION of each class
+    assert results["rows"]["test"] == test_rows and 0 <= results["test"]["accuracy"] <= 1
     assert "not measured" in (clone / "outputs" / "default" / "model" / "README.md").read_text()
     assert not os.path.exists(clone / "data")

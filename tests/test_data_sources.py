@@ -1,20 +1,17 @@
 """Your own data: create_dataset on files of each format, labels, carved test splits, bad input; CoNLL types, topic-only
-and NER-only rows in one dataset; the cache key. Real spaCy, the shared data, small tmp files. (Reading CoNLL files:
+and NER-only rows in one dataset; the cache key. Real spaCy, the tests' data root, small tmp files. (Reading CoNLL files:
 test_conll.)"""
 import json
 import os
 from collections import Counter
 
 import pytest
-from conftest import SHARED_DATA
 
 import conll
 import create_ner_dataset as cnd
 import data_sources
 import ner_tags
 import text_prep
-
-BBC_CSV = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
 
 # 12 short rows, 2 classes (string labels), entities spaCy finds
 TEXTS = ["Apple opens a store in Paris.", "Barack Obama visited Berlin on Monday.", "Google buys a startup in London.",
@@ -246,12 +243,12 @@ def test_bad_sources(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- AG News cleaning: where it belongs only
 
-def test_cleaning_only_for_ag_news(tmp_path, ag_news_dir):
+def test_cleaning_only_for_ag_news(tmp_path, ag_news_dir, bbc_csv):
     escaped = ["Regulators Let Cingular Buy AT #38;T Wireless", "a record \\$55.8bn as oil"]
     assert data_sources.clean_applies(ag_news_dir) and data_sources.clean_applies("ag_news")
     assert data_sources.clean_applies("fancyzhx/ag_news")
     assert data_sources.clean_applies("/data/AG-News/train.csv")
-    assert not data_sources.clean_applies(str(BBC_CSV), label_names=["Politics", "Sports"])
+    assert not data_sources.clean_applies(bbc_csv, label_names=["Politics", "Sports"])
     assert data_sources.clean_applies("x.csv", label_names=["Sports", "World", "Sci/Tech", "Business"])
     assert not data_sources.clean_applies(ag_news_dir, clean=False) and data_sources.clean_applies("x.csv", clean=True)
     user = write_rows(tmp_path / "mine.csv", {"text": escaped * 2, "label": ["a", "b"] * 2})
@@ -269,26 +266,24 @@ def test_cleaning_only_for_ag_news(tmp_path, ag_news_dir):
 
 # ---------------------------------------------------------------- BBC: long texts, string labels, category column
 
-def test_bbc_csv(tmp_path):
-    if not BBC_CSV.exists():
-        pytest.fail(f"BBC CSV not found at {BBC_CSV}; set SHARED_DATA to the folder holding bbc_sport_politics/")
+def test_bbc_csv(tmp_path, bbc_csv):
     with pytest.raises(ValueError, match=r"\['label'\] \(its columns: \['category', 'text'\]\)"):
-        make(tmp_path, str(BBC_CSV))
-    dd, tags = make(tmp_path, str(BBC_CSV), label_column="category", max_train_rows=16, max_test_rows=8)
+        make(tmp_path, bbc_csv)
+    dd, tags = make(tmp_path, bbc_csv, label_column="category", max_train_rows=16, max_test_rows=8)
     assert dd["train"].features["label"].names == ["Politics", "Sports"]
     assert len(dd["train"]) == 16 and len(dd["test"]) == 8
-    assert Counter(dd["test"]["label"]) == {0: 4, 1: 4}  # 83 / 102 carved rows -> 3.6 / 4.4 of 8
+    assert sorted(Counter(dd["test"]["label"]).values()) in ([3, 5], [4, 4])  # both classes, in proportion
     for row in dd["train"]:
         assert row["text"] == row["raw_text"]  # no AG News cleaning on a user CSV
-        assert len(row["words"]) > 100 and len(row["words"]) == len(row["ner_tags"])
+        assert len(row["words"]) >= 60 and len(row["words"]) == len(row["ner_tags"])
         assert all(row["text"][s:s + len(w)] == w for w, s in zip(row["words"], row["word_starts"]))
-    # the whole carved test split is 0.2 of each class (seeded): 83 Politics + 102 Sports of 417 / 511
+    # the whole carved test split is 0.2 of each class (seeded)
     import pandas as pd
 
-    labels = list(pd.read_csv(BBC_CSV)["category"])
+    labels = list(pd.read_csv(bbc_csv)["category"])
     _, test_idx = data_sources.carve_test_split([sorted(set(labels)).index(y) for y in labels],
                                                 data_sources.TEST_FRACTION, 42)
-    assert Counter(labels[i] for i in test_idx) == {"Politics": 83, "Sports": 102}
+    assert Counter(labels[i] for i in test_idx) == {c: round(0.2 * labels.count(c)) for c in set(labels)}
 
 
 def test_texts_longer_than_spacy_max_length(monkeypatch):

@@ -131,9 +131,8 @@ def teacher_dir(tmp_path_factory):
     return path
 
 
-def test_bad_distillation_inputs_are_refused_before_any_work(tmp_path, monkeypatch, capsys, teacher_dir, ag_news_dir):
-    from conftest import SHARED_DATA
-
+def test_bad_distillation_inputs_are_refused_before_any_work(tmp_path, monkeypatch, capsys, teacher_dir, ag_news_dir,
+                                                             bbc_csv):
     data = ["--dataset", ag_news_dir, "--student-layers", "1"]  # the tiny teacher has 2 layers
     not_a_model = tmp_path.parent / "not_a_model"
     not_a_model.mkdir(exist_ok=True)
@@ -142,7 +141,7 @@ def test_bad_distillation_inputs_are_refused_before_any_work(tmp_path, monkeypat
         (["--distil-from", str(teacher_dir), "--student-layers", "0"], "between 1 and the teacher's 2 layers"),
         (["--distil-from", str(teacher_dir), "--student-layers", "3"], "between 1 and the teacher's 2 layers"),
         (["--distil-from", str(teacher_dir), "--ner-types", "conll"], "use the teacher's --ner-types"),
-        (["--distil-from", str(teacher_dir), "--dataset", str(SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"),
+        (["--distil-from", str(teacher_dir), "--dataset", bbc_csv,
           "--label-column", "category"], "the data's classes are ['Politics', 'Sports']"),
         (["--distil-from", str(teacher_dir), "--schedule", "joint, then NER"], "drop --schedule"),
         (["--distil-weight", "2"], "--distil-weight must be in [0, 1]"),

@@ -1,6 +1,6 @@
 """Several processes (DDP on CPU, gloo): two real processes started by torch.distributed.run give the 1-process result.
 
-main.py runs on the shared data with a tiny random BERT whose dropout is 0 (with dropout, each process draws its
+main.py runs on the tests' data root with a tiny random BERT whose dropout is 0 (with dropout, each process draws its
 own masks, so only the dropout-free run can match 1 process number for number). The two runs differ only in the
 order in which gradients (and the teacher's gathered outputs) are summed, so they agree to float32 rounding noise,
 which depends on the CPU's kernels. The tests print what they measure ("measured: ..."); the tolerances below are
@@ -189,12 +189,11 @@ def test_two_processes_distil_like_one(tmp_path_factory, one_and_two, dropout_fr
 
 
 @pytest.mark.slow
-def test_two_processes_train_three_tasks_like_one(tmp_path_factory, dropout_free_model_dir, ag_news_dir, reference):
+def test_two_processes_train_three_tasks_like_one(tmp_path_factory, dropout_free_model_dir, ag_news_dir, reference,
+                                                 bbc_csv):
     """Three tasks from two sources (AG News topic + silver NER, the BBC CSV's category), temperature sampling: two
     processes walk the same sampled epochs and give the 1-process losses, validation and test for every task."""
-    from conftest import SHARED_DATA
-
-    bbc = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
+    bbc = bbc_csv
     extra = ["--tasks", "topic", "ner", f"bbc=classification:{bbc}@category", "--sampling", "temperature",
              "--epochs", "2"]
     runs = {}

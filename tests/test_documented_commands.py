@@ -1,7 +1,7 @@
 """Every command shown in README.md, docs/*.md and main.py's docstring runs as written.
 
 Each `python main.py ...` (also under torchrun / accelerate launch) is parsed by main.py's own argument checks, in a
-folder where the data root is the shared data and the files a reader brings (my.csv, texts.txt, ...) exist, and where
+folder where the data root is the tests' own (synthetic_data.py) and the files a reader brings (my.csv, texts.txt, ...) exist, and where
 the model folders that other documented commands write (outputs/<run>/model) exist as small saved models. A command
 with a placeholder (RUN, DIR, ...) has its flags checked against main.py's options. Training commands that write to
 the same --output-dir must have the same settings (else one would be refused as a resume of the other). `bench/`
@@ -14,18 +14,18 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# Files a reader of the docs brings along; made in the sandbox (name -> content).
-BBC = SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv"
+# Files a reader of the docs brings along; made in the sandbox (name -> content, from the data root's folder).
 USER_FILES = {
-    "my.csv": lambda: "".join(BBC.read_text(encoding="utf-8").splitlines(keepends=True)[:40]),
-    "news.csv": lambda: "text\nApple opens a store in Paris.\n",
-    "texts.txt": lambda: "Apple opens a store in Paris.\n",
-    "texts_all.txt": lambda: "Apple opens a store in Paris.\nChelsea beat Arsenal.\n",  # bench/conll_texts.py's
-    "part1.jsonl": lambda: '{"body": "Apple opens a store in Paris.", "topic": "tech"}\n',
-    "part2.jsonl": lambda: '{"body": "Chelsea beat Arsenal.", "topic": "sport"}\n',
+    "my.csv": lambda root: "".join((root / "bbc_sport_politics" / "bbc-text.csv").read_text(encoding="utf-8")
+                                   .splitlines(keepends=True)[:40]),
+    "news.csv": lambda root: "text\nApple opens a store in Paris.\n",
+    "texts.txt": lambda root: "Apple opens a store in Paris.\n",
+    "texts_all.txt": lambda root: "Apple opens a store in Paris.\nChelsea beat Arsenal.\n",  # bench/conll_texts.py's
+    "part1.jsonl": lambda root: '{"body": "Apple opens a store in Paris.", "topic": "tech"}\n',
+    "part2.jsonl": lambda root: '{"body": "Chelsea beat Arsenal.", "topic": "sport"}\n',
 }
 PLACEHOLDER = re.compile(r"(^|[/=])([A-Z][A-Z_0-9]*)$|\.\.\.")
 LAUNCHERS = ("python main.py", "torchrun", "accelerate launch", "python -m torch.distributed.run")
@@ -89,7 +89,7 @@ def test_user_documentation_names_no_developer_paths_or_issue_numbers():
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
+def sandbox(tmp_path_factory, data_root_dir):
     """A working folder as a reader has it: the data root, the reader's files, and the saved models that documented
     commands write (a small 6-layer model with AG News's classes and the default tags)."""
     from helpers import tiny_encoder_and_tokenizer
@@ -99,7 +99,7 @@ def sandbox(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("reader")
     for name, content in USER_FILES.items():
-        (folder / name).write_text(content(), encoding="utf-8")
+        (folder / name).write_text(content(data_root_dir), encoding="utf-8")
     written = set()
     for _, command in documented_commands():
         argv = main_argv(command)
@@ -121,11 +121,11 @@ def sandbox(tmp_path_factory):
     return folder
 
 
-def _parse(argv, folder, monkeypatch, capsys):
+def _parse(argv, folder, monkeypatch, capsys, data_root):
     import main
 
     monkeypatch.chdir(folder)
-    monkeypatch.setenv("MTST_DATA_ROOT", str(SHARED_DATA))
+    monkeypatch.setenv("MTST_DATA_ROOT", str(data_root))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     try:
         return main.parse_args(argv), None
@@ -134,7 +134,7 @@ def _parse(argv, folder, monkeypatch, capsys):
         return None, None if stop.code == 0 and "--help" in argv else printed.err.strip() or f"exit {stop.code}"
 
 
-def test_every_documented_main_command_passes_main_s_checks(sandbox, monkeypatch, capsys):
+def test_every_documented_main_command_passes_main_s_checks(sandbox, monkeypatch, capsys, data_root_dir):
     import main
 
     problems, runs = [], {}
@@ -149,7 +149,7 @@ def test_every_documented_main_command_passes_main_s_checks(sandbox, monkeypatch
             continue
         if is_template(argv):
             continue
-        args, error = _parse(argv, sandbox, monkeypatch, capsys)
+        args, error = _parse(argv, sandbox, monkeypatch, capsys, data_root_dir)
         if error:
             problems.append(f"{where}: `{command}`: {error}")
         if args is None:  # refused, or --help

@@ -194,13 +194,12 @@ def test_evaluate_shards_long_rows_over_processes():
     assert m["ner"]["f1"] == 1.0 and m["ner"]["per_type"]["ORG"]["support"] == 8
 
 
-def test_packaged_minilm_tags_a_long_bbc_text(packaged_model_path):
-    """The packaged encoder (windows of 32 pieces) on a real BBC article with names put at its start and end."""
+def test_packaged_minilm_tags_a_long_bbc_text(packaged_model_path, bbc_csv):
+    """The packaged encoder (windows of 32 pieces) on a long lower-cased BBC-like article with names put at its start
+    and end."""
     import csv
 
-    from conftest import SHARED_DATA
-
-    with open(SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv", newline="") as f:
+    with open(bbc_csv, newline="") as f:
         article = next(csv.DictReader(f))["text"]
     text = "Tony Blair said " + article + " according to Reuters"
     model = tag_capitalised_words(MultiTaskSentenceTransformer(packaged_model_path, max_length=32))

@@ -1,4 +1,4 @@
-"""main.py end to end: the real packaged encoder, real spaCy and the shared data, on a few dozen rows."""
+"""main.py end to end: the real packaged encoder, real spaCy and the tests' data root, on a few dozen rows."""
 import json
 import re
 import subprocess

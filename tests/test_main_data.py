@@ -2,17 +2,14 @@
 import json
 
 import pytest
-from conftest import SHARED_DATA
 from helpers import flag_error
 from test_main import run_main
 
-BBC = str(SHARED_DATA / "bbc_sport_politics" / "bbc-text.csv")
-
 
 @pytest.fixture(scope="module")
-def bbc_run(tmp_path_factory, tiny_model_dir):
+def bbc_run(tmp_path_factory, tiny_model_dir, bbc_csv):
     cwd = tmp_path_factory.mktemp("bbc_run")
-    proc = run_main(["--dataset", BBC, "--label-column", "category", "--model-name", str(tiny_model_dir),
+    proc = run_main(["--dataset", bbc_csv, "--label-column", "category", "--model-name", str(tiny_model_dir),
                      "--max-train-rows", "40", "--max-test-rows", "10", "--epochs", "1", "--batch-size", "8",
                      "--max-length", "64", "--output-dir", "out", "--save-every-minutes", "0"], cwd)
     return cwd, proc
@@ -73,8 +70,8 @@ def test_bad_data_flags_fail_before_any_work(tmp_path, monkeypatch, capsys, args
 
 
 @pytest.mark.slow
-def test_a_misspelled_label_column_names_the_columns_that_exist(tmp_path):
-    proc = run_main(["--dataset", BBC, "--label-column", "categroy", "--output-dir", "out"], tmp_path, check=False)
+def test_a_misspelled_label_column_names_the_columns_that_exist(tmp_path, bbc_csv):
+    proc = run_main(["--dataset", bbc_csv, "--label-column", "categroy", "--output-dir", "out"], tmp_path, check=False)
     assert proc.returncode == 1
     last = proc.stderr.splitlines()[-2]
     assert "categroy" in last and "category" in last and "text" in last

@@ -17,7 +17,7 @@ NER = {"f1": 0.674, "precision": 0.6, "recall": 0.7}
 RESULTS = {"test": {"tasks": {"topic": {"accuracy": 0.9092, "macro_f1": 0.9081}, "ner": NER},
                     "accuracy": 0.9092, "macro_f1": 0.9081, "ner": NER},
            "sts_spearman": 86.12, "trained_tasks": {"topic": True, "ner": True},
-           "flags": {"model_name": "all-MiniLM-L6-v2", "dataset": "../shared/data/ag_news", "epochs": 4,
+           "flags": {"model_name": "all-MiniLM-L6-v2", "dataset": "data/ag_news", "epochs": 4,
                      "task_weights": "ner=3", "predict": None}}
 
 
@@ -36,6 +36,29 @@ def test_card_metrics_equal_the_results(tmp_path):
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert card.data.datasets == ["fancyzhx/ag_news", "eriktks/conll2003"]
     assert "`--task-weights` | `ner=3`" in card.text and "silver" in card.text.lower() and "## Limitations" in card.text
+
+
+def test_the_card_names_data_and_models_without_the_training_machine_s_paths(tmp_path, monkeypatch):
+    """A card is published with the model: absolute paths of the machine it was trained on become names a reader can
+    find (a path inside the data root, the working folder's relative path, else a file name)."""
+    from model_card import write_model_card
+
+    root, cwd = "/srv/alice/data", str(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the run's working folder
+    source = f"{root}/bbc_sport_politics/bbc-text.csv"
+    flags = {**RESULTS["flags"], "data_root": root, "dataset": f"{root}/ag_news",
+             "ner_data": [f"{root}/conll2003/train.txt"],
+             "tasks": ["topic", "ner", f"bbc=classification:{source}@category"], "model_name": "/opt/models/minilm",
+             "teachers": [f"topic={cwd}/outputs/topic/model"]}
+    results = {**RESULTS, "flags": flags, "task_sources": {"topic": f"{root}/ag_news"},
+               "teachers": {"topic": {"path": f"{cwd}/outputs/topic/model", "accuracy": 0.9}}}
+    path = write_model_card(tmp_path / "m", tiny_multitask(), results)
+    text = open(path).read()
+    for machine_path in ("/srv/", "/opt/", cwd):
+        assert machine_path not in text
+    assert "`--dataset` | `ag_news`" in text and "bbc=classification:bbc_sport_politics/bbc-text.csv@category" in text
+    assert "conll2003/train.txt" in text and "topic from `outputs/topic/model`" in text and "minilm" in text
+    assert "--data-root" not in text
 
 
 def test_untrained_head_is_stated_and_its_metrics_left_out(tmp_path):

@@ -1,4 +1,4 @@
-"""ner_tags: the fixed tag lists, BIO checks, IOB1 -> IOB2, the OntoNotes -> CoNLL type map (against the shared CoNLL
+"""ner_tags: the fixed tag lists, BIO checks, IOB1 -> IOB2, the OntoNotes -> CoNLL type map (against the tests' CoNLL
 data)."""
 import conll
 import ner_tags

@@ -1,14 +1,13 @@
 """quickstart.ipynb runs top to bottom offline (nbclient, the python3 kernel from ipykernel): a failing cell fails the
 test, and the executed notebook shows its figures inline and prints a cosine similarity.
 
-The notebook runs unchanged from a temporary folder laid out like the repository root (the shared data at
-../shared/data, the project's modules on PYTHONPATH), so what it writes (outputs/notebook, .cache) stays out of the
-checkout."""
+The notebook runs unchanged from a temporary folder (the tests' own data root as $MTST_DATA_ROOT, the project's
+modules on PYTHONPATH), so what it writes (outputs/notebook, .cache) stays out of the checkout."""
 import os
 import re
 
 import pytest
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT
 
 NOTEBOOK = ROOT / "quickstart.ipynb"
 
@@ -22,12 +21,11 @@ def run_notebook(path, cwd):
     return nb
 
 
-def stand_in_root(tmp_path, monkeypatch):
-    """A working folder like the repository root, for the kernel: ../shared/data beside it, the code importable."""
+def stand_in_root(tmp_path, monkeypatch, data_root_dir):
+    """A working folder for the kernel: the tests' data root as $MTST_DATA_ROOT, the code importable."""
     root = tmp_path / "checkout"
     root.mkdir()
-    (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "data").symlink_to(SHARED_DATA.resolve(), target_is_directory=True)
+    monkeypatch.setenv("MTST_DATA_ROOT", str(data_root_dir))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     return root
 
@@ -44,10 +42,10 @@ def test_notebook_is_committed_without_outputs():
 
 
 @pytest.mark.slow
-def test_quickstart_notebook_runs_and_shows_its_results(tmp_path, monkeypatch):
+def test_quickstart_notebook_runs_and_shows_its_results(tmp_path, monkeypatch, data_root_dir):
     from nbclient.exceptions import CellExecutionError
 
-    cwd = stand_in_root(tmp_path, monkeypatch)
+    cwd = stand_in_root(tmp_path, monkeypatch, data_root_dir)
     failure = None
     try:
         nb = run_notebook(NOTEBOOK, cwd)

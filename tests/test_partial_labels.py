@@ -77,11 +77,12 @@ def test_labels_outside_the_classes_are_still_an_error():
 
 
 def test_sts_benchmark_reader_and_score_on_real_pairs(packaged_model_path, tmp_path):
-    from conftest import SHARED_DATA
+    """The real STS-B dev file (development data) reads to its 1,500 pairs and the packaged encoder scores well."""
+    from conftest import dev_data_path
 
     from sentence_transformer import SentenceTransformer
 
-    pairs = read_sts(str(SHARED_DATA / "stsbenchmark" / "sts-dev.csv"))
+    pairs = read_sts(str(dev_data_path("stsbenchmark/sts-dev.csv")))
     assert len(pairs) == 1500
     assert pairs[0] == ("A man with a hard hat is dancing.", "A man wearing a hard hat is dancing.", 5.0)
     few = pairs[:60]

@@ -1,4 +1,4 @@
-"""--schedule "joint, then NER" end to end on the shared data and real spaCy with a tiny random encoder: stage 1 trains
+"""--schedule "joint, then NER" end to end on the tests' data root and real spaCy with a tiny random encoder: stage 1 trains
 both tasks, stage 2 trains NER on from stage 1's best model with the topic head frozen, the total is EPOCHS, the
 results say so, a run killed in stage 2 resumes to the uninterrupted result, and bad values are refused up front."""
 import json
