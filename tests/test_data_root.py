@@ -220,3 +220,39 @@ def test_a_clone_without_data_trains_on_the_user_s_csv(tmp_path, tiny_model_dir,
     assert results["rows"]["test"] == test_rows and 0 <= results["test"]["accuracy"] <= 1
     assert "not measured" in (clone / "outputs" / "default" / "model" / "README.md").read_text()
     assert not os.path.exists(clone / "data")
+
+
+def test_the_default_run_keeps_its_size_on_a_full_size_source_and_all_rows_takes_every_row(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A data root with a full-size AG News (here 12,000 / 5,000 rows): `python main.py`'s data is the default sample
+    (MAX_TRAIN_ROWS / MAX_TEST_ROWS, the development copy's 6,931 / 3,800), said in one line, and only the sample is
+    labelled; --all-rows takes every row. (spaCy is replaced by a stand-in that counts the texts it labels.)"""
+    from synthetic_data import write_ag_news
+
+    import create_ner_dataset
+    import experiment
+    import main
+
+    write_ag_news(tmp_path / "root" / "ag_news", train_rows=12000, test_rows=5000)
+    labelled = []
+
+    def count(texts, *args, **kwargs):
+        labelled.append(len(texts))
+        return [([], [], []) for _ in texts]
+
+    monkeypatch.setattr(create_ner_dataset, "label_texts", count)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(data_root.ENV, str(tmp_path / "root"))
+    train, val, test, _ = experiment.load_data(main.parse_args([]))
+    assert (len(train) + len(val), len(test)) == (main.MAX_TRAIN_ROWS, main.MAX_TEST_ROWS) == (6931, 3800)
+    assert labelled == [6931, 3800]
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sample:")]
+    assert printed == ["sample: 6,931 of 12,000 train rows and 3,800 of 5,000 test rows (stratified, seeded: "
+                       "max_train_rows / max_test_rows, main.py's MAX_TRAIN_ROWS / MAX_TEST_ROWS; --all-rows uses "
+                       "every row)"]
+    train, val, test, _ = experiment.load_data(main.parse_args(["--all-rows"]))
+    assert (len(train) + len(val), len(test)) == (12000, 5000) and labelled[2:] == [12000, 5000]
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("sample:")]
+    experiment.load_data(main.parse_args([]))  # the sample again, from the cache: the line is said again
+    assert len([line for line in capsys.readouterr().out.splitlines() if line.startswith("sample:")]) == 1
+    assert len(labelled) == 4
