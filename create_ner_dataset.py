@@ -317,7 +317,7 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
         taken as their decimal string), sorted (numerically for integers). At least 2 classes.
     test_fraction: without a test split, a stratified test split is carved from the data, seeded by `seed`
         (carve_test_split: round(test_fraction * rows) per class, at least 1; default 0.2, so a small user set
-        keeps a test split big enough to measure, e.g. 186 of the BBC CSV's 928 rows). Row limits then pick rows
+        keeps a test split big enough to measure, e.g. 185 of the BBC CSV's 928 rows). Row limits then pick rows
         per class in proportion (seeded, see stratified_indices), so the test rows do not depend on max_train_rows.
     clean: "auto" (default) cleans AG News escapes (clean_text) only when the source is AG News (see
         clean_applies: its Hub id, a folder/file named ag_news, or exactly its four class names); True / False force

@@ -39,7 +39,7 @@ LABEL_PROCESSES = 1               # spaCy processes for labelling
 EPOCHS = 4                        # training epochs
 BATCH_SIZE = 32                   # training batch size (global: split over the processes of a DDP run)
 LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for bert-base-uncased)
-HEAD_LR = 1e-3                    # learning rate of the two heads
+HEAD_LR = 1e-3                    # learning rate of the task heads
 WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
 WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNorm)
 TASK_WEIGHTS = "ner=5"            # loss weight per task, NAME=W,... (others 1); ner 5 with TASK_LAYERS 1: the best joint model of docs/distillation.md
@@ -52,9 +52,9 @@ DROPOUT = 0.1                     # dropout before each head
 ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
-TASK_LAYERS = 1                   # each task gets a private copy of the encoder's top N layers (0 = all tasks read the shared encoder; encode() stays the shared one); not given: 0 where it cannot apply (a student, --from-model, a frozen encoder)
+TASK_LAYERS = 1                   # each task gets a private copy of the encoder's top N layers (0 = all tasks read the shared encoder; encode() stays the shared one); not given: 0 where it cannot apply (a student, --from-model, a frozen encoder, --compare-freezing, an encoder that cannot be split)
 FREEZE = []                       # task heads kept as they are (their losses left out), e.g. --freeze topic
-SCHEDULE = "joint"                # joint: both tasks every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
+SCHEDULE = "joint"                # joint: every task every epoch | "joint, then NER": the last STAGE2_EPOCHS of EPOCHS train NER only (topic head frozen)
 STAGE2_EPOCHS = 1                 # epochs of stage 2 (one head frozen): the last N of EPOCHS under SCHEDULE; N more after the joint run in --compare-freezing
 FROM_MODEL = ""                   # a saved model folder to train on: its tasks kept (distilled from it), the TASKS it lacks added
 DISTIL_FROM = ""                  # a saved model folder (e.g. outputs/default/model): train a smaller student of it instead ("" = off)

@@ -169,7 +169,7 @@ One {_base_model(flags, model) or 'BERT-family'} encoder with {len(model.tasks)}
 {_reads(model)}
 {"" if not untrained else f'''
 **Untrained head{"s" if len(untrained) > 1 else ""}: {", ".join(untrained)}.** This model was trained without that
-task's loss, so `predict` leaves it out (no label / no entities) and says so once.
+task's loss, so `predict` gives no answer for it (label None / no entities) and says so once.
 '''}{_added_note(results)}
 ## Results
 

@@ -226,8 +226,8 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
                 shape_ids=None, positions=None, tasks=None, embedding=True):
-        """{task name: logits, 'sentence_embedding': [B, H]} (the pooled, unnormalised sentence embedding the sentence
-        heads read). Sentence tasks give [B, n_labels]; tagging tasks [B, T, n_tags], or with positions[name] (a
+        """{task name: logits, 'sentence_embedding': [B, H]} (the shared encoder's pooled, unnormalised sentence
+        embedding: what the sentence heads read without task_layers). Sentence tasks give [B, n_labels]; tagging tasks [B, T, n_tags], or with positions[name] (a
         boolean mask [B, T] or (rows, cols)) only those tokens: [n_selected, n_tags], row-major (training tags the
         labelled first wordpieces only).
 
@@ -286,7 +286,8 @@ class MultiTaskSentenceTransformer(nn.Module):
 
             self._noted_untrained.add(task)
             kind = self.tasks[task].kind
-            what = "no entities (every tag is 'O')" if kind == "tagging" else "no label (label and score are None)"
+            what = {"tagging": "no entities (every tag is 'O')", "multilabel": "no labels (labels [], scores None)"}.get(
+                kind, "no label (label and score are None)")
             warnings.warn(f"this model's {task} head was never trained (trained_tasks={self.trained_tasks}), so "
                           f"predictions give {what}; train it with that task's loss switched on (main.py: "
                           f"--task-weights {task}=1, not in --freeze).", UserWarning, stacklevel=3)
@@ -572,8 +573,8 @@ class MultiTaskSentenceTransformer(nn.Module):
     def export_sentence_transformers(self, path):
         """A folder that `sentence_transformers.SentenceTransformer(path)` loads: this encoder plus its pooling.
 
-        The encoder is exactly what the heads read (no input of its own besides token ids), so the exported
-        embeddings are the ones model.encoder.encode() gives. Written by sentence-transformers' own Transformer and
+        The encoder takes no input of its own besides token ids, so the exported embeddings are the ones
+        model.encoder.encode() gives (the shared encoder's; with task_layers the heads read their own top layers). Written by sentence-transformers' own Transformer and
         Pooling modules."""
         from sentence_transformers import SentenceTransformer as Reference
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
