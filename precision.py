@@ -16,6 +16,7 @@ state, so any number of trainers and inference calls in one process each run in 
 order.
 
 MTST_CPU_BF16=1 (or 0) overrides the CPU detection: tests use it to run the bf16 / fp32 `auto` paths on any machine.
+MTST_CPU_AMX=1 (or 0) likewise overrides the AMX detection that picks how a bf16 call runs (inference_weights).
 """
 import contextlib
 import os
@@ -28,23 +29,34 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")   # inference
 MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")       # training (accelerate's names: "no" is fp32)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_BF16_ENV = "MTST_CPU_BF16"
+CPU_AMX_ENV = "MTST_CPU_AMX"
+
+
+def _cpu_has(flags, env, what, cpuinfo):
+    """True where /proc/cpuinfo lists any of flags; the environment variable env (1 / 0) overrides the reading."""
+    forced = os.environ.get(env, "").strip().lower()
+    if forced:
+        if forced not in ("1", "true", "yes", "0", "false", "no"):
+            raise InputError(f"{env}={forced!r}: set it to 1 (as a CPU with {what}) or 0 (without), or unset it to "
+                             "read the CPU's own flags.")
+        return forced in ("1", "true", "yes")
+    try:
+        with open(cpuinfo) as f:
+            listed = f.read()
+    except OSError:
+        return False
+    return any(flag in listed for flag in flags)
 
 
 def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):
     """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower.
     MTST_CPU_BF16=1/0 overrides the detection."""
-    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
-    if forced:
-        if forced not in ("1", "true", "yes", "0", "false", "no"):
-            raise InputError(f"{CPU_BF16_ENV}={forced!r}: set it to 1 (as a CPU with bf16) or 0 (without), or unset "
-                             "it to read the CPU's own flags.")
-        return forced in ("1", "true", "yes")
-    try:
-        with open(cpuinfo) as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return _cpu_has(("avx512_bf16", "amx_bf16"), CPU_BF16_ENV, "bf16", cpuinfo)
+
+
+def cpu_has_amx(cpuinfo="/proc/cpuinfo"):
+    """True where the CPU has AMX bf16 tiles (amx_bf16). MTST_CPU_AMX=1/0 overrides the detection."""
+    return _cpu_has(("amx_bf16",), CPU_AMX_ENV, "AMX", cpuinfo)
 
 
 def resolve_precision(precision, device, fast_available=False):
@@ -99,23 +111,33 @@ def autocast(precision, device):
     return torch.autocast(device_type, dtype=dtype)
 
 
-# Inference in bf16 (predict, encode, evaluation, a teacher's targets): a call of more than CAST_ONCE_BATCHES batches
-# runs on the model's weights cast to bf16 once for the call (every floating parameter and buffer, no autocast: how
-# bf16 models are served), instead of autocast, which casts every Linear weight again on every batch and every
-# activation between fp32 and bf16 ops. On a CPU with bf16 instructions predict of 1,000 texts ran 1.15x (a 3-layer
-# student) and 1.19x (the 6-layer default model) as fast (docs/benchmarks.md), with the same agreement with fp32
-# (topic 999 of 1,000 texts both ways, the student's entity lists equal on 966 vs 969 rows). The
-# cast is made per call, never kept: a model trained further (even by a fused optimizer, which leaves tensor versions
-# alone) is always served its current weights. Smaller calls (a cast costs about what a 3-layer student's batch of 32
-# does) stay under autocast; the two differ by bf16 rounding only.
+# Inference in bf16 (predict, encode, evaluation, a teacher's targets) runs one of two ways, chosen by what the device
+# runs fast. On a CPU with AMX, a call of more than CAST_ONCE_BATCHES batches runs on the model's weights cast to bf16
+# once for the call (every floating parameter and buffer, no autocast: how bf16 models are served), instead of
+# autocast, which casts every Linear weight again on every batch and every activation between fp32 and bf16 ops: there
+# predict of 1,000 texts ran 1.15x (a 3-layer student) and 1.19x (the 6-layer default model) as fast (Xeon with
+# amx_bf16, docs/benchmarks.md), with the same agreement with fp32. On a CPU with AVX512-BF16 but no AMX the cast lost
+# (AMD EPYC: the default model 169 texts/s cast vs 178 under autocast), and on CUDA it was not measured: both run
+# under autocast. The cast is made per call, never kept: a model trained further (even by a fused optimizer, which
+# leaves tensor versions alone) is always served its current weights. Smaller calls (a cast costs about what a
+# 3-layer student's batch of 32 does) stay under autocast; the two ways differ by bf16 rounding only.
+# bench/predict.py measures both ways (modes bf16-cast, bf16-autocast) on the machine it runs on.
 CAST_ONCE_BATCHES = 2
+
+
+def casts_bf16_weights(device):
+    """Whether a bf16 call of many batches on device runs on weights cast once (a CPU with AMX) rather than autocast."""
+    return torch.device(device).type == "cpu" and cpu_has_amx()
 
 
 def inference_weights(module, precision, n_rows, batch_size):
     """{name: bf16 tensor} of every floating parameter and buffer of module, for a bf16 call of more than
-    CAST_ONCE_BATCHES batches (n_rows in batches of batch_size) run without gradients; {} otherwise (the call runs
-    under autocast)."""
+    CAST_ONCE_BATCHES batches (n_rows in batches of batch_size) run without gradients on a device where that is the
+    faster way (casts_bf16_weights); {} otherwise (the call runs under autocast)."""
     if precision != "bf16" or -(-n_rows // batch_size) <= CAST_ONCE_BATCHES or torch.is_grad_enabled():
+        return {}
+    device = next((t.device for t in module.parameters()), torch.device("cpu"))
+    if not casts_bf16_weights(device):
         return {}
     with torch.no_grad():
         return {name: t.detach().to(torch.bfloat16)

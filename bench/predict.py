@@ -1,5 +1,6 @@
-"""Serving speed: each saved model's predict() (topic + entities) in fp32, bf16 (where the CPU has it), the fast
-path (ONNX Runtime, fused) and the fast path unfused, vs spaCy's NER alone.
+"""Serving speed: each saved model's predict() (topic + entities) in fp32, bf16 (where the CPU has it: as `auto`
+runs it on this machine, and each of its two ways, weights cast once per call and autocast), the fast path (ONNX
+Runtime, fused) and the fast path unfused, vs spaCy's NER alone.
 
 Same AG News test texts, same run, the same number of torch / ONNX Runtime threads (--threads), repetitions
 interleaved (order rotated) so machine noise hits every contender; best of --repeats. Several --model-dir (a teacher
@@ -9,7 +10,7 @@ predictions against the fp32 predictions (exact span + type), and the cosine of 
 Last line `ratio <first model's best texts/s of fp32 and fast / spaCy texts/s>`.
 
     python bench/predict.py [--model-dir outputs/default/model [outputs/student3/model ...]] [--rows 2000]
-        [--threads 2] [--repeats 3] [--modes fp32,bf16,fast,fast-unfused]
+        [--threads 2] [--repeats 3] [--modes fp32,bf16,bf16-cast,bf16-autocast,fast,fast-unfused]
     # a model to measure: python main.py --max-train-rows 2000 --epochs 2 \
     #     --output-dir outputs/bench2k   (then --model-dir outputs/bench2k/model)
 """
@@ -23,7 +24,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
-MODES = ("fp32", "bf16", "fast", "fast-unfused")
+MODES = ("fp32", "bf16", "bf16-cast", "bf16-autocast", "fast", "fast-unfused")
+BF16_WAYS = {"bf16-cast": "1", "bf16-autocast": "0"}  # MTST_CPU_AMX for each way bf16 can run (precision.py)
+
+
+def bf16_way(model, batch_size, way):
+    """predict in bf16 forced to run one way (weights cast once per call, or autocast), whatever this CPU has."""
+    from precision import CPU_AMX_ENV
+
+    def run(texts):
+        before = os.environ.get(CPU_AMX_ENV)
+        os.environ[CPU_AMX_ENV] = BF16_WAYS[way]
+        try:
+            return model.predict(texts, batch_size=batch_size, precision="bf16")
+        finally:
+            if before is None:
+                del os.environ[CPU_AMX_ENV]
+            else:
+                os.environ[CPU_AMX_ENV] = before
+    return run
 
 
 def entity_f1(reference, predicted):
@@ -67,10 +86,10 @@ def main():
 
     from create_ner_dataset import load_spacy
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from precision import cpu_has_fast_bf16
+    from precision import casts_bf16_weights, cpu_has_fast_bf16
 
     bf16 = torch.cuda.is_available() or cpu_has_fast_bf16()
-    modes = args.modes.split(",") if args.modes else [m for m in MODES if m != "bf16" or bf16]
+    modes = args.modes.split(",") if args.modes else [m for m in MODES if not m.startswith("bf16") or bf16]
     unknown = set(modes) - set(MODES)
     if unknown:
         sys.exit(f"error: --modes {', '.join(sorted(unknown))} unknown; choose from {', '.join(MODES)}")
@@ -95,6 +114,8 @@ def main():
             for mode in modes:
                 if mode.startswith("fast"):
                     runs[(name, mode)] = (lambda m: lambda xs: m.predict(xs, batch_size=args.batch_size))(entry[mode])
+                elif mode in BF16_WAYS:
+                    runs[(name, mode)] = bf16_way(model, args.batch_size, mode)
                 else:
                     runs[(name, mode)] = (lambda m, p: lambda xs: m.predict(xs, batch_size=args.batch_size,
                                                                             precision=p))(model, mode)
@@ -102,7 +123,8 @@ def main():
         spacy_key = ("spaCy", "NER nlp.pipe")
         runs[spacy_key] = lambda xs: list(nlp.pipe(xs, batch_size=256))
         print(f"{len(texts)} AG News test texts, {torch.get_num_threads()} threads, batch {args.batch_size}, bf16 "
-              f"instructions: {'yes' if bf16 else 'no'}; spaCy {nlp.meta['name']} {nlp.meta['version']} "
+              f"instructions: {'yes' if bf16 else 'no'} (bf16 as run by auto: "
+              f"{'weights cast once' if casts_bf16_weights('cpu') else 'autocast'}); spaCy {nlp.meta['name']} {nlp.meta['version']} "
               f"pipes={nlp.pipe_names}")
         for run in runs.values():  # warm-up
             run(texts[:64])

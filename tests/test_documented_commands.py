@@ -187,3 +187,29 @@ def test_documented_bench_commands_name_existing_scripts_and_options():
         if unknown:
             problems.append(f"{where}: `{command}`: {words[1]} has no option {', '.join(unknown)}")
     assert not problems, "\n".join(problems)
+
+
+def cost_rows(text):
+    """(machine, wall time) of each row of the first table whose header names `python main.py`'s wall time."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and "`python main.py` wall time" in line)
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows.append((cells[0], cells[1]))
+    return rows
+
+
+def test_the_readme_s_cost_of_the_main_job_is_the_one_measured_in_results_md():
+    """The README promises what `python main.py` costs: its table and the run command's comment must be the times
+    docs/results.md measured for today's default (a re-measured run is changed in both, or this fails)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    measured = cost_rows(results.split("## What the default run costs", 1)[1])
+    assert cost_rows(readme) == measured and len(measured) >= 3
+    minutes = [float(m.group(1)) for _, t in measured[:2] for m in [re.match(r"([\d.]+) min$", t)] if m]
+    assert len(minutes) == 2, measured  # the CPU rows with and without bf16 are measured, not estimated
+    comment = re.search(r"^python main\.py +# .*?(\d+) min on 2 CPU cores with bf16, (\d+) without", readme, re.M)
+    assert comment and [int(comment.group(1)), int(comment.group(2))] == [round(m) for m in minutes], comment

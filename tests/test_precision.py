@@ -55,14 +55,16 @@ def test_four_trainers_in_one_process_each_train_in_their_own_precision(monkeypa
         assert probe.seen[-1] == (True, torch.bfloat16)
 
 
-def test_bf16_calls_of_many_batches_run_on_weights_cast_for_the_call(tmp_path):
-    """predict / encode in bf16 of more than CAST_ONCE_BATCHES batches run the model as a bf16 copy of it would (every
-    weight in bf16, no autocast), on weights cast for that call: the model stays fp32, and a model trained further
-    in place (a fused optimizer leaves tensor versions alone) or given other weights is served its current ones.
-    A call of fewer batches runs under autocast."""
+def test_bf16_calls_of_many_batches_run_on_weights_cast_for_the_call(tmp_path, monkeypatch):
+    """On a CPU with AMX, predict / encode in bf16 of more than CAST_ONCE_BATCHES batches run the model as a bf16
+    copy of it would (every weight in bf16, no autocast), on weights cast for that call: the model stays fp32, and a
+    model trained further in place (a fused optimizer leaves tensor versions alone) or given other weights is served
+    its current ones. A call of fewer batches runs under autocast."""
     import copy
 
     from trainer_sentence_transformer import MultiTaskTrainer
+
+    monkeypatch.setenv(precision.CPU_AMX_ENV, "1")  # as on a CPU with AMX, whatever this one has
 
     texts = ["Apple opens a store in Paris.", "Manchester United beat Chelsea 2-1.", "Oil prices rose.",
              "The United Nations met in New York."]
@@ -92,6 +94,34 @@ def test_bf16_calls_of_many_batches_run_on_weights_cast_for_the_call(tmp_path):
     assert as_a_bf16_copy()
     model.load_state_dict(tiny_multitask(seed=3).state_dict())
     assert as_a_bf16_copy()
+
+
+@pytest.mark.parametrize("amx", ["1", "0"])
+def test_how_bf16_runs_follows_the_cpu_s_amx(monkeypatch, amx):
+    """bf16 inference of many batches: weights cast once on a CPU with AMX (where it measured faster), autocast on one
+    without (AVX512-BF16 alone, where autocast measured faster); MTST_CPU_AMX forces either kind on any machine."""
+    monkeypatch.setenv(precision.CPU_AMX_ENV, amx)
+    model = tiny_multitask()
+    texts = ["Apple opens a store in Paris.", "Oil prices rose.", "The United Nations met in New York."]
+    assert precision.casts_bf16_weights("cpu") == (amx == "1") and not precision.casts_bf16_weights("meta")
+    with torch.no_grad():
+        assert bool(precision.inference_weights(model, "bf16", len(texts), 1)) == (amx == "1")
+    probe = AutocastProbe(model)
+    model.predict(texts, precision="bf16", batch_size=1)
+    assert set(probe.seen) == ({(False, torch.bfloat16)} if amx == "1" else {(True, torch.bfloat16)})
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_cpu_amx_detection_reads_cpuinfo_flags_and_a_bad_override_names_the_values(tmp_path, monkeypatch):
+    monkeypatch.delenv(precision.CPU_AMX_ENV, raising=False)
+    amx, avx512_bf16 = tmp_path / "a", tmp_path / "b"
+    amx.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    avx512_bf16.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert precision.cpu_has_amx(str(amx)) and not precision.cpu_has_amx(str(avx512_bf16))
+    assert precision.cpu_has_fast_bf16(str(avx512_bf16)) and not precision.cpu_has_amx(str(tmp_path / "missing"))
+    monkeypatch.setenv(precision.CPU_AMX_ENV, "sometimes")
+    with pytest.raises(ValueError, match="MTST_CPU_AMX='sometimes': set it to 1 .* or 0"):
+        precision.cpu_has_amx()
 
 
 def test_a_trainer_after_inference_in_another_precision(monkeypatch, tmp_path):
