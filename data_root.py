@@ -153,13 +153,17 @@ def _write_conll(load_dataset, hub_id, folder):
                 f.write("\n")
 
 
+def sts_hub_pairs(load_dataset, hub_id=HUB_SOURCES["stsbenchmark"]):
+    """(sentence1, sentence2, score 0-5) of the Hub's STS Benchmark dev split (its scores are 0-1)."""
+    ds = load_dataset(hub_id, split="validation")
+    return [(r["sentence1"], r["sentence2"], 5.0 * float(r["score"])) for r in ds]
+
+
 def _write_sts(load_dataset, hub_id, folder):
     """STS Benchmark dev in the original tab-separated layout (genre, file, years, id, score 0-5, sentence 1,
     sentence 2); the Hub copy's scores are 0-1."""
-    from sts_benchmark import hub_pairs
-
     with open(os.path.join(folder, "sts-dev.csv"), "w", encoding="utf-8") as f:
-        for i, (s1, s2, score) in enumerate(hub_pairs(load_dataset, hub_id)):
+        for i, (s1, s2, score) in enumerate(sts_hub_pairs(load_dataset, hub_id)):
             f.write(f"hub\t{hub_id}\tdev\t{i:04d}\t{score:.3f}\t{_one_line(s1)}\t{_one_line(s2)}\n")
 
 

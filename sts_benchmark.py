@@ -10,10 +10,11 @@ import os
 
 import numpy as np
 
+import data_root as roots
 from errors import InputError, InputFileNotFound
 from metrics import spearman
 
-HUB_ID = "sentence-transformers/stsb"  # STS Benchmark with scores scaled to 0-1; split "validation" is the dev split
+HUB_ID = roots.HUB_SOURCES["stsbenchmark"]  # scores scaled to 0-1; split "validation" is the dev split
 NOT_MEASURED = "not measured"
 
 
@@ -44,17 +45,10 @@ def read_sts(path) -> list[tuple[str, str, float]]:
     return pairs
 
 
-def hub_pairs(load_dataset, hub_id=HUB_ID):
-    """(sentence1, sentence2, score 0-5) of the Hub's STS Benchmark dev split (its scores are 0-1)."""
-    ds = load_dataset(hub_id, split="validation")
-    return [(r["sentence1"], r["sentence2"], 5.0 * float(r["score"])) for r in ds]
-
-
 def sts_pairs(data_root="auto"):
     """(pairs, source) of the STS Benchmark dev split: from the data root's stsbenchmark/sts-dev.csv (data_root:
     a folder, None for none, "auto" to look as data_root.find_data_root does), else from the Hub when it answers,
     else (None, "not measured: <why>") -- a run without it goes on and records that."""
-    import data_root as roots
     from hub import hub_reachable
 
     root = roots.find_data_root() if data_root == "auto" else data_root
@@ -65,7 +59,7 @@ def sts_pairs(data_root="auto"):
         try:
             from datasets import load_dataset
 
-            return hub_pairs(load_dataset), f"hub:{HUB_ID} (validation)"
+            return roots.sts_hub_pairs(load_dataset), f"hub:{HUB_ID} (validation)"
         except Exception as e:  # network and datasets errors share no base; the check is optional
             return None, f"{NOT_MEASURED}: the Hub's {HUB_ID} could not be loaded ({type(e).__name__})"
     where = f"the data root {root}" if root else "no data root"
