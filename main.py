@@ -9,8 +9,8 @@
     python main.py --predict "Apple opens a store in Paris."
     python main.py --predict-file texts.txt --output preds.jsonl   # .txt (a text a line), .csv or .jsonl (--text-column)
     python main.py --export-fast outputs/fast              # ONNX Runtime copy of the model for fast CPU serving
-    python main.py --predict-dir corpus/ --output preds/   # a folder of shards (parquet csv jsonl txt) on Ray: resumable
-    python main.py --label-dir corpus/ --output silver/    # spaCy silver words + BIO tags per row, the same way
+    python main.py --predict-dir CORPUS --output PREDS     # a folder / glob of shards (parquet csv jsonl txt) on Ray: resumable
+    python main.py --label-dir CORPUS --output SILVER      # spaCy silver words + BIO tags per row, the same way
     python main.py --distil-from outputs/default/model --student-layers 3 \
         --output-dir outputs/student3                      # a 3-layer student of the trained model, distilled
     torchrun --nproc_per_node 2 main.py ...                # several processes: GPUs, nodes or CPU (DDP)

@@ -12,9 +12,9 @@ Prints rows/s of each run, the best of each contender, the Ray path's overhead a
 (1 - ray rows/s / in-process rows/s), peak RSS per actor (and of the in-process run), and checks that the Ray
 outputs equal --predict-file's (topic labels, entity sets) row for row.
 
-    python bench/corpus.py --model-dir /tmp/quick/model [--rows 20000] [--shards 4] [--repeats 2]
+    python bench/corpus.py --model-dir outputs/quick/model [--rows 20000] [--shards 4] [--repeats 2]
         [--configs 1x2,2x1] [--skip-label]
-    python bench/corpus.py --model-dir /tmp/quick/model --check-fp32 --rows 4000   # outputs vs predict(), no timing
+    python bench/corpus.py --model-dir outputs/quick/model --check-fp32 --rows 4000   # outputs vs predict(), no timing
 
 --check-fp32: the Ray path (2 actors) with the model in fp32 and with its --export-fast ONNX folder against
 model.predict(texts, precision="fp32") in this process: rows, topic labels equal, entity sets equal.
