@@ -380,6 +380,13 @@ def _atomic_file(path, mode):
         _fsync_dir(parent)
 
 
+def open_atomic(path, mode="wb"):
+    """`with open_atomic(path) as f:` a file object (mode "w" or "wb") on a unique temp name beside path, renamed to
+    path (fsynced) when the block ends without an error, removed when it raises; the same guarantees as
+    write_text_atomic, for writers that stream (corpus.py's parquet shards)."""
+    return _atomic_file(path, mode)
+
+
 def write_text_atomic(path, text):
     """Write text to a unique temp name beside path, fsync it, then rename it to path (see the module docstring).
     Raises ConcurrentWriteError when another writer is writing path."""

@@ -10,6 +10,8 @@
     python main.py --predict "Apple opens a store in Paris."
     python main.py --predict-file texts.txt --output preds.jsonl   # .txt (a text a line), .csv or .jsonl (--text-column)
     python main.py --export-fast outputs/fast              # ONNX Runtime copy of the model for fast CPU serving
+    python main.py --predict-dir CORPUS --output PREDS     # a folder / glob of shards (parquet csv jsonl txt) on Ray: resumable
+    python main.py --label-dir CORPUS --output SILVER      # spaCy silver words + BIO tags per row, the same way
     python main.py --distil-from outputs/default/model --student-layers 3 \
         --output-dir outputs/student3                      # a 3-layer student of the trained model, distilled
     torchrun --nproc_per_node 2 main.py ...                # several processes: GPUs, nodes or CPU (DDP)
@@ -129,8 +131,18 @@ def build_parser():
         parser.add_argument(option, **settings)
     parser.add_argument("--model-dir", help="saved model for the modes above (default OUTPUT_DIR/model; a folder from "
                         "--export-fast predicts through ONNX Runtime)")
-    parser.add_argument("--output", metavar="FILE", help="where --predict-file writes (default OUTPUT_DIR/predictions.jsonl)")
-    parser.add_argument("--chunk-size", type=int, default=1000, help="--predict-file reads and predicts this many rows at a time")
+    parser.add_argument("--output", metavar="PATH", help="where --predict-file writes (default OUTPUT_DIR/predictions.jsonl"
+                        "); the folder --predict-dir / --label-dir write (default OUTPUT_DIR/predictions, /silver)")
+    parser.add_argument("--chunk-size", type=int, default=1000, help="--predict-file / --predict-dir / --label-dir read "
+                        "and process this many rows at a time")
+    parser.add_argument("--id-column", default="", help="--predict-dir / --label-dir: a column copied to each output "
+                        "row (the text's id)")
+    parser.add_argument("--actors", type=int, default=0, help="--predict-dir / --label-dir: Ray actors, each loading "
+                        "the model once (0 = the cluster's CPUs / --threads-per-actor)")
+    parser.add_argument("--threads-per-actor", type=int, default=0, help="--predict-dir / --label-dir: CPU threads of "
+                        "each actor (0 = 1)")
+    parser.add_argument("--ray-address", default="", help="--predict-dir / --label-dir: the Ray cluster to run on "
+                        "(default $RAY_ADDRESS, else a local Ray started in this process)")
     return parser
 
 
@@ -240,6 +252,10 @@ def check_args(parser, a):
     if a.eval_conll and not os.path.isfile(a.eval_conll):
         problems.append(f"--eval-conll: no file at {a.eval_conll}")
     problems += check_predict_file_args(a)
+    if a.predict_dir or a.label_dir:
+        from corpus import check_corpus_args
+
+        problems += check_corpus_args(a)
     if not problems and not a.fetch_data and needs_dataset(a):
         problems += dataset_problems(a)
     if problems:
@@ -578,6 +594,20 @@ def predict_file_mode(a):
                  a.text_column, a.batch_size, a.chunk_size)
 
 
+def predict_dir_mode(a):
+    """Mode --predict-dir INPUT: every shard of INPUT predicted on Ray into parquet shards (corpus.py)."""
+    from corpus import corpus_mode
+
+    corpus_mode(a, "predict")
+
+
+def label_dir_mode(a):
+    """Mode --label-dir INPUT: every shard of INPUT silver-labelled by spaCy on Ray into parquet shards (corpus.py)."""
+    from corpus import corpus_mode
+
+    corpus_mode(a, "label")
+
+
 def fetch_data_mode(a):
     """Mode --fetch-data: fill the data root from the Hub (datasets already there are kept)."""
     import data_root
@@ -619,6 +649,12 @@ MODES = [
     ("--predict-file", dict(metavar="FILE", help="predict every text of FILE (.txt: one text a line; .csv / .jsonl: "
                                                  "the --text-column field) into --output, one JSON line per input"),
      predict_file_mode),
+    ("--predict-dir", dict(metavar="INPUT", help="predict every text of a folder or glob of shards (.parquet .csv "
+                                                 ".jsonl .txt) on Ray into --output, a parquet file per shard; "
+                                                 "resumable (docs/scaling.md)"), predict_dir_mode),
+    ("--label-dir", dict(metavar="INPUT", help="spaCy silver words and BIO tags for every text of a folder or glob of "
+                                               "shards on Ray into --output, a parquet file per shard (read by "
+                                               "--tasks NAME=tagging:DIR); resumable"), label_dir_mode),
 ]
 
 

@@ -226,12 +226,24 @@ def _is_unreadable(text):
     return False
 
 
-def read_texts(path, text_column="text"):
-    """Yield (row, text, error) for each input record of a .txt / .csv / .jsonl file, streaming: row counts input
-    records from 1 (a line of .txt / .jsonl, a data row of .csv); error is None or says why the row has no text."""
+def read_texts(path, text_column="text", extra_columns=None):
+    """Yield (row, text, error) for each input record of a .txt / .csv / .jsonl / .parquet file, streaming: row
+    counts input records from 1 (a line of .txt / .jsonl, a data row of .csv or .parquet); error is None or says why
+    the row has no text. extra_columns (names): yield (row, text, error, {name: value}) instead, a column a record
+    lacks as None (.txt has none; corpus.py carries an id column this way; [] gives the empty dict)."""
     import csv
 
     kind = os.path.splitext(path)[1].lower()
+    extras = extra_columns is not None
+    extra_columns = list(extra_columns or ())
+
+    def out(row, text, error, values=None):
+        return (row, text, error, {c: (values or {}).get(c) for c in extra_columns}) if extras else \
+            (row, text, error)
+
+    if kind == ".parquet":
+        yield from _read_parquet_texts(path, text_column, extra_columns, out)
+        return
     with open(path, encoding="utf-8", errors="surrogateescape", newline="" if kind == ".csv" else None) as f:
         if kind == ".csv":
             reader = csv.reader(f)
@@ -247,37 +259,66 @@ def read_texts(path, text_column="text"):
                 except StopIteration:
                     return
                 except csv.Error as e:
-                    yield row, None, f"unreadable CSV row: {e}"
+                    yield out(row, None, f"unreadable CSV row: {e}")
                     continue
+                values = dict(zip(header, fields)) if extras else None
                 if column >= len(fields):
-                    yield row, None, f"row has {len(fields)} fields, no {text_column!r} column"
+                    yield out(row, None, f"row has {len(fields)} fields, no {text_column!r} column", values)
                 else:
-                    yield row, fields[column], None
+                    yield out(row, fields[column], None, values)
         for row, line in enumerate(f, 1):
             line = line.rstrip("\r\n")
             if kind == ".txt":
-                yield row, line, None
+                yield out(row, line, None)
                 continue
             if not line.strip():
-                yield row, "", None
+                yield out(row, "", None)
                 continue
             try:
                 record = json.loads(line)
             except ValueError as e:
-                yield row, None, f"not valid JSON: {e}"
+                yield out(row, None, f"not valid JSON: {e}")
                 continue
+            values = record if isinstance(record, dict) else None
             if not isinstance(record, dict) or text_column not in record:
-                yield row, None, f"not a JSON object with a {text_column!r} key (use --text-column)"
+                yield out(row, None, f"not a JSON object with a {text_column!r} key (use --text-column)", values)
             elif not isinstance(record[text_column], str):
-                yield row, None, f"{text_column!r} is {type(record[text_column]).__name__}, not a string"
+                yield out(row, None, f"{text_column!r} is {type(record[text_column]).__name__}, not a string", values)
             else:
-                yield row, record[text_column], None
+                yield out(row, record[text_column], None, values)
 
 
-def _predict_chunk(model, chunk, batch_size):
+def _read_parquet_texts(path, text_column, extra_columns, out, batch_rows=1000):
+    """read_texts for a parquet file: its record batches, streaming; a null or non-string text is a row's error."""
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow's ArrowInvalid & co share no useful base class
+        raise InputError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from e
+    names = file.schema_arrow.names
+    if text_column not in names:
+        raise InputError(f"{path}: no column {text_column!r} in the parquet file's columns {names}; pass "
+                         "--text-column with one of its columns.")
+    columns = [text_column] + [c for c in extra_columns if c in names and c != text_column]
+    row = 0
+    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+        data = batch.to_pydict()
+        for i, text in enumerate(data[text_column]):
+            row += 1
+            values = {c: data[c][i] for c in columns}
+            if text is None:
+                yield out(row, None, f"{text_column!r} is null", values)
+            elif not isinstance(text, str):
+                yield out(row, None, f"{text_column!r} is {type(text).__name__}, not a string", values)
+            else:
+                yield out(row, text, None, values)
+
+
+def _predict_chunk(model, chunk, batch_size, precision="auto"):
     """Output records for one chunk of (row, text, error): a prediction or a per-row error each, in order."""
     records = []
-    for row, text, error in chunk:
+    for row, text, error, *_ in chunk:  # (corpus.py's chunks carry the row's extra columns after them)
         if error is None and _is_unreadable(text):
             error = "not valid UTF-8 (or a lone surrogate escape)"
         elif error is None and not text.strip():
@@ -285,12 +326,12 @@ def _predict_chunk(model, chunk, batch_size):
         records.append({"row": row, "error": error} if error else {"row": row, "text": text})
     todo = [r for r in records if "text" in r]
     try:
-        preds = model.predict([r["text"] for r in todo], batch_size=batch_size)
+        preds = model.predict([r["text"] for r in todo], batch_size=batch_size, precision=precision)
     except Exception:  # isolate the row that failed: predict one by one
         preds = []
         for r in todo:
             try:
-                preds.append(model.predict(r["text"]))
+                preds.append(model.predict(r["text"], precision=precision))
             except Exception as e:
                 preds.append({"error": f"prediction failed: {type(e).__name__}: {e}"})
     for r, p in zip(todo, preds):

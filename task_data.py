@@ -11,7 +11,8 @@ A spec is `topic` or `ner` (the default pair: --dataset's label column, and spaC
   multilabel      the same, COLUMN holding several labels per row: a list (JSON / parquet) or names joined by '|'
                   ('sport|politics'; an empty field = none of them).
   tagging         SOURCE a CoNLL file (`word ... TAG` lines, IOB1 or IOB2, any entity types): gold tags, the task's
-                  tag set read from the file.
+                  tag set read from the file; or parquet with `words` and `ner_tags` columns (a file, or a folder of
+                  them such as main.py --label-dir's output: rows without tags are left out).
 Several specs with the same SOURCE (and other columns) make several tasks from one source: each row carries them all.
 Every source is split alone: its own test split (the source's, else TEST_FRACTION carved), then validation
 (VAL_FRACTION of train), stratified for classification; the rows of a source share one `group` (sampling's unit).
@@ -251,7 +252,7 @@ def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):
     from tasks import TaggingTask
     from text_prep import _keep_word
 
-    sentences = read_conll(path)
+    sentences = _read_tagged_parquet(path) if _is_parquet_source(path) else read_conll(path)
     if not sentences:
         raise InputError(f"--tasks {spec.name}: {path} holds no sentences (expected 'word ... TAG' lines)")
     words, tags = [], []
@@ -267,6 +268,33 @@ def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):
         return {"words": [words[i] for i in idx], spec.name: [tags[i] for i in idx], "group": [group] * len(idx)}
 
     return TaskRows([task], rows(train_idx), rows(val_idx), rows(test_idx))
+
+
+def _is_parquet_source(path):
+    import os
+
+    return path.lower().endswith(".parquet") or (os.path.isdir(path) and any(
+        f.endswith(".parquet") for f in os.listdir(path)))
+
+
+def _read_tagged_parquet(path):
+    """[(words, tags)] of a parquet file's (or a folder of them, in name order) words and ner_tags columns, rows whose
+    ner_tags is null (--label-dir's error rows) left out."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet") and not f.startswith("."))
+    sentences = []
+    for f in files:
+        columns = pq.read_schema(f).names
+        if not {"words", "ner_tags"} <= set(columns):
+            raise InputError(f"{f}: a tagging source in parquet needs the columns words and ner_tags (main.py "
+                             f"--label-dir writes them); it has {columns}")
+        table = pq.read_table(f, columns=["words", "ner_tags"]).to_pydict()
+        sentences += [(w, t) for w, t in zip(table["words"], table["ner_tags"]) if t is not None]
+    return sentences
 
 
 def merge_rows(parts, tasks):
