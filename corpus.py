@@ -187,7 +187,8 @@ def corpus_mode(a, mode):
                model_dir=a.model_dir or os.path.join(a.output_dir, "model"), text_column=a.text_column,
                id_column=a.id_column, label_column=a.label_column, actors=a.actors,
                threads_per_actor=a.threads_per_actor, chunk_size=a.chunk_size, spacy_model=a.spacy_model,
-               dropped_types=dropped_types(a), ner_types=a.ner_types, ray_address=a.ray_address or None)
+               dropped_types=dropped_types(a), ner_types=a.ner_types, ray_address=a.ray_address or None,
+               precision=a.mixed_precision)
 
 
 # ------------------------------------------------------------------------------------------------------ workers

@@ -66,7 +66,7 @@ DISTIL_TEMPERATURE = 2.0          # --distil-from / --teachers: temperature soft
 TEACHERS = []                     # a teacher per task, NAME=DIR: task NAME also learns the distribution of the saved model in DIR (e.g. a single-task run's)
 DISTIL_TEXTS = []                 # unlabelled texts (.txt a line each, .csv / .jsonl TEXT_COLUMN) added as training rows that learn only the teachers' outputs (with --teachers, --distil-from or --from-model)
 DISTIL_SCHEDULE = "constant"      # constant: the teachers' weight stays DISTIL_WEIGHT | anneal: it falls linearly to 0 over training (BAM: with DISTIL_WEIGHT 1)
-MIXED_PRECISION = "auto"          # no | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs)
+MIXED_PRECISION = "auto"          # training and prediction: no (fp32) | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs; an --export-fast folder: ONNX Runtime)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
 SAVE_EVERY_MINUTES = 5.0          # ... or every N minutes, whichever comes first (0 = off); epoch ends always save
@@ -496,8 +496,8 @@ def describe_prediction(task, output):
     return f"{output['label']} ({output['score']:.2f})" if output["label"] is not None else "no label (head untrained)"
 
 
-def print_predictions(model, texts):
-    for text, p in zip(texts, model.predict(list(texts))):
+def print_predictions(model, texts, precision="auto"):
+    for text, p in zip(texts, model.predict(list(texts), precision=precision)):
         print(f"- {text}\n    -> " + "; ".join(f"{n}: {describe_prediction(model.tasks[n], out)}"
                                               for n, out in p.items()))
 
@@ -523,7 +523,7 @@ def train_mode(a):
     results, model = out
     print_results(results)
     print("\nExample predictions:")
-    print_predictions(model, EXAMPLES)
+    print_predictions(model, EXAMPLES, a.mixed_precision)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min, peak memory (RSS) {peak:.0f} MiB; model saved "
           f"to {a.output_dir}/model, results in {a.output_dir}/results.json")
@@ -576,7 +576,7 @@ def eval_conll_mode(a):
 
 def predict_mode(a):
     """Mode --predict TEXT ...: every task's prediction of each text from a saved model."""
-    print_predictions(saved_model(a), a.predict)
+    print_predictions(saved_model(a), a.predict, a.mixed_precision)
 
 
 def export_fast_mode(a):
@@ -591,7 +591,7 @@ def predict_file_mode(a):
     from serving import predict_file
 
     predict_file(saved_model(a), a.predict_file, a.output or os.path.join(a.output_dir, "predictions.jsonl"),
-                 a.text_column, a.batch_size, a.chunk_size)
+                 a.text_column, a.batch_size, a.chunk_size, precision=a.mixed_precision)
 
 
 def predict_dir_mode(a):

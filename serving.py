@@ -340,11 +340,12 @@ def _predict_chunk(model, chunk, batch_size, precision="auto"):
     return records
 
 
-def predict_file(model, path, output, text_column="text", batch_size=32, chunk_size=1000, show_progress=True):
+def predict_file(model, path, output, text_column="text", batch_size=32, chunk_size=1000, show_progress=True,
+                 precision="auto"):
     """Predict every text of a .txt / .csv / .jsonl file into `output`, one JSON line per input record
     ({'row', then one key per task as predict() gives it} or {'row', 'error'}), reading and predicting chunk_size rows at a time
-    (memory flat). Written to a temp name and renamed at the end: `output` is whole or absent, never half-written.
-    Returns {'rows': n, 'errors': n}."""
+    (memory flat), in `precision` (as predict() takes it; main.py's --mixed-precision). Written to a temp name and
+    renamed at the end: `output` is whole or absent, never half-written. Returns {'rows': n, 'errors': n}."""
     from tqdm.auto import tqdm
 
     output = os.path.abspath(output)
@@ -360,7 +361,7 @@ def predict_file(model, path, output, text_column="text", batch_size=32, chunk_s
                 if item is not None:
                     chunk.append(item)
                 if chunk and (item is None or len(chunk) == chunk_size):
-                    for record in _predict_chunk(model, chunk, batch_size):
+                    for record in _predict_chunk(model, chunk, batch_size, precision):
                         out.write(json.dumps(record, ensure_ascii=False) + "\n")
                         counts["errors"] += "error" in record
                     counts["rows"] += len(chunk)

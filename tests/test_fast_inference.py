@@ -258,6 +258,30 @@ def test_predict_file_streams_in_chunks(tmp_path, monkeypatch):
     assert [r for _, r in sizes] == [5, 10, 15, 20, 23]  # each chunk predicted before the next is read
 
 
+def test_the_prediction_modes_run_in_the_precision_flag(tmp_path, monkeypatch, capsys):
+    """--mixed-precision reaches --predict and --predict-file: `no` gives predict(precision='fp32')'s outputs
+    exactly, bf16 gives bf16's (their topic scores differ), whatever `auto` is on this CPU."""
+    import main
+
+    model = tiny_multitask()
+    model.save_pretrained(tmp_path / "model")
+    model = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "model")
+    texts = [f"Text number {i} about Apple in Paris." for i in range(70)]  # several batches: the bf16 way matters
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    monkeypatch.chdir(tmp_path)
+    scores = {}
+    for flag, asked in (("no", "fp32"), ("bf16", "bf16")):
+        main.main(["--model-dir", "model", "--predict-file", "in.txt", "--output", f"{flag}.jsonl",
+                   "--mixed-precision", flag])
+        got = [r["topic"]["score"] for r in read_records(tmp_path / f"{flag}.jsonl")]
+        assert got == [p["topic"]["score"] for p in model.predict(texts, precision=asked)]
+        scores[flag] = got
+        main.main(["--model-dir", "model", "--predict", texts[0], "--mixed-precision", flag])
+        shown = f"{model.predict(texts[0], precision=asked)['topic']['score']:.2f}"
+        assert f"({shown})" in capsys.readouterr().out
+    assert scores["no"] != scores["bf16"]
+
+
 def test_predict_file_isolates_a_failing_row(tmp_path, monkeypatch):
     model = tiny_multitask()
     path = tmp_path / "in.txt"
