@@ -399,7 +399,8 @@ def test_main_trains_with_a_teacher_per_task_annealed(distil_run, tiny_model_dir
     assert len(encoder_layers(distil_run / "bam" / "model")) == 2  # the fresh model's size
     card = (distil_run / "bam" / "model" / "README.md").read_text()
     assert "Each task also learned its teacher's outputs, its weight annealed to 0 over training: topic from" in card
-    assert f"ner from `{distil_run / 'out' / 'model'}` (f1 {teachers['ner']['f1']:.4f})" in card
+    assert f"ner from `out/model` (f1 {teachers['ner']['f1']:.4f})" in card  # the working folder's path, no machine's
+    assert str(distil_run) not in card
 
 
 def encoder_layers(path):
