@@ -36,6 +36,13 @@ def data_root_dir(tmp_path_factory):
     return write_data_root(tmp_path_factory.mktemp("data_root"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def main_runs_read_the_tests_data_root(data_root_dir):
+    """main.py runs in tests find the tests' data root as theirs (its STS-B dev file, its CoNLL names), so they do
+    the same on a clone with nothing beside it and in CI; DEV_DATA was read before this."""
+    os.environ["MTST_DATA_ROOT"] = str(data_root_dir)
+
+
 @pytest.fixture(scope="session")
 def ag_news_dir(data_root_dir):
     return str(data_root_dir / "ag_news")

@@ -34,22 +34,26 @@ def test_a_csv_with_string_labels_trains_and_keeps_its_class_names(bbc_run):
 
 @pytest.mark.slow
 def test_gold_ner_files_join_training_as_ner_only_rows(tmp_path, ag_news_dir, tiny_model_dir, conll_valid):
+    import math
+
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
     from ner_tags import CONLL_TAGS
 
-    sentences = open(conll_valid).read().split("\n\n")[:61]  # 58 sentences (with -DOCSTART- blocks)
+    sentences = open(conll_valid).read().split("\n\n")[:61]  # sentences and -DOCSTART- blocks
+    n = sum(not s.strip().startswith("-DOCSTART-") for s in sentences)
+    gold_val = math.ceil(0.1 * n)  # VAL_FRACTION of the gold sentences (datasets' train_test_split rounds up)
     gold = tmp_path / "gold.txt"
     gold.write_text("\n\n".join(sentences) + "\n")
     proc = run_main(["--dataset", ag_news_dir, "--model-name", str(tiny_model_dir), "--max-train-rows", "40",
                      "--max-test-rows", "12", "--epochs", "1", "--batch-size", "8", "--ner-data", str(gold),
                      "--ner-types", "conll", "--output-dir", "out", "--save-every-minutes", "0"], tmp_path)
     data_line = next(line for line in proc.stdout.splitlines() if line.startswith("data:"))
-    assert data_line.startswith("data: 88 train / 10 validation / 12 test rows (+ 52 / 6 gold NER-only sentences"), \
-        data_line
+    assert data_line.startswith(f"data: {36 + n - gold_val} train / {4 + gold_val} validation / 12 test rows "
+                                f"(+ {n - gold_val} / {gold_val} gold NER-only sentences"), data_line
     model = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "out" / "model")
     assert model.tags == list(CONLL_TAGS)  # silver rows mapped onto CoNLL's types: one tag list for both sources
     history = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
-    assert history[0]["val"]["rows"] == {"topic": 4, "ner": 10}  # gold validation sentences are scored for NER only
+    assert history[0]["val"]["rows"] == {"topic": 4, "ner": 4 + gold_val}  # gold validation sentences are scored for NER only
     evaluated = run_main(["--output-dir", "out", "--eval-conll", str(gold)], tmp_path)
     per_type = json.loads((tmp_path / "out" / "conll_eval.json").read_text())["spacy"]["per_type"]
     assert set(per_type) <= {"PER", "ORG", "LOC", "MISC"} and per_type  # the teacher's spaCy types were mapped
