@@ -12,7 +12,6 @@ import torch
 from errors import InputError
 from multi_task_sentence_transformer import tokenize_words
 from sentence_transformer import pad_ids
-from tasks import IGNORE_INDEX
 
 SAMPLINGS = ("proportional", "temperature", "round-robin")
 
@@ -36,13 +35,7 @@ def prepare_features(rows, model, batch_size=1000):
     values = {}
     for task in model.tasks.values():
         column = _column(rows, task.column)
-        column = [task.missing] * len(words) if column is None else column
-        if task.kind == "tagging":
-            task.check_values(column, words)
-        else:
-            column = [int(y) if isinstance(y, (int, np.integer)) and not isinstance(y, bool) else y for y in column]
-            task.check_values(column)
-        values[task.name] = column
+        values[task.name] = task.read_values([task.missing] * len(words) if column is None else column, words)
     features = {"input_ids": [], "shape_ids": [], "positions": [], "word_index": [], "words": words,
                 "values": values, "token_labels": {}}  # words: evaluate() tags rows longer than one window
     for start in range(0, len(words), batch_size):
@@ -50,30 +43,15 @@ def prepare_features(rows, model, batch_size=1000):
         for key in ("input_ids", "shape_ids", "positions", "word_index"):
             features[key] += enc[key]
     for task in model.tasks.values():
-        if task.kind != "tagging":
-            continue
-        tag_to_id = {t: i for i, t in enumerate(task.labels)}
-        aligned = []
-        for ids, positions, index, tags in zip(features["input_ids"], features["positions"], features["word_index"],
-                                               values[task.name]):
-            row = [IGNORE_INDEX] * len(ids)
-            if tags is not None:
-                for t, w in zip(positions, index):
-                    row[t] = tag_to_id[tags[w]]
-            aligned.append(row)
-        features["token_labels"][task.name] = aligned
+        aligned = task.token_targets(features, values[task.name])
+        if aligned is not None:
+            features["token_labels"][task.name] = aligned
     return features
 
 
 def label_counts(features, tasks):
     """{task: per row, how many things it is scored on}: 1 / 0 for sentence tasks, labelled words for tagging."""
-    counts = {}
-    for task in tasks.values():
-        if task.kind == "tagging":
-            counts[task.name] = [sum(t != IGNORE_INDEX for t in x) for x in features["token_labels"][task.name]]
-        else:
-            counts[task.name] = [int(task.has_label(v)) for v in features["values"][task.name]]
-    return counts
+    return {task.name: task.label_counts(features) for task in tasks.values()}
 
 
 def epoch_rows(groups, sampling, temperature, seed, epoch):
@@ -131,17 +109,7 @@ def collate(features, indices, pad_id, cache=None, tasks=(), every_word=()):
     shapes, _ = pad_ids([features["shape_ids"][i] for i in indices])
     batch = {"attention_mask": mask, "shape_ids": shapes}
     for name, task in dict(tasks).items():
-        if task.kind == "tagging":
-            labels, _ = pad_ids([features["token_labels"][name][i] for i in indices], IGNORE_INDEX)
-            if name in every_word:
-                rows = torch.tensor([j for j, i in enumerate(indices) for _ in features["positions"][i]],
-                                    dtype=torch.long)
-                cols = torch.tensor([p for i in indices for p in features["positions"][i]], dtype=torch.long)
-            else:
-                rows, cols = (labels != IGNORE_INDEX).nonzero(as_tuple=True)
-            batch.update({f"{name}.rows": rows, f"{name}.cols": cols, name: labels[rows, cols]})
-        else:
-            batch[name] = task.targets([features["values"][name][i] for i in indices])
+        batch.update(task.collate(features, indices, name in every_word))
     if cache is None:
         batch["input_ids"] = input_ids
     else:
@@ -154,8 +122,8 @@ def collate(features, indices, pad_id, cache=None, tasks=(), every_word=()):
 
 def positions(batch, tasks):
     """forward()'s positions for a collated batch: each tagging task's labelled first wordpieces."""
-    return {name: (batch[f"{name}.rows"], batch[f"{name}.cols"]) for name, t in dict(tasks).items()
-            if t.kind == "tagging"}
+    found = {name: t.batch_positions(batch) for name, t in dict(tasks).items()}
+    return {name: p for name, p in found.items() if p is not None}
 
 
 def pad_ids_value(model):

@@ -204,19 +204,6 @@ def _arrow_types(shard_path, columns):
     return types
 
 
-def _task_type(task):
-    """The arrow type of one task's predict() output."""
-    import pyarrow as pa
-
-    if task.kind == "classification":
-        return pa.struct([("label", pa.string()), ("score", pa.float64())])
-    if task.kind == "multilabel":
-        return pa.struct([("labels", pa.list_(pa.string())),
-                          ("scores", pa.struct([(n, pa.float64()) for n in task.labels]))])
-    return pa.list_(pa.struct([("text", pa.string()), ("type", pa.string()), ("start", pa.int64()),
-                               ("end", pa.int64())]))
-
-
 def _chunks(items, size):
     chunk = []
     for item in items:
@@ -313,7 +300,7 @@ class Predictor(_ShardWorker):
         import pyarrow as pa
 
         fields = [("shard", pa.string()), ("row", pa.int64())] + list(extra_types.items()) + [("error", pa.string())]
-        return pa.schema(fields + [(n, _task_type(t)) for n, t in self.model.tasks.items()])
+        return pa.schema(fields + [(n, t.arrow_type()) for n, t in self.model.tasks.items()])
 
     def rows(self, shard_name, chunk):
         from serving import _predict_chunk

@@ -30,7 +30,10 @@ rows, stores them beside the checkpoint and reads them back on resume):
 import json
 import os
 
+import torch
+
 from errors import InputError
+from multi_task_sentence_transformer import EMBEDDING
 from sentence_transformer import ModelLoadError, read_saved_json
 
 DISTIL_RESULT_KEYS = ("path", "layers", "student_layers", "kept_layers")
@@ -233,40 +236,14 @@ def teachers_record(folders):
     return record
 
 
-def teacher_outputs(teacher, features, rows, batch_size, device, precision, pad_id, tasks):
+def teacher_outputs(teacher, features, rows, batch_size, device, precision, tasks):
     """The teacher's outputs for the given rows of prepare_features() output, in eval mode (no dropout), on device in
     precision: (sentence embeddings [n, H], {task: per row its logits: [C] for a sentence task, [its words,
-    T] for a tagging task: every word of the row, labelled or not}) for the tasks named in `tasks` ({name: the
-    student's Task}), fp32 on the host, in the order of rows."""
-    import torch
-
-    from batching import collate, positions, to_device
-    from precision import inference_weights, run_in_precision
-
+    T] for a tagging task: every word of the row, labelled or not}) for the tasks named in `tasks`, fp32 on the host,
+    in the order of rows (the teacher's batch runner, MultiTaskSentenceTransformer.run)."""
     rows = list(rows)
-    order = sorted(range(len(rows)), key=lambda k: -len(features["input_ids"][rows[k]]))  # little padding
-    emb, logits = [None] * len(rows), {n: [None] * len(rows) for n in tasks}
-    teacher.eval().to(device)
-    with torch.no_grad():  # not inference_mode: the results are loss targets later, which autograd saves
-        weights = inference_weights(teacher, precision, len(order), batch_size)
-        for start in range(0, len(order), batch_size):
-            ks = order[start:start + batch_size]
-            every_word = [n for n, t in tasks.items() if t.kind == "tagging"]
-            batch = to_device(collate(features, [rows[k] for k in ks], pad_id, tasks=tasks, every_word=every_word),
-                              device)
-            out = run_in_precision(teacher, precision, device, weights, input_ids=batch["input_ids"],
-                                   attention_mask=batch["attention_mask"], shape_ids=batch["shape_ids"],
-                                   positions=positions(batch, tasks), tasks=list(tasks))
-            for j, k in enumerate(ks):
-                emb[k] = out["sentence_embedding"][j].float().cpu()
-            for n, task in tasks.items():
-                if task.kind == "tagging":
-                    counts = torch.bincount(batch[n + ".rows"].cpu(), minlength=len(ks)).tolist()
-                    per_row = out[n].float().cpu().split(counts)
-                else:
-                    per_row = out[n].float().cpu()
-                for j, k in enumerate(ks):
-                    logits[n][k] = per_row[j]
     if not rows:
         return torch.zeros(0, teacher.encoder.hidden_size), {n: [] for n in tasks}
-    return torch.stack(emb), logits
+    part = {k: [features[k][i] for i in rows] for k in ("input_ids", "shape_ids", "positions")}
+    outs = teacher.eval().to(device).run(part, [*tasks, EMBEDDING], batch_size, precision)
+    return torch.stack([o[EMBEDDING] for o in outs]), {n: [o[n] for o in outs] for n in tasks}

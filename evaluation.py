@@ -8,11 +8,8 @@ windows like predict() (its sentence tasks read the first window, as in training
 accuracy / macro_f1 / confusion_matrix and the first tagging task's entity scores (`ner`) are also given at the top
 level, under the names the default pair (topic + NER) has always used.
 """
-import torch
-
-from batching import collate, pad_ids_value, prepare_features
-from precision import inference_weights, run_in_precision
-from sentence_transformer import length_sorted_batches
+from batching import prepare_features
+from tasks import first_of
 
 
 def main_score(task, metrics):
@@ -20,65 +17,20 @@ def main_score(task, metrics):
     return None if metrics is None else metrics[task.main_metric]
 
 
-@torch.inference_mode()
 def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator=None, tune_thresholds=False):
     """Per-task metrics of model on rows (a dataset / dict of words + task columns, or prepare_features() output).
 
-    tune_thresholds: set each multi-label task's threshold to the one with the best micro-F1 on these rows first
-    (validation). accelerator: with several processes, each scores rows i % num_processes == process_index and
-    the predictions are gathered; every process must call it and gets the same metrics.
+    tune_thresholds: let each task settle what validation chooses (a multi-label task's threshold: the one with the
+    best micro-F1 on these rows) first. accelerator: with several processes, each scores rows
+    i % num_processes == process_index and the predictions are gathered; every process must call it and gets the same
+    metrics.
     """
     features = rows if isinstance(rows, dict) and "input_ids" in rows and "values" in rows \
         else prepare_features(rows, model)  # a dict check: `in` on a datasets.Dataset would read every row
-    tasks = model.tasks
-    tagging = [n for n, t in tasks.items() if t.kind == "tagging"]
+    tasks, values = model.tasks, features["values"]
     n_proc, rank = (accelerator.num_processes, accelerator.process_index) if accelerator else (1, 0)
-    was_training = model.training
-    model.eval()
-    device = model.device
-    ids, values = features["input_ids"], features["values"]
-    mine = list(range(rank, len(ids), n_proc))
-    results = []  # (row, {task: probabilities or word tags, for the tasks the row carries})
-    weights = inference_weights(model, precision, len(mine), batch_size)
-    for idx, _, _ in length_sorted_batches([ids[i] for i in mine], batch_size):
-        idx = [mine[j] for j in idx]
-        wanted = [n for n in tasks if any(tasks[n].has_label(values[n][i]) for i in idx)]
-        batch = {k: v.to(device) for k, v in collate(features, idx, pad_ids_value(model), cache).items()}
-        out = run_in_precision(model, {"no": "fp32"}.get(precision, precision), device, weights,
-                               input_ids=batch.get("input_ids"),
-                               attention_mask=batch["attention_mask"], token_embeddings=batch.get("token_embeddings"),
-                               shape_ids=batch["shape_ids"], tasks=wanted, embedding=False)
-        # once per batch: tag ids of tagging tasks (a list), probabilities of sentence tasks
-        decided = {n: out[n].argmax(-1).tolist() if tasks[n].kind == "tagging" else tasks[n].probabilities(out[n]).cpu()
-                   for n in wanted}
-        for row, i in enumerate(idx):
-            pred = {}
-            for n in wanted:
-                task = tasks[n]
-                if not task.has_label(values[n][i]):
-                    continue
-                if task.kind == "tagging":
-                    tags = ["O"] * len(values[n][i])  # truncated words and words with no wordpiece stay 'O'
-                    tag_ids = decided[n][row]
-                    for t, w in zip(features["positions"][i], features["word_index"][i]):
-                        tags[w] = task.labels[tag_ids[t]]
-                    pred[n] = tags
-                else:
-                    pred[n] = decided[n][row]
-            results.append((i, pred))
-    # Rows cut at max_length: sentence tasks from the first window (above), tags on the whole row in overlapping
-    # windows (the model's own windowed tagging; run live even beside a feature cache, which holds first windows).
-    cut = [i for i in mine if len(ids[i]) >= model.encoder.max_length and features["word_index"][i]
-           and features["word_index"][i][-1] + 1 < len(features["words"][i])
-           and any(tasks[n].has_label(values[n][i]) for n in tagging)]
-    if cut:
-        runs = model._run([list(features["words"][i]) for i in cut], batch_size,
-                          {"no": "fp32"}.get(precision, precision), outputs=tagging)
-        whole = dict(zip(cut, runs))
-        for i, pred in results:
-            if i in whole:
-                pred.update({n: whole[i][n] for n in pred if n in tagging})
-    model.train(was_training)
+    mine = list(range(rank, len(features["input_ids"]), n_proc))
+    results = predictions(model, features, mine, batch_size, precision, cache)
     if n_proc > 1:
         results = accelerator.gather_for_metrics(results, use_gather_object=True)
     results.sort(key=lambda r: r[0])
@@ -87,11 +39,38 @@ def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator
         pairs = [(values[name][i], pred[name]) for i, pred in results if name in pred]
         metrics["rows"][name] = len(pairs)
         gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
-        if pairs and tune_thresholds and task.kind == "multilabel":
-            task.tune_threshold(gold, pred)
+        if pairs and tune_thresholds:
+            task.tune(gold, pred)
         metrics["tasks"][name] = task.metrics(gold, pred) if pairs else None
-    topic, ner = model.first_task("classification"), model.first_task("tagging")
+    topic, ner = first_of(tasks, "classification"), first_of(tasks, "tagging")
     first = (topic and metrics["tasks"][topic.name]) or {}
     metrics.update(accuracy=first.get("accuracy"), macro_f1=first.get("macro_f1"),
                    confusion_matrix=first.get("confusion_matrix"), ner=ner and metrics["tasks"][ner.name])
     return metrics
+
+
+def predictions(model, features, rows, batch_size, precision, cache=None):
+    """[(row, {task: its decision (Task.row_prediction)})] for the given rows, each task only where the row carries
+    its labels. Rows carrying the same tasks run together through the model's batch runner (the heads a row does not
+    need are not run). A row longer than max_length wordpieces keeps its sentence tasks' first-window decision and
+    is tagged on the whole row in overlapping windows (model.run_words; run live even beside a feature cache, which
+    holds first windows)."""
+    tasks, values, words = model.tasks, features["values"], features["words"]
+    carried = {}
+    for i in rows:
+        carried.setdefault(tuple(n for n in tasks if tasks[n].has_label(values[n][i])), []).append(i)
+    results = []
+    for names, idx in carried.items():
+        part = {k: [features[k][i] for i in idx] for k in ("input_ids", "shape_ids", "positions")}
+        outs = model.run(part, names, batch_size, precision, cache=cache and [cache[i] for i in idx])
+        results += [(i, {n: tasks[n].row_prediction(out[n], features["word_index"][i], len(words[i])) for n in names})
+                    for i, out in zip(idx, outs)]
+    per_word = [n for n in tasks if tasks[n].reads_words]
+    cut = [k for k, (i, pred) in enumerate(results) if len(features["input_ids"][i]) >= model.encoder.max_length
+           and features["word_index"][i] and features["word_index"][i][-1] + 1 < len(words[i])
+           and any(n in pred for n in per_word)]
+    if cut:
+        runs = model.run_words([list(words[results[k][0]]) for k in cut], per_word, batch_size, precision)
+        for k, run in zip(cut, runs):
+            results[k][1].update({n: run[n] for n in results[k][1] if n in per_word})
+    return results

@@ -43,3 +43,8 @@ def spearman(x, y):
     from scipy.stats import spearmanr
 
     return float(spearmanr(x, y).statistic)
+
+
+def fmt(score):
+    """A metric for printing: 4 decimals, or '-' for a task no row carries (None)."""
+    return "-" if score is None else f"{score:.4f}"

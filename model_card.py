@@ -10,6 +10,8 @@ Written with huggingface_hub's ModelCard / ModelCardData; from_pretrained never 
 import os
 import re
 
+from tasks import Task
+
 CARD_NAME = "README.md"
 PACKAGED_BASE = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_DATASETS = {"ag_news": "fancyzhx/ag_news", "fancyzhx/ag_news": "fancyzhx/ag_news"}
@@ -71,7 +73,7 @@ def _dataset(flags):
     return hub, ", ".join(names)
 
 
-def card_metrics(results=None, conll=None):
+def card_metrics(results=None, conll=None, tasks=None):
     """The card's metrics as (task_type, task_name, dataset_type, dataset_name, split, metric_type, name, value)."""
     rows = []
     if results:
@@ -82,7 +84,7 @@ def card_metrics(results=None, conll=None):
         for task, m in (test.get("tasks") or {}).items():  # one entry per task the run trained and scored
             if not m or not trained.get(task, True):
                 continue
-            for row in _task_rows(task, m, data_type, name, results):
+            for row in _task_rows(task, m, data_type, name, results, tasks):
                 rows.append(row)
         if results.get("sts_spearman") is not None:
             rows.append(("sentence-similarity", "Sentence embedding (encode)", STS_HUB_ID, "STS Benchmark",
@@ -93,35 +95,24 @@ def card_metrics(results=None, conll=None):
     return rows
 
 
-def _task_rows(task, m, data_type, name, results):
-    """The card's metric rows of one task's test metrics (its kind read from which metrics it has)."""
+def _task_rows(task, m, data_type, name, results, tasks=None):
+    """The card's metric rows of one task's test metrics, as the task gives them (Task.card_rows): the model's task
+    (tasks: {name: Task}), else the one the run's results saved."""
     source = public((results.get("task_sources") or {}).get(task), results.get("flags"))
     data_type, name = (source, os.path.basename(source)) if source else (data_type, name)
-    if "accuracy" in m:
-        title = "Topic classification" if task == "topic" else f"{task} (classification)"
-        return [("text-classification", title, data_type, name, "test", "accuracy", "Test accuracy", m["accuracy"]),
-                ("text-classification", title, data_type, name, "test", "f1", "Test macro-F1", m["macro_f1"])]
-    if "micro_f1" in m:
-        title = f"{task} (multi-label classification)"
-        return [("text-classification", title, data_type, name, "test", "f1", "Test micro-F1", m["micro_f1"]),
-                ("text-classification", title, data_type, name, "test", "f1", "Test macro-F1", m["macro_f1"])]
-    if task == "ner":
-        return [("token-classification", "NER (spaCy silver labels)", data_type, name, "test", "f1",
-                 "Entity micro-F1 vs spaCy silver labels", m["f1"])]
-    return [("token-classification", f"{task} (tagging)", data_type, name, "test", "f1", "Entity micro-F1", m["f1"])]
+    found = (tasks or {}).get(task)
+    if found is None:
+        config = next((c for c in results.get("tasks") or [] if c.get("name") == task), None)
+        if config is None:
+            return []
+        found = Task.from_config(config)
+    return [(pipeline, title, data_type, name, "test", metric, label, value)
+            for pipeline, title, metric, label, value in found.card_rows(m)]
 
 
 def describe_tasks(model):
-    """One line per task: its kind and labels."""
-    lines = []
-    for t in model.tasks.values():
-        if t.kind == "tagging":
-            what = f"BIO tags for {', '.join(t.entity_types)}"
-        else:
-            what = f"{len(t.labels)} {'labels' if t.kind == 'multilabel' else 'classes'}: {', '.join(t.labels[:12])}" \
-                + (", ..." if len(t.labels) > 12 else "")
-        lines.append(f"- **{t.name}** ({t.kind}): {what}")
-    return "\n".join(lines)
+    """One line per task: its kind and what it predicts."""
+    return "\n".join(f"- **{t.name}** ({t.kind}): {t.describe()}" for t in model.tasks.values())
 
 
 def _sts_note(results):
@@ -138,7 +129,7 @@ def build_model_card(model, results=None, conll=None):
 
     flags = (results or {}).get("flags") or {}
     hub, data_name = _dataset(flags)
-    rows = card_metrics(results, conll)
+    rows = card_metrics(results, conll, model.tasks)
     datasets = [d for d in (hub, CONLL_HUB_ID if conll or flags.get("ner_data") else None) if d]
     data = ModelCardData(
         language="en", library_name="pytorch", base_model=_base_model(flags, model), datasets=datasets or None,

@@ -15,6 +15,7 @@ import copy
 import json
 import math
 import os
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -35,7 +36,16 @@ from sentence_transformer import (
     read_saved_json,
     require_keys,
 )
-from tasks import IGNORE_INDEX, TAGGING_CONTEXT, TAGGING_WINDOW, Task, bio_to_spans, check_tasks, default_tasks  # noqa: F401
+from tasks import (  # noqa: F401
+    IGNORE_INDEX,
+    TAGGING_CONTEXT,
+    TAGGING_WINDOW,
+    Task,
+    bio_to_spans,
+    check_tasks,
+    default_tasks,
+    first_of,
+)
 from text_prep import clean_text_with_spans, split_words, word_shape
 
 CONFIG_NAME = "multitask_config.json"
@@ -44,7 +54,8 @@ TASK_LAYERS_NAME = "task_layers.safetensors"  # each task's private top layers (
 ENCODER_DIR = "encoder"
 SAVED_CONFIG_KEYS = ("tasks", "pooling", "max_length", "clean", "attention_dropout")  # what from_pretrained reads
 FORMAT_VERSION = 5  # 2: NER head sees word shapes; 3: so did the encoder; 4: the NER head only (+context); 5: tasks
-EMBEDDING = "sentence_embedding"  # forward()'s and _run()'s key for the pooled sentence embedding
+EMBEDDING = "sentence_embedding"  # forward()'s and run()'s key for the pooled sentence embedding
+TOKENS = "token_embeddings"      # run()'s key for the shared encoder's token embeddings
 # Long texts: a row longer than one window (max_length wordpieces) is tagged in overlapping word windows; consecutive
 # windows share up to this fraction of a window's wordpieces (whole words), so every word near a cut also lies well
 # inside a neighbouring window. Sentence tasks and the sentence embedding read the first window only (as training).
@@ -107,6 +118,31 @@ class Window(NamedTuple):
     word_index: list      # the row's word index of each of those positions
     at_start: bool        # the window starts at the row's start (no cut before it)
     at_end: bool          # the window ends at the row's end (no cut after it)
+
+
+def best_windows(windows):
+    """Per row, [(word, window index, k)]: for each word of the row the window (and its k-th first wordpiece) where
+    the word lies farthest from a cut edge, pieces of context counted on the nearer cut side (a side at the text's own
+    start / end is no cut); words in order. Words with no wordpiece in any window are absent."""
+    best = {}  # (row, word) -> (edge distance, window index, k)
+    for j, window in enumerate(windows):
+        last = len(window.input_ids) - 2  # the last content piece (before [SEP])
+        for k, (t, w) in enumerate(zip(window.positions, window.word_index)):
+            edge = min(t - 1 if not window.at_start else math.inf, last - t if not window.at_end else math.inf)
+            if edge > best.get((window.row, w), (-1,))[0]:
+                best[(window.row, w)] = (edge, j, k)
+    rows = [[] for _ in range(1 + max((w.row for w in windows), default=-1))]
+    for (row, w), (_, j, k) in sorted(best.items()):
+        rows[row].append((w, j, k))
+    return rows
+
+
+def pad_rows(tensors, width):
+    """Per-row [n_i, H] tensors zero-padded into one [B, width, H] batch."""
+    out = torch.zeros(len(tensors), width, tensors[0].shape[-1])
+    for row, t in enumerate(tensors):
+        out[row, :len(t)] = t
+    return out
 
 
 def missing_saved_parts(path):
@@ -192,7 +228,7 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def first_task(self, kind):
         """The first task of a kind ('classification', 'multilabel', 'tagging'), or None."""
-        return next((t for t in self.tasks.values() if t.kind == kind), None)
+        return first_of(self.tasks, kind)
 
     @property
     def label_names(self):
@@ -240,7 +276,7 @@ class MultiTaskSentenceTransformer(nn.Module):
             reference = input_ids if input_ids is not None else token_embeddings[..., 0]
             shape_ids = torch.zeros(reference.shape[:2], dtype=torch.long, device=reference.device)
         names = list(self.tasks if tasks is None else tasks)
-        if self.task_layers:
+        if self.task_layers and names:
             if token_embeddings is not None:
                 raise InputError("with task_layers each task reads its own top layers, so cached encoder outputs "
                                  "(token_embeddings) cannot stand in for the encoder; pass input_ids.")
@@ -257,9 +293,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         return result
 
     def _head(self, name, token_embeddings, sentence, shape_ids, positions, attention_mask):
-        if self.tasks[name].reads == "tokens":
-            return self.heads[name](token_embeddings, shape_ids, (positions or {}).get(name), attention_mask)
-        return self.heads[name](sentence)
+        return self.tasks[name].run_head(self.heads[name], token_embeddings, sentence, shape_ids, positions,
+                                         attention_mask)
 
     def _forward_branches(self, input_ids, attention_mask, token_type_ids, shape_ids, positions, names, embedding):
         """forward() with task_layers: the shared lower layers once, then each task's own top layers and head; the
@@ -271,7 +306,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         result = {}
         for name in names:
             tokens = apply_layers(self.branches[name], hidden, mask)
-            sentence = pool(tokens, attention_mask, pooling) if self.tasks[name].reads != "tokens" else None
+            sentence = pool(tokens, attention_mask, pooling)  # read by sentence tasks only (a cheap mean)
             result[name] = self._head(name, tokens, sentence, shape_ids, positions, attention_mask)
         if embedding:
             result[EMBEDDING] = pool(apply_layers(layers[shared:], hidden, mask), attention_mask, pooling)
@@ -282,78 +317,102 @@ class MultiTaskSentenceTransformer(nn.Module):
         """False only where the saved record says this task's head was never trained; warns once."""
         trained = self.trained_tasks is None or bool(self.trained_tasks.get(task, True))
         if not trained and task not in self._noted_untrained:
-            import warnings
-
             self._noted_untrained.add(task)
-            kind = self.tasks[task].kind
-            what = {"tagging": "no entities (every tag is 'O')", "multilabel": "no labels (labels [], scores None)"}.get(
-                kind, "no label (label and score are None)")
             warnings.warn(f"this model's {task} head was never trained (trained_tasks={self.trained_tasks}), so "
-                          f"predictions give {what}; train it with that task's loss switched on (main.py: "
+                          f"predictions give {self.tasks[task].untrained_note}; train it with that task's loss switched on (main.py: "
                           f"--task-weights {task}=1, not in --freeze).", UserWarning, stacklevel=3)
         return trained
 
-    def _forward_batch(self, input_ids, mask, shapes, precision, outputs, weights=None):
-        """{name: CPU tensor} for the requested outputs (task names, 'sentence_embedding') of one batch; weights: the
-        call's inference_weights (bf16 calls of many batches)."""
+    def _forward_batch(self, input_ids, mask, shapes, precision, outputs, weights, tokens=None):
+        """{name: fp32 CPU tensor} of the requested outputs of one padded batch (token embeddings from a feature cache
+        in place of input_ids when given)."""
         if precision == "fast":
             return {k: torch.from_numpy(v) for k, v in self.fast.run(input_ids, mask, shapes, outputs).items()}
         device = self.device
         heads = [n for n in outputs if n in self.tasks]
-        out = run_in_precision(self, precision, device, weights, input_ids.to(device), mask.to(device),
-                               shape_ids=shapes.to(device), tasks=heads, embedding=EMBEDDING in outputs)
+        inputs = dict(input_ids=input_ids.to(device)) if tokens is None else dict(token_embeddings=tokens.to(device))
+        if TOKENS in outputs:  # the shared encoder alone (a frozen encoder's feature cache)
+            encoder_weights = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
+            out = run_in_precision(self.encoder, precision, device, encoder_weights, inputs["input_ids"],
+                                   mask.to(device))
+        else:
+            out = run_in_precision(self, precision, device, weights, attention_mask=mask.to(device),
+                                   shape_ids=shapes.to(device), tasks=heads, embedding=EMBEDDING in outputs, **inputs)
         return {k: v.float().cpu() for k, v in out.items() if k in outputs}
 
-    @torch.inference_mode()
-    def _run(self, words_batch, batch_size, precision="auto", outputs=None):
-        """Per row: {task name: probabilities [n_labels] (sentence tasks) or one tag per word (tagging tasks),
-        'sentence_embedding': [H]} for the outputs asked for (None = every task) of pre-split words: the one
-        inference path of predict, predict_tags, encode and evaluation's long rows.
+    @torch.no_grad()
+    def run(self, rows, outputs=None, batch_size=32, precision="auto", cache=None, progress=None):
+        """The one batch runner: per row of `rows` (tokenize_words() / batching.prepare_features() output: its
+        input_ids, shape_ids and positions), the outputs asked for (None = every task) as fp32 CPU tensors: a task's
+        row output (Task.row_output: a sentence task's logits [n_labels], a tagging task's logits at the row's words'
+        first wordpieces [words, n_tags]), 'sentence_embedding' [H] (the shared encoder's), 'token_embeddings'
+        [n_tokens, H] (the shared encoder's, padding stripped).
 
-        Sentence tasks and the embedding read the row's first window (the row truncated at max_length, as in
-        training). Tags cover the whole row: a row longer than one window is also cut into overlapping word windows
-        (plan_windows), every window runs through the same length-sorted batches, and each word takes its tag from
-        the window where it lies farthest from a cut edge (the most context on both sides)."""
-        if not isinstance(batch_size, int) or batch_size < 1:
+        Rows run in length-sorted batches (each padded to its longest row), in eval mode, without autograd (the
+        results can be loss targets), in one precision (resolve_precision: 'auto', 'fp32' / 'no', 'bf16', 'fp16',
+        'fast'). cache: per row its token embeddings (a frozen encoder's outputs) in place of the encoder. progress:
+        a wrapper of the batch iterator (e.g. a tqdm). predict, predict_tags, encode, evaluation, a teacher's targets
+        and the trainer's caches all run through here."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         outputs = list(self.tasks) if outputs is None else list(outputs)
+        unknown = [n for n in outputs if n not in self.tasks and n not in (EMBEDDING, TOKENS)]
+        if unknown:
+            raise InputError(f"this model has no output {unknown[0]!r}; its outputs: {', '.join(self.tasks)}, "
+                             f"{EMBEDDING}, {TOKENS}.")
+        if TOKENS in outputs and (len(outputs) > 1 or cache is not None):
+            raise InputError(f"{TOKENS!r} (the shared encoder's outputs) is asked alone and without a cache.")
         precision = resolve_precision(precision, self.device, fast_available=self.fast is not None)
-        tagging = [n for n in outputs if n in self.tasks and self.tasks[n].reads == "tokens"]
+        ids, heads = rows["input_ids"], [n for n in outputs if n in self.tasks]
         was_training = self.training
         self.eval()
-        max_length = self.encoder.max_length
-        enc = tokenize_words(self.tokenizer, words_batch, max_length)  # first windows, exactly as before
-        later = self._later_windows(words_batch, enc) if tagging else []
+        weights = inference_weights(self, precision, len(ids), batch_size) if precision != "fast" else {}
+        batches = length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0)
+        results = [{} for _ in ids]
+        for batch, input_ids, mask in (progress(batches) if progress else batches):
+            shapes, _ = pad_ids([rows["shape_ids"][j] for j in batch])
+            tokens = None if cache is None else pad_rows([cache[j] for j in batch], mask.shape[1])
+            out = self._forward_batch(input_ids, mask, shapes, precision, outputs, weights, tokens)
+            for r, j in enumerate(batch):
+                result = results[j]
+                for n in heads:
+                    result[n] = self.tasks[n].row_output(out[n], r, rows["positions"][j])
+                if EMBEDDING in out:
+                    result[EMBEDDING] = out[EMBEDDING][r]
+                if TOKENS in out:
+                    result[TOKENS] = out[TOKENS][r, :len(ids[j])].clone()
+        self.train(was_training)
+        return results
+
+    def run_words(self, words_batch, outputs=None, batch_size=32, precision="auto"):
+        """Per row of pre-split words: each task's decision (Task.row_prediction: a sentence task's probabilities,
+        a tagging task's tag per word) and the sentence embedding, for the outputs asked for (None = every task).
+
+        Sentence tasks and the embedding read the row's first window (the row truncated at max_length, as in
+        training). Per-word outputs cover the whole row: a row longer than one window is also cut into overlapping
+        word windows (plan_windows), every window runs through the same batches (run()), and each word takes its
+        tag from the window where it lies farthest from a cut edge (the most context on both sides)."""
+        outputs = list(self.tasks) if outputs is None else list(outputs)
+        per_word = [n for n in outputs if n in self.tasks and self.tasks[n].reads_words]
+        enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)  # first windows
+        later = self._later_windows(words_batch, enc) if per_word else []
         cut = {w.row for w in later}  # rows whose first window is cut at its end
         windows = [Window(i, enc["input_ids"][i], enc["shape_ids"][i], enc["positions"][i], enc["word_index"][i],
                           at_start=True, at_end=i not in cut) for i in range(len(words_batch))] + later
-        results = [{n: ["O"] * len(words) for n in tagging} for words in words_batch]  # no wordpiece: 'O'
-        best = {}  # (row, word) -> edge distance of the window its tags came from
-        ids = [w.input_ids for w in windows]
-        weights = inference_weights(self, precision, len(ids), batch_size)
-        for batch, input_ids, mask in length_sorted_batches(ids, batch_size, self.tokenizer.pad_token_id or 0):
-            shapes, _ = pad_ids([windows[j].shape_ids for j in batch])
-            out = self._forward_batch(input_ids, mask, shapes, precision, outputs, weights)
-            probs = {n: self.tasks[n].probabilities(v) for n, v in out.items() if n in self.tasks and n not in tagging}
-            tag_ids = {n: out[n].argmax(-1).tolist() for n in tagging}
-            for row, j in enumerate(batch):
-                window = windows[j]
-                i, at_start, at_end = window.row, window.at_start, window.at_end
-                if at_start:  # the row's first window: sentence tasks and the embedding
-                    results[i].update({n: p[row] for n, p in probs.items()})
-                    if EMBEDDING in out:
-                        results[i][EMBEDDING] = out[EMBEDDING][row]
-                if not tagging:
-                    continue
-                last = len(window.input_ids) - 2  # the last content piece (before [SEP])
-                for t, w in zip(window.positions, window.word_index):
-                    # pieces of context on the nearer cut side (a side at the text's own start / end is no cut)
-                    edge = min(t - 1 if not at_start else math.inf, last - t if not at_end else math.inf)
-                    if edge > best.get((i, w), -1):
-                        best[(i, w)] = edge
-                        for n in tagging:
-                            results[i][n][w] = self.tasks[n].labels[tag_ids[n][row][t]]
-        self.train(was_training)
+        outs = self.run({"input_ids": [w.input_ids for w in windows], "shape_ids": [w.shape_ids for w in windows],
+                         "positions": [w.positions for w in windows]}, outputs, batch_size, precision)
+        results = [{} for _ in words_batch]
+        for window, out in zip(windows, outs):
+            if window.at_start:  # the row's first window: sentence tasks and the embedding
+                results[window.row].update({n: self.tasks[n].row_prediction(v) if n in self.tasks else v
+                                            for n, v in out.items() if n not in per_word})
+        if per_word:
+            for i, chosen in enumerate(best_windows(windows)):
+                for n in per_word:
+                    logits = [outs[j][n][k] for _, j, k in chosen]
+                    logits = torch.stack(logits) if logits else torch.zeros(0, len(self.tasks[n].labels))
+                    results[i][n] = self.tasks[n].row_prediction(logits, [w for w, _, _ in chosen],
+                                                                 len(words_batch[i]))
         return results
 
     def _later_windows(self, words_batch, enc):
@@ -384,7 +443,8 @@ class MultiTaskSentenceTransformer(nn.Module):
                 for k, (i, start, at_end) in enumerate(later)]
 
     def _prepare(self, texts):
-        """Per text: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word splitting."""
+        """Per text its spans: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word
+        splitting."""
         prepared = []
         for text in texts:
             # raw_starts[i]:raw_ends[i] is the stretch of the raw text that produced clean char i.
@@ -408,18 +468,9 @@ class MultiTaskSentenceTransformer(nn.Module):
         texts, single = check_texts(texts)
         prepared = self._prepare(texts)
         trained = {n: self.head_is_trained(n) for n in names} if texts else {}
-        runs = self._run([p[2] for p in prepared], batch_size, precision, outputs=names) if texts else []
-        results = []
-        for text, (raw_starts, raw_ends, words, starts), run in zip(texts, prepared, runs):
-            result = {}
-            for n in names:
-                task = self.tasks[n]
-                if task.reads == "tokens":
-                    result[n] = task.decode_entities(text, run[n], words, starts, raw_starts, raw_ends) \
-                        if trained[n] else []
-                else:
-                    result[n] = task.decode(run[n], trained[n])
-            results.append(result)
+        runs = self.run_words([p[2] for p in prepared], names, batch_size, precision) if texts else []
+        results = [{n: self.tasks[n].decode(run[n], trained[n], text, spans) for n in names}
+                   for text, spans, run in zip(texts, prepared, runs)]
         return results[0] if single else results
 
     def predict_tags(self, words_batch, batch_size=32, precision="auto", task=None):
@@ -432,12 +483,12 @@ class MultiTaskSentenceTransformer(nn.Module):
             raise InputError(f"this model has no tagging task (its tasks: {', '.join(self.tasks)}); predict_tags "
                              "tags words with one.")
         name = task or self.first_task("tagging").name
-        if self.check_task_names([name]) and self.tasks[name].kind != "tagging":
+        if self.check_task_names([name]) and not self.tasks[name].reads_words:
             raise InputError(f"task {name!r} is a {self.tasks[name].kind} task; predict_tags needs a tagging task.")
         if not words_batch:
             resolve_precision(precision, self.device, fast_available=self.fast is not None)  # still check the flag
             return []
-        runs = self._run([list(ws) for ws in words_batch], batch_size, precision, outputs=(name,))
+        runs = self.run_words([list(ws) for ws in words_batch], (name,), batch_size, precision)
         if not self.head_is_trained(name):
             return [["O"] * len(r[name]) for r in runs]
         return [r[name] for r in runs]
@@ -451,7 +502,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         texts, single = check_texts(texts)
         words = [p[2] for p in self._prepare(texts)]
         if texts:
-            runs = self._run(words, batch_size, precision, outputs=(EMBEDDING,))
+            runs = self.run_words(words, (EMBEDDING,), batch_size, precision)
             emb = torch.stack([r[EMBEDDING] for r in runs])
         else:
             resolve_precision(precision, self.device, fast_available=self.fast is not None)

@@ -138,8 +138,7 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
     axes = {"batch": 0, "tokens": 1}
     names = output_names(copy_)
     dynamic = {n: {0: "batch", 1: "tokens"} for n in INPUT_NAMES}
-    dynamic.update({n: {0: "batch", 1: "tokens"} if n in copy_.tasks and copy_.tasks[n].reads == "tokens"
-                    else {0: "batch"} for n in names})
+    dynamic.update({n: dict(copy_.tasks[n].onnx_axes) if n in copy_.tasks else {0: "batch"} for n in names})
     raw = path if quantize == "none" and not fuse else os.path.join(directory, "model.exported.onnx")
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

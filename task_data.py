@@ -18,13 +18,14 @@ Every source is split alone: its own test split (the source's, else TEST_FRACTIO
 (VAL_FRACTION of train), stratified for classification; the rows of a source share one `group` (sampling's unit).
 Nothing is read at import time.
 """
+import os
 from typing import NamedTuple
 
 from errors import InputError
+from tasks import KINDS
 
 BUILTIN = {"topic": "classification", "ner": "tagging"}  # the default pair and its kinds, read from --dataset
 SPEC_FORMAT = "NAME=KIND:SOURCE[@COLUMN] (e.g. bbc=classification:bbc.csv@category, conll=tagging:conll2003/train.txt)"
-MULTILABEL_SEPARATOR = "|"
 
 
 class TaskSpec(NamedTuple):
@@ -32,6 +33,15 @@ class TaskSpec(NamedTuple):
     kind: str = None        # None for the default pair
     source: str = None
     column: str = None
+
+    @property
+    def builtin(self):
+        """Whether this is one of the default pair (read from --dataset), not NAME=KIND:SOURCE."""
+        return self.source is None
+
+    @property
+    def task_class(self):
+        return KINDS[self.kind]
 
 
 class TaskRows(NamedTuple):
@@ -44,8 +54,6 @@ class TaskRows(NamedTuple):
 
 def parse_task_spec(spec):
     """A TaskSpec from main.py's form; InputError naming the form for anything else."""
-    from tasks import KINDS
-
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"--tasks: empty task; each is topic, ner or {SPEC_FORMAT}")
     spec = spec.strip()
@@ -60,11 +68,11 @@ def parse_task_spec(spec):
     source, _, column = source.partition("@")
     if not source:
         raise InputError(f"--tasks {spec}: no data source; form: {SPEC_FORMAT}")
-    if kind == "tagging" and column:
-        raise InputError(f"--tasks {spec}: a tagging task reads a CoNLL file's last column; drop '@{column}'")
+    if not KINDS[kind].table_source and column:
+        raise InputError(f"--tasks {spec}: a {kind} task reads a CoNLL file's last column; drop '@{column}'")
     if not name.isidentifier():
         raise InputError(f"--tasks {spec}: task name {name!r} must be an identifier (letters, digits, _)")
-    return TaskSpec(name, kind, source, column or ("label" if kind != "tagging" else None))
+    return TaskSpec(name, kind, source, column or ("label" if KINDS[kind].table_source else None))
 
 
 def parse_task_specs(specs):
@@ -76,7 +84,7 @@ def parse_task_specs(specs):
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"--tasks: two tasks are named {dupes[0]!r}; give each task its own name")
-    where = [(p.source, p.column) for p in parsed if p.kind]
+    where = [(p.source, p.column) for p in parsed if not p.builtin]
     twice = sorted({w for w in where if where.count(w) > 1}, key=str)
     if twice:
         raise InputError(f"--tasks: two tasks read column {twice[0][1]!r} of {twice[0][0]}; one task per column")
@@ -106,7 +114,7 @@ def resolve_spec(spec, resolve):
         parsed = parse_task_spec(spec)
     except InputError:
         return spec  # reported by the checks
-    if not parsed.kind:
+    if parsed.builtin:
         return spec
     resolved = resolve(parsed.source)
     return f"{parsed.name}={parsed.kind}:{resolved}" + (f"@{parsed.column}" if "@" in spec else "")
@@ -116,23 +124,19 @@ def spec_problems(specs, text_column="text"):
     """[message] for specs that cannot be loaded, before any work: a missing source file (a name that is neither a
     file nor a folder may be a Hub id, except for tagging and names with a data-file suffix), and a classification
     source without its text or label column or with unusable labels (data_sources.class_names reads the rows)."""
-    import os
-
-    from data_sources import FILE_FORMATS, class_names
-    from errors import ProjectError
+    from data_sources import FILE_FORMATS
 
     problems = []
     for s in specs:
-        if not s.kind:
+        if s.builtin:
             continue
         if not os.path.exists(s.source):
-            if s.kind == "tagging" or "/" in s.source or os.path.splitext(s.source)[1].lower() in FILE_FORMATS:
+            if not s.task_class.table_source or "/" in s.source or \
+                    os.path.splitext(s.source)[1].lower() in FILE_FORMATS:
                 problems.append(f"--tasks {s.name}: no file or folder at {s.source}")
-        elif s.kind == "classification":
-            try:
-                class_names(s.source, text_column, s.column)
-            except ProjectError as e:
-                problems.append(f"--tasks {s.name}: {e}")
+        else:
+            problems += [f"--tasks {s.name}: {m}" for m in s.task_class.source_problems(s.source, text_column,
+                                                                                        s.column)]
     return problems
 
 
@@ -140,7 +144,7 @@ def sources(specs):
     """{source: [its specs]} of the non-default specs, in order."""
     out = {}
     for s in specs:
-        if s.kind:
+        if not s.builtin:
             out.setdefault(s.source, []).append(s)
     return out
 
@@ -173,64 +177,34 @@ def _words(texts, clean):
     return [split_words(clean_text(t) if clean else t)[0] for t in texts]
 
 
-def _multilabel_values(where, column, values):
-    """(label names, per row a list of ids or None) from lists or '|'-joined strings."""
-    from data_sources import _is_null
-
-    rows = []
-    for row, v in enumerate(values):
-        if _is_null(v):
-            rows.append(None)
-        elif isinstance(v, str):
-            rows.append([x.strip() for x in v.split(MULTILABEL_SEPARATOR) if x.strip()])
-        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
-            rows.append([str(x) for x in v])
-        else:
-            raise InputError(f"{where}, row {row}: column {column!r} holds {v!r}, not a list of labels; a multilabel "
-                             f"column holds a list (JSON) or names joined by '{MULTILABEL_SEPARATOR}' (CSV)")
-    names = sorted({x for r in rows if r is not None for x in r})
-    if len(names) < 2:
-        raise InputError(f"{where}: column {column!r} names {len(names)} label(s); a multilabel task needs at least 2")
-    ids = {n: i for i, n in enumerate(names)}
-    return names, [None if r is None else sorted({ids[x] for x in r}) for r in rows]
-
-
 def load_task_source(source, specs, text_column="text", clean=False, test_fraction=0.2, val_fraction=0.1, seed=42,
                      group=1):
     """TaskRows for the tasks read from one source (a CoNLL file for tagging, a labelled data source otherwise)."""
-    from tasks import KINDS
-
-    tagging = [s for s in specs if s.kind == "tagging"]
-    if tagging and len(specs) > 1:
-        raise InputError(f"--tasks: {source} is read as a CoNLL file by {tagging[0].name} and as a labelled table by "
-                         f"{[s.name for s in specs if s is not tagging[0]][0]}; one kind of source per file")
-    if tagging:
-        return _load_conll_task(source, tagging[0], test_fraction, val_fraction, seed, group)
-    from data_sources import _check_columns, _check_texts, _label_names_and_ids, _load_parts, _resolve_source
+    tagged = [s for s in specs if not s.task_class.table_source]
+    if tagged and len(specs) > 1:
+        raise InputError(f"--tasks: {source} is read as a CoNLL file by {tagged[0].name} and as a labelled table by "
+                         f"{[s.name for s in specs if s is not tagged[0]][0]}; one kind of source per file")
+    if tagged:
+        return _load_conll_task(source, tagged[0], test_fraction, val_fraction, seed, group)
+    from data_sources import _check_columns, _check_texts, _load_parts, _resolve_source
 
     kind, src = _resolve_source(source)
     parts = _load_parts(kind, src)
     for s in specs:
         _check_columns(parts, text_column, s.column)
-    by_split = {split: {"texts": [], "columns": {s.name: [] for s in specs}} for split in parts}
+    by_split = {split: {"texts": [], "columns": {}} for split in parts}
     tasks = []
     for s in specs:
-        if s.kind == "classification":
-            names, ids = _label_names_and_ids(parts, s.column)
-            for split, per_part in ids.items():
-                by_split[split]["columns"][s.name] = [y for values in per_part for y in values]
-        else:
-            values = [(split, v) for split, ps in parts.items() for where, ds in ps for v in ds[s.column]]
-            names, rows = _multilabel_values(source, s.column, [v for _, v in values])
-            for (split, _), r in zip(values, rows):
-                by_split[split]["columns"][s.name].append(r)
-        tasks.append(KINDS[s.kind](s.name, names, column=s.name))
+        task, values = s.task_class.from_table(s.name, parts, s.column, source)
+        for split, column in values.items():
+            by_split[split]["columns"][s.name] = column
+        tasks.append(task)
     for split, ps in parts.items():
         for where, ds in ps:
             texts = list(ds[text_column])
             _check_texts(where, texts, text_column)
             by_split[split]["texts"] += texts
-    first = next((t for t in tasks if t.kind == "classification"), None)
+    first = next((t for t in tasks if t.stratifies), None)
     train_all = by_split["train"]
     labels = train_all["columns"][first.name] if first else None
     train_idx, val_idx, test_idx = _split(len(train_all["texts"]), labels, test_fraction, val_fraction, seed,
@@ -271,8 +245,6 @@ def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):
 
 
 def _is_parquet_source(path):
-    import os
-
     return path.lower().endswith(".parquet") or (os.path.isdir(path) and any(
         f.endswith(".parquet") for f in os.listdir(path)))
 
@@ -280,8 +252,6 @@ def _is_parquet_source(path):
 def _read_tagged_parquet(path):
     """[(words, tags)] of a parquet file's (or a folder of them, in name order) words and ner_tags columns, rows whose
     ner_tags is null (--label-dir's error rows) left out."""
-    import os
-
     import pyarrow.parquet as pq
 
     files = [path] if os.path.isfile(path) else sorted(

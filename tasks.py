@@ -22,7 +22,9 @@ import numbers
 import torch
 from torch import nn
 
-from errors import InputError
+from data_sources import _is_null, _label_names_and_ids, class_names
+from errors import InputError, ProjectError
+from metrics import classification_metrics, fmt, ner_metrics
 from text_prep import WORD_SHAPES
 
 IGNORE_INDEX = -100
@@ -30,6 +32,7 @@ RESERVED_NAMES = ("sentence_embedding", "input_ids", "attention_mask", "shape_id
 TAGGING_WINDOW = 4   # word shapes of +-N neighbouring tokens reach the tagging head
 TAGGING_CONTEXT = 1  # the tagging head's hidden layer reads +-N neighbouring tokens (0 = the token alone)
 THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]  # a multi-label task's threshold is chosen among these
+MULTILABEL_SEPARATOR = "|"  # a multi-label CSV field joins its labels with this ('sport|politics')
 
 
 class Task:
@@ -70,12 +73,104 @@ class Task:
         """Whether other predicts the same things (kind, name, labels): a teacher for it, a resumable run of it."""
         return (self.kind, self.name, self.labels) == (other.kind, other.name, other.labels)
 
+    def summary(self):
+        """'name (kind, N labels)': how messages name a task."""
+        return f"{self.name} ({self.kind}, {len(self.labels)} labels)"
+
+    def describe(self):
+        """What the task predicts, for the model card's task list."""
+        more = ", ..." if len(self.labels) > 12 else ""
+        return f"{len(self.labels)} {self.label_word}: {', '.join(self.labels[:12])}{more}"
+
+    label_word = "classes"
+
+    # ----------------------------------------------------------------- reading a data source
+    table_source = True  # its labels are a column of a data table (CSV, JSON, parquet, the Hub layout)
+    stratifies = False   # a source's splits are stratified by this task's values
+
+    @classmethod
+    def from_table(cls, name, parts, column, where):
+        """(task, {split: per row its value}) from column of a table's parts ({split: [(where, rows)]})."""
+        raise NotImplementedError
+
+    @classmethod
+    def source_problems(cls, source, text_column, column):
+        """[message] for a source this kind cannot read, found before any work (reading its rows is allowed)."""
+        return []
+
     # ----------------------------------------------------------------- data
     def has_label(self, value):
         return value is not None and value != self.missing
 
     def check_values(self, values):
         """Raise InputError naming the fix for the first row value this task cannot train on."""
+        raise NotImplementedError
+
+    def read_values(self, column, words):
+        """The rows' values of this task (column, read from its data), as training takes them: checked, numpy
+        integers made ints."""
+        column = [int(y) if isinstance(y, numbers.Integral) and not isinstance(y, bool) else y for y in column]
+        self.check_values(column)
+        return column
+
+    def token_targets(self, features, values):
+        """Per row the wordpiece-aligned targets a token-level task trains on; None for a sentence task."""
+        return None
+
+    def label_counts(self, features):
+        """Per row, how many things the task is scored on there (rows: 1 or 0; words for tagging)."""
+        return [int(self.has_label(v)) for v in features["values"][self.name]]
+
+    def soft_units(self, features, row):
+        """How many distributions a teacher gives this task on a row (one per row; per word for tagging)."""
+        return 1
+
+    def collate(self, features, indices, every_word=False):
+        """This task's part of a padded batch of the given rows: its targets under its name."""
+        return {self.name: self.targets([features["values"][self.name][i] for i in indices])}
+
+    def batch_positions(self, batch):
+        """forward()'s positions for this task in a collated batch (None: a sentence task reads the pooled row)."""
+        return None
+
+    # ----------------------------------------------------------------- inference
+    reads_words = False   # its output is per word, so a row longer than one window is run in several windows
+    onnx_axes = {0: "batch"}
+    untrained_note = "no label (label and score are None)"
+
+    def run_head(self, head, token_embeddings, sentence, shape_ids, positions, attention_mask):
+        """The head's logits: a sentence task reads the pooled embedding."""
+        return head(sentence)
+
+    def row_output(self, logits, row, positions):
+        """One row's logits out of a batch's (the batch runner): [n_labels] for a sentence task."""
+        return logits[row]
+
+    def row_prediction(self, logits, word_index=(), n_words=0):
+        """A row's decision from its logits (row_output): the probabilities of a sentence task."""
+        return self.probabilities(logits)
+
+    def tune(self, gold, predictions):
+        """Settle what validation chooses (a multi-label threshold); nothing for most kinds."""
+
+    def decode(self, prediction, trained=True, text=None, spans=None):
+        """predict()'s output from row_prediction (spans: the text's words and offsets, for per-word tasks)."""
+        raise NotImplementedError
+
+    def describe_output(self, output):
+        """One prediction (predict()'s output for this task) as a short phrase."""
+        raise NotImplementedError
+
+    def format_metrics(self, m, rows):
+        """The printed line(s) of this task's test metrics."""
+        raise NotImplementedError
+
+    def card_rows(self, m):
+        """The model card's metric rows: (pipeline tag, title, metric type, metric name, value)."""
+        raise NotImplementedError
+
+    def arrow_type(self):
+        """The pyarrow type of predict()'s output for this task (corpus prediction writes it)."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- head and loss
@@ -120,7 +215,7 @@ class ClassificationTask(Task):
     def probabilities(self, logits):
         return logits.float().softmax(-1)
 
-    def decode(self, probs, trained=True):
+    def decode(self, probs, trained=True, text=None, spans=None):
         """predict()'s output: {'label', 'score'} (both None for a head training never taught)."""
         if not trained:
             return {"label": None, "score": None}
@@ -129,9 +224,40 @@ class ClassificationTask(Task):
 
     def metrics(self, gold, probs):
         """Accuracy (main), macro-F1 and the confusion matrix of the rows' class ids against probs' argmax."""
-        from metrics import classification_metrics
-
         return classification_metrics(gold, [int(p.argmax()) for p in probs], len(self.labels))
+
+    stratifies = True
+
+    @classmethod
+    def from_table(cls, name, parts, column, where):
+        names, ids = _label_names_and_ids(parts, column)
+        return cls(name, names, column=name), {split: [y for values in per_part for y in values]
+                                               for split, per_part in ids.items()}
+
+    @classmethod
+    def source_problems(cls, source, text_column, column):
+        try:
+            class_names(source, text_column, column)
+        except ProjectError as e:
+            return [str(e)]
+        return []
+
+    def describe_output(self, output):
+        return f"{output['label']} ({output['score']:.2f})" if output["label"] is not None else \
+            "no label (head untrained)"
+
+    def format_metrics(self, m, rows):
+        return [f"accuracy {fmt(m['accuracy'])}  macro-F1 {fmt(m['macro_f1'])}  ({rows} rows)"]
+
+    def card_rows(self, m):
+        title = "Topic classification" if self.name == "topic" else f"{self.name} (classification)"
+        return [("text-classification", title, "accuracy", "Test accuracy", m["accuracy"]),
+                ("text-classification", title, "f1", "Test macro-F1", m["macro_f1"])]
+
+    def arrow_type(self):
+        import pyarrow as pa  # optional: only corpus prediction writes arrow
+
+        return pa.struct([("label", pa.string()), ("score", pa.float64())])
 
 
 class MultiLabelTask(Task):
@@ -190,7 +316,40 @@ class MultiLabelTask(Task):
     def probabilities(self, logits):
         return torch.sigmoid(logits.float())
 
-    def decode(self, probs, trained=True):
+    label_word = "labels"
+    untrained_note = "no labels (labels [], scores None)"
+
+    @classmethod
+    def from_table(cls, name, parts, column, where):
+        values = [(split, v) for split, ps in parts.items() for _, ds in ps for v in ds[column]]
+        names, rows = multilabel_values(where, column, [v for _, v in values])
+        by_split = {split: [] for split in parts}
+        for (split, _), r in zip(values, rows):
+            by_split[split].append(r)
+        return cls(name, names, column=name), by_split
+
+    def tune(self, gold, predictions):
+        self.tune_threshold(gold, predictions)
+
+    def describe_output(self, output):
+        return ", ".join(output["labels"]) or "no label over the threshold"
+
+    def format_metrics(self, m, rows):
+        return [f"micro-F1 {fmt(m['micro_f1'])}  macro-F1 {fmt(m['macro_f1'])}  threshold {m['threshold']}  "
+                f"({rows} rows)"]
+
+    def card_rows(self, m):
+        title = f"{self.name} (multi-label classification)"
+        return [("text-classification", title, "f1", "Test micro-F1", m["micro_f1"]),
+                ("text-classification", title, "f1", "Test macro-F1", m["macro_f1"])]
+
+    def arrow_type(self):
+        import pyarrow as pa  # optional: only corpus prediction writes arrow
+
+        return pa.struct([("labels", pa.list_(pa.string())),
+                          ("scores", pa.struct([(n, pa.float64()) for n in self.labels]))])
+
+    def decode(self, probs, trained=True, text=None, spans=None):
         """predict()'s output: {'labels': [names over the threshold], 'scores': {name: probability}}."""
         if not trained:
             return {"labels": [], "scores": None}
@@ -199,7 +358,7 @@ class MultiLabelTask(Task):
 
     def metrics(self, gold, probs, threshold=None):
         """Micro-F1 (main), macro-F1 and the threshold used."""
-        from sklearn.metrics import f1_score
+        from sklearn.metrics import f1_score  # heavy: imported on first use, as metrics.py does
 
         threshold = self.threshold if threshold is None else threshold
         y = torch.zeros(len(gold), len(self.labels), dtype=torch.long)
@@ -299,8 +458,78 @@ class TaggingTask(Task):
                                  "task with the data's tags (e.g. conll.tags_of(files), or MultiTaskSentenceTransformer"
                                  "(tags=tags) for the default pair).")
 
+    def describe(self):
+        return f"BIO tags for {', '.join(self.entity_types)}"
+
+    # ----------------------------------------------------------------- data: one tag per word
+    table_source = False  # a CoNLL file, or parquet with words and ner_tags (task_data reads them)
+
+    def read_values(self, column, words):
+        self.check_values(column, words)
+        return column
+
+    def token_targets(self, features, values):
+        """Per row: the tag id on each word's first wordpiece, IGNORE_INDEX elsewhere and on every piece of a row
+        without tags (which then adds no loss and is not scored)."""
+        tag_to_id = {t: i for i, t in enumerate(self.labels)}
+        aligned = []
+        for ids, positions, index, tags in zip(features["input_ids"], features["positions"], features["word_index"],
+                                               values):
+            row = [IGNORE_INDEX] * len(ids)
+            if tags is not None:
+                for t, w in zip(positions, index):
+                    row[t] = tag_to_id[tags[w]]
+            aligned.append(row)
+        return aligned
+
+    def label_counts(self, features):
+        return [sum(t != IGNORE_INDEX for t in x) for x in features["token_labels"][self.name]]
+
+    def soft_units(self, features, row):
+        return len(features["positions"][row])
+
+    def collate(self, features, indices, every_word=False):
+        """The labelled first wordpieces as `name.rows` / `name.cols` and their tags under the name, found on the host
+        (a boolean mask applied on the GPU would make the host wait for its count every step). every_word: every
+        word's first wordpiece instead (a teacher has a distribution there), its tag IGNORE_INDEX where the row has
+        none; on a row with tags these are the same words in the same order."""
+        name = self.name
+        padded = [features["token_labels"][name][i] for i in indices]
+        width = max((len(x) for x in padded), default=0)
+        labels = torch.tensor([x + [IGNORE_INDEX] * (width - len(x)) for x in padded], dtype=torch.long)
+        if every_word:
+            rows = torch.tensor([j for j, i in enumerate(indices) for _ in features["positions"][i]],
+                                dtype=torch.long)
+            cols = torch.tensor([p for i in indices for p in features["positions"][i]], dtype=torch.long)
+        else:
+            rows, cols = (labels != IGNORE_INDEX).nonzero(as_tuple=True)
+        return {f"{name}.rows": rows, f"{name}.cols": cols, name: labels[rows, cols]}
+
+    def batch_positions(self, batch):
+        return batch[f"{self.name}.rows"], batch[f"{self.name}.cols"]
+
+    # ----------------------------------------------------------------- head, loss, inference
+    reads_words = True
+    onnx_axes = {0: "batch", 1: "tokens"}
+    untrained_note = "no entities (every tag is 'O')"
+
     def make_head(self, hidden):
         return TaggingHead(hidden, len(self.labels), self.dropout, window=self.window, context=self.context)
+
+    def run_head(self, head, token_embeddings, sentence, shape_ids, positions, attention_mask):
+        return head(token_embeddings, shape_ids, (positions or {}).get(self.name), attention_mask)
+
+    def row_output(self, logits, row, positions):
+        """The logits at the row's words' first wordpieces in this window: [its words, n_tags]."""
+        return logits[row, positions]
+
+    def row_prediction(self, logits, word_index=(), n_words=0):
+        """One tag per word of the row: the argmax at each word given (word_index), 'O' for the others (truncated
+        words, words with no wordpiece)."""
+        tags = ["O"] * n_words
+        for w, t in zip(word_index, logits.argmax(-1).tolist()):
+            tags[w] = self.labels[t]
+        return tags
 
     def loss(self, logits, targets):
         return nn.functional.cross_entropy(logits, targets, reduction="sum", ignore_index=IGNORE_INDEX)
@@ -308,8 +537,12 @@ class TaggingTask(Task):
     def probabilities(self, logits):
         return logits.float().softmax(-1)
 
-    def decode_entities(self, text, word_tags, words, starts, raw_starts, raw_ends):
-        """predict()'s output: [{'text', 'type', 'start', 'end'}] with offsets into the text as given."""
+    def decode(self, word_tags, trained=True, text=None, spans=None):
+        """predict()'s output: [{'text', 'type', 'start', 'end'}] with offsets into the text as given; spans: the
+        text's (raw_starts, raw_ends, words, word_starts) (MultiTaskSentenceTransformer._prepare)."""
+        if not trained:
+            return []
+        raw_starts, raw_ends, words, starts = spans
         entities = []
         for kind, first, end in bio_to_spans(word_tags):
             s, e = starts[first], starts[end - 1] + len(words[end - 1])
@@ -319,9 +552,54 @@ class TaggingTask(Task):
 
     def metrics(self, gold, pred):
         """Entity micro P / R / F1 (main: f1) and per type (seqeval, on words)."""
-        from metrics import ner_metrics
-
         return ner_metrics(gold, pred)
+
+    def describe_output(self, output):
+        return ", ".join(f"{e['text']} [{e['type']}]" for e in output) or "no entities"
+
+    def format_metrics(self, m, rows):
+        lines = [f"entity P/R/F1 {m['precision']:.4f} / {m['recall']:.4f} / {m['f1']:.4f}  ({rows} rows)"]
+        for kind, per in sorted(m["per_type"].items()):
+            lines.append(f"  {kind:<12s} P {per['precision']:.3f}  R {per['recall']:.3f}  F1 {per['f1']:.3f}  "
+                         f"({per['support']})")
+        return lines
+
+    def card_rows(self, m):
+        if self.name == "ner":
+            return [("token-classification", "NER (spaCy silver labels)", "f1",
+                     "Entity micro-F1 vs spaCy silver labels", m["f1"])]
+        return [("token-classification", f"{self.name} (tagging)", "f1", "Entity micro-F1", m["f1"])]
+
+    def arrow_type(self):
+        import pyarrow as pa  # optional: only corpus prediction writes arrow
+
+        return pa.list_(pa.struct([("text", pa.string()), ("type", pa.string()), ("start", pa.int64()),
+                                   ("end", pa.int64())]))
+
+
+def multilabel_values(where, column, values):
+    """(label names, per row a list of ids or None) from lists or '|'-joined strings."""
+    rows = []
+    for row, v in enumerate(values):
+        if _is_null(v):
+            rows.append(None)
+        elif isinstance(v, str):
+            rows.append([x.strip() for x in v.split(MULTILABEL_SEPARATOR) if x.strip()])
+        elif isinstance(v, (list, tuple)) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
+            rows.append([str(x) for x in v])
+        else:
+            raise InputError(f"{where}, row {row}: column {column!r} holds {v!r}, not a list of labels; a multilabel "
+                             f"column holds a list (JSON) or names joined by '{MULTILABEL_SEPARATOR}' (CSV)")
+    names = sorted({x for r in rows if r is not None for x in r})
+    if len(names) < 2:
+        raise InputError(f"{where}: column {column!r} names {len(names)} label(s); a multilabel task needs at least 2")
+    ids = {n: i for i, n in enumerate(names)}
+    return names, [None if r is None else sorted({ids[x] for x in r}) for r in rows]
+
+
+def first_of(tasks, kind):
+    """The first task of a kind ('classification', 'tagging', ...) among tasks (a list or {name: task}), or None."""
+    return next((t for t in (tasks.values() if isinstance(tasks, dict) else tasks) if t.kind == kind), None)
 
 
 def bio_to_spans(tags):

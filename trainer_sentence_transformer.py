@@ -683,7 +683,7 @@ class MultiTaskTrainer:
             if teacher is not self.teacher and not mine_soft:
                 continue
             teacher_emb, logits = teacher_outputs(teacher, self.train_features, mine, c.eval_batch_size, acc.device,
-                                                  self.precision, self.pad_id, mine_soft)
+                                                  self.precision, mine_soft)
             teacher.to("cpu")  # its outputs are all it is needed for
             per_task.update(logits)
             if teacher is self.teacher:

@@ -70,7 +70,7 @@ def test_bio_to_spans():
 def test_predict_offsets_index_the_raw_string(monkeypatch):
     model = tiny_multitask()
     # Force every word to be its own entity, so every word's offsets are checked against the raw text.
-    monkeypatch.setattr(model, "_run", lambda words_batch, *args, **kwargs: [
+    monkeypatch.setattr(model, "run_words", lambda words_batch, *args, **kwargs: [
         {"topic": torch.tensor([0.1, 0.2, 0.3, 0.4]), "ner": ["B-ORG"] * len(ws)} for ws in words_batch])
     raw = "Oil hit  #36;50 a barrel,  quot;analysts quot; say\\Reuters &lt;b&gt;Corp&lt;/b&gt;"
     (result,) = model.predict([raw])

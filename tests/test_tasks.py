@@ -113,8 +113,8 @@ def test_onnx_has_one_named_output_per_head_matching_torch(trained, tmp_path):
     assert fast_config["outputs"] == ["topic", "flags", "names", "sentence_embedding"]
     fast = MultiTaskSentenceTransformer.from_pretrained(tmp_path / "fast")
     words = [["Anna", "visits", "Rome"], ["the", "team", "won", "the", "cup", "in", "Paris"]]
-    ref = m.eval()._run(words, 8, "fp32")
-    got = fast._run(words, 8, "fast")
+    ref = m.eval().run_words(words, batch_size=8, precision="fp32")
+    got = fast.run_words(words, batch_size=8, precision="fast")
     for a, b in zip(ref, got):  # per head: probabilities / tags agree with PyTorch
         assert torch.allclose(a["topic"], b["topic"], atol=1e-4)
         assert torch.allclose(a["flags"], b["flags"], atol=1e-4)
