@@ -191,7 +191,8 @@ class FastRunner:
                              "; re-export the model with model.export_fast(dir) after adding a task.")
         feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
                  "shape_ids": shape_ids.numpy()}
-        return dict(zip(outputs, self.session.run(list(outputs), feeds)))
+        wanted = {i.name for i in self.session.get_inputs()}  # a graph without a tagging head reads no word shapes
+        return dict(zip(outputs, self.session.run(list(outputs), {k: v for k, v in feeds.items() if k in wanted})))
 
 
 # ------------------------------------------------------------------------------ main.py --predict-file: streaming I/O

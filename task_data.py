@@ -218,7 +218,10 @@ def load_task_source(source, specs, text_column="text", clean=False, test_fracti
         out["group"] = [group] * len(idx)
         return out
 
-    return TaskRows(tasks, rows(train_all, train_idx), rows(train_all, val_idx), rows(test_source, test_idx))
+    train = rows(train_all, train_idx)
+    for task in tasks:
+        task.fit(train[task.name])  # what the training rows decide (e.g. a scale), never the validation / test rows'
+    return TaskRows(tasks, train, rows(train_all, val_idx), rows(test_source, test_idx))
 
 
 def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):

@@ -98,6 +98,10 @@ class Task:
         """[message] for a source this kind cannot read, found before any work (reading its rows is allowed)."""
         return []
 
+    def fit(self, values):
+        """Settle what the training rows' values decide (their scale, say) once the source is split; most kinds
+        have nothing to settle."""
+
     # ----------------------------------------------------------------- data
     def has_label(self, value):
         return value is not None and value != self.missing
