@@ -15,6 +15,7 @@ A resumed run must share the training data (data_fingerprint), every TrainConfig
 the run settings (process count, resolved precision, pooling, dropout, the teacher's weights). Importing this module
 loads no model or data.
 """
+import hashlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from atomic_io import atomic_write_dir
 from errors import ProjectError
@@ -35,8 +37,6 @@ class CheckpointError(ProjectError, RuntimeError):
 
 # --------------------------------------------------------------------------- fingerprints and resume checks
 def tensor_fingerprint(tensor):
-    import hashlib
-
     return hashlib.sha1(tensor.contiguous().numpy().tobytes()).hexdigest()
 
 
@@ -80,8 +80,6 @@ def run_settings(model, accelerator, precision, teacher=None):
 
 def weights_fingerprint(model):
     """sha1 of a model's parameters and buffers (names and bytes): which teacher a run distils from."""
-    import hashlib
-
     h = hashlib.sha1()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -90,8 +88,6 @@ def weights_fingerprint(model):
 
 
 def data_fingerprint(features):
-    import hashlib
-
     values = [[name, [list(v) if isinstance(v, tuple) else v for v in features["values"][name]]]
               for name in sorted(features["values"])]
     payload = json.dumps([features["input_ids"], values, features.get("group")])
@@ -127,8 +123,6 @@ def write_checkpoint(folder, model, optimizer, scheduler, rngs, trainer_state, l
     """The three files of a checkpoint, written to a temp folder beside `folder` and renamed (atomic_io)."""
 
     def write(directory):
-        from safetensors.torch import save_file
-
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   os.path.join(directory, "model.safetensors"))
         extra = {} if loss_weighting is None else {"loss_weighting": loss_weighting.state_dict()}
@@ -160,8 +154,6 @@ def load_checkpoint_weights(folder, checkpoint_dir, accelerator, model, optimize
                             scaler=None):
     """Model, optimizer, scheduler (and loss weighting, grad scaler) from the checkpoint onto this process's device;
     returns this process's RNG state. weights_only: a shared folder cannot run code."""
-    from safetensors.torch import load_file
-
     device = "cpu" if accelerator.device.type == "cpu" else str(accelerator.device)  # safetensors refuses "cpu:0"
     try:
         model.load_state_dict(load_file(os.path.join(folder, "model.safetensors"), device=device))

@@ -12,8 +12,9 @@ import os
 import re
 from pathlib import Path
 
-from create_ner_dataset import row_features
+from create_ner_dataset import doc_to_words_tags, load_spacy, row_features
 from errors import InputError, InputFileNotFound
+from metrics import ner_metrics
 from ner_tags import (
     CONLL_TYPES,
     ONTONOTES_TO_CONLL,
@@ -129,9 +130,6 @@ def evaluate_on_conll(model, path, spacy_model="en_core_web_sm", batch_size=64):
     model is compared with the spaCy types that map onto its own). Returns {"model": ner_metrics, "spacy": ...,
     "sentences": n, "types": [kept spaCy types]}."""
     from spacy.tokens import Doc
-
-    from create_ner_dataset import doc_to_words_tags, load_spacy
-    from metrics import ner_metrics
 
     sentences = read_conll(path)
     words = [w for w, _ in sentences]

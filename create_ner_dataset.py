@@ -30,9 +30,12 @@ the functions.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 from pathlib import Path
 
+from atomic_io import ConcurrentWriteError, atomic_write_dir, kill_point
 from data_sources import (
     TEST_FRACTION,
     _check_columns,
@@ -81,8 +84,6 @@ _NLP_CACHE: dict = {}
 
 def _resolve_spacy_model(model_name: str) -> str:
     """The installed package (or folder) to load for model_name, without importing spaCy."""
-    import importlib.util
-
     for name in (model_name, _FALLBACKS.get(model_name)):
         if name and (Path(name).is_dir() or (name.isidentifier() and importlib.util.find_spec(name) is not None)):
             return name
@@ -92,8 +93,6 @@ def _resolve_spacy_model(model_name: str) -> str:
 
 def _spacy_model_version(resolved: str) -> str:
     """Version of an installed pipeline (package metadata, or meta.json for a folder)."""
-    import importlib.metadata
-
     if Path(resolved).is_dir():
         return json.loads((Path(resolved) / "meta.json").read_text()).get("version", "unknown")
     try:
@@ -184,7 +183,6 @@ def label_texts(texts, nlp, dropped_types=None, batch_size=256, n_process=1, sho
         from tqdm.auto import tqdm
 
         docs = tqdm(docs, total=len(pieces), desc="spaCy NER", unit="doc")
-    from atomic_io import kill_point
 
     out = [([], [], []) for _ in texts]
     for (i, offset, _), doc in zip(pieces, docs):
@@ -247,8 +245,6 @@ def _check_options(test_fraction, ner_types, clean, text_column, label_column, d
 
 def _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, text_column,
                     label_column, test_fraction, ner_types, loaded=None) -> dict:
-    import importlib.metadata
-
     resolved = _resolve_spacy_model(spacy_model)
     if dropped_types is None:
         dropped_types = default_dropped_types(ner_types)
@@ -443,8 +439,6 @@ def print_sample_note(sampled):
 
 def _write_cache(dd, tags, settings, key, final: Path, show_progress=True, sampled=None) -> None:
     """Save atomically (atomic_io.atomic_write_dir: a temp folder beside `final`, then renamed)."""
-    from atomic_io import ConcurrentWriteError, atomic_write_dir
-
     if final.exists() and _read_cache(final, key) is not None:
         return  # a concurrent writer finished the same cache first
     meta = {"key": key, "tags": tags, "settings": settings, "sampled": sampled or {},

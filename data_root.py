@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from atomic_io import atomic_write_dir
 from errors import InputError
 
 ENV = "MTST_DATA_ROOT"
@@ -96,8 +97,6 @@ def fetch(root: str, names=tuple(HUB_SOURCES), load_dataset=None) -> dict:
     "failed: <why>"}. A dataset already in the root is kept; each one is written under a temporary name and renamed
     when complete, so an interrupted fetch leaves no half-written folder. load_dataset: datasets.load_dataset
     (replaceable in tests)."""
-    from atomic_io import atomic_write_dir
-
     if load_dataset is None:
         from datasets import load_dataset
     unknown = [n for n in names if n not in HUB_SOURCES]

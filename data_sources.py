@@ -13,12 +13,14 @@ functions.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import random
 import re
 from pathlib import Path
 
+import hub  # hub.hub_reachable(): one quick probe instead of minutes of retries
 from errors import InputError, ProjectError
 
 AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
@@ -121,9 +123,8 @@ def unavailable_hub_source(source) -> str | None:
     kind, src = _resolve_source(source)  # a missing local file or folder: its own error
     if kind != "hub":
         return None
-    from hub import hub_reachable
 
-    if hub_reachable() or _cached_on_disk(src):
+    if hub.hub_reachable() or _cached_on_disk(src):
         return None
     return "a Hub dataset, but the Hugging Face Hub is not reachable and no cached copy exists"
 
@@ -135,9 +136,7 @@ def _load_source(source: str):
     if _is_local(source) and not os.path.isdir(source):
         raise DatasetSourceError(f"dataset folder {source!r} does not exist; {LOCAL_SOURCE_HINT}.")
     if not _is_local(source) and not datasets.config.HF_HUB_OFFLINE:
-        from hub import hub_reachable  # one quick probe instead of minutes of retries
-
-        if not hub_reachable():
+        if not hub.hub_reachable():
             raise DatasetSourceError(f"cannot reach the Hugging Face Hub to load {source!r}; {LOCAL_SOURCE_HINT}, "
                                      "or set HF_HUB_OFFLINE=1 to use a cached copy.")
     try:
@@ -185,8 +184,6 @@ def _load_parts(kind: str, src, loaded=None) -> dict:
 
 def _check_columns(parts: dict, text_column: str, label_column: str) -> None:
     """ValueError naming the columns that exist when text_column or label_column is missing."""
-    import difflib
-
     for where, ds in (x for ps in parts.values() for x in ps):
         missing = [c for c in (text_column, label_column) if c not in ds.column_names]
         if missing:

@@ -2,16 +2,15 @@
 
 Uses huggingface_hub's own settings and HTTP session: HF_HUB_OFFLINE=1 means offline without a probe, HF_ENDPOINT names
 the Hub (a mirror too), and the session honours the user's proxy settings (HTTPS_PROXY / HTTP_PROXY / NO_PROXY), so a
-machine that reaches the Hub only through a proxy is online. Nothing is imported until the check runs.
+machine that reaches the Hub only through a proxy is online. huggingface_hub is imported when the check runs.
 """
+import os
 
 
 def hub_offline_mode():
     """True when the user switched the Hub off: HF_HUB_OFFLINE as huggingface_hub read it at import, or as the
     environment says now (a notebook may set it after importing)."""
-    import os
-
-    import huggingface_hub
+    import huggingface_hub  # heavy (~0.5 s): imported when a check runs
 
     now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
     return now or huggingface_hub.is_offline_mode()

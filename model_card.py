@@ -10,6 +10,8 @@ Written with huggingface_hub's ModelCard / ModelCardData; from_pretrained never 
 import os
 import re
 
+import sentence_transformer
+from atomic_io import write_text_atomic
 from tasks import Task
 
 CARD_NAME = "README.md"
@@ -29,8 +31,6 @@ def _base_model(flags, model=None):
         return PACKAGED_BASE if name is not None or not flags else None
     name = str(name)
     try:
-        import sentence_transformer
-
         if os.path.realpath(name) == os.path.realpath(sentence_transformer.packaged_model_path()):
             return PACKAGED_BASE
     except Exception:  # the packaged model not installed: then it is not that one
@@ -258,8 +258,6 @@ def _task_teachers(results):
 
 def write_model_card(model_dir, model, results=None, conll=None):
     """Write (or rewrite) model_dir/README.md atomically; returns its path."""
-    from atomic_io import write_text_atomic
-
     path = os.path.join(os.fspath(model_dir), CARD_NAME)
     write_text_atomic(path, str(build_model_card(model, results, conll)))
     return path

@@ -19,10 +19,13 @@ import warnings
 from typing import NamedTuple
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+import serving
 from atomic_io import atomic_write_dir
 from errors import InputError, InputTypeError
+from model_card import CARD_NAME, build_model_card  # the Hub's README.md; main.py adds the run's metrics
 from precision import inference_weights, resolve_precision, run_in_precision
 from sentence_transformer import (
     ModelLoadError,
@@ -525,8 +528,6 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def write_files(self, directory):
         """What save_pretrained writes, into an existing directory (no atomicity of its own)."""
-        from safetensors.torch import save_file
-
         os.makedirs(os.path.join(directory, ENCODER_DIR))
         self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
         heads = {f"{name}.{k}": v for name, head in self.heads.items() for k, v in head.state_dict().items()}
@@ -537,7 +538,6 @@ class MultiTaskSentenceTransformer(nn.Module):
                       os.path.join(directory, TASK_LAYERS_NAME))
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.config_dict(), f, indent=2)
-        from model_card import CARD_NAME, build_model_card  # the Hub's README.md; main.py adds the run's metrics
 
         with open(os.path.join(directory, CARD_NAME), "w") as f:
             f.write(str(build_model_card(self)))
@@ -548,8 +548,6 @@ class MultiTaskSentenceTransformer(nn.Module):
         then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
         quantize: 'none' | 'ffn' | 'encoder' (default serving.QUANTIZE); fuse: ONNX Runtime's transformer fusions
         (default serving.FUSE). Atomic like save_pretrained."""
-        import serving
-
         def write(directory):
             self.write_files(directory)
             serving.export_onnx(self, os.path.join(directory, serving.FAST_DIR), quantize or serving.QUANTIZE,
@@ -609,8 +607,6 @@ class MultiTaskSentenceTransformer(nn.Module):
                 f"{str(e).splitlines()[0]}") from e
         fast_dir = os.path.join(path, "fast")
         if os.path.isdir(fast_dir):
-            import serving
-
             try:
                 model.fast = serving.FastRunner(fast_dir)
             except ImportError:

@@ -4,6 +4,8 @@
     plot_confusion(matrix, labels, path)        # a confusion matrix with its counts
     freezing_chart(rows, path)                  # main.py --compare-freezing: grouped scores per strategy
 """
+import textwrap
+
 import numpy as np
 
 from atomic_io import save_figure
@@ -65,8 +67,6 @@ def _scaled(value, scale):
 def freezing_chart(rows, path):
     """main.py --compare-freezing's chart: grouped bars per strategy (STS-B / 100); stage-2 rows also mark their
     stage-1 scores."""
-    import textwrap
-
     plt = _pyplot()
     metrics = [("topic accuracy", "topic_accuracy", 1), ("topic macro-F1", "topic_macro_f1", 1),
                ("NER F1", "ner_f1", 1), ("STS-B Spearman / 100", "sts_spearman", 100)]

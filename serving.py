@@ -7,8 +7,10 @@
 onnx / onnxruntime are imported only on an export or a load.
 """
 import copy
+import csv
 import json
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -120,7 +122,6 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
     if quantize not in QUANTIZE_MODES:
         raise InputError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}.")
     _import_ort()
-    import warnings
 
     copy_ = copy_model(model).cpu().float().eval()
     hf = copy_.encoder.encoder
@@ -231,8 +232,6 @@ def read_texts(path, text_column="text", extra_columns=None):
     counts input records from 1 (a line of .txt / .jsonl, a data row of .csv or .parquet); error is None or says why
     the row has no text. extra_columns (names): yield (row, text, error, {name: value}) instead, a column a record
     lacks as None (.txt has none; corpus.py carries an id column this way; [] gives the empty dict)."""
-    import csv
-
     kind = os.path.splitext(path)[1].lower()
     extras = extra_columns is not None
     extra_columns = list(extra_columns or ())

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 import data_root as roots
+import hub  # hub.hub_reachable(): one quick probe instead of minutes of retries
 from errors import InputError, InputFileNotFound
 from metrics import spearman
 
@@ -49,13 +50,11 @@ def sts_pairs(data_root="auto"):
     """(pairs, source) of the STS Benchmark dev split: from the data root's stsbenchmark/sts-dev.csv (data_root:
     a folder, None for none, "auto" to look as data_root.find_data_root does), else from the Hub when it answers,
     else (None, "not measured: <why>") -- a run without it goes on and records that."""
-    from hub import hub_reachable
-
     root = roots.find_data_root() if data_root == "auto" else data_root
     path = roots.sts_file(root)
     if path:
         return read_sts(path), path
-    if hub_reachable():
+    if hub.hub_reachable():
         try:
             from datasets import load_dataset
 

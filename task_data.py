@@ -21,8 +21,14 @@ Nothing is read at import time.
 import os
 from typing import NamedTuple
 
+import numpy as np
+
+from conll import read_conll
+from data_sources import FILE_FORMATS, _check_columns, _check_texts, _load_parts, _resolve_source, carve_test_split
 from errors import InputError
+from serving import _is_unreadable, read_texts
 from tasks import KINDS
+from text_prep import _keep_word, clean_text, split_words
 
 BUILTIN = {"topic": "classification", "ner": "tagging"}  # the default pair and its kinds, read from --dataset
 SPEC_FORMAT = "NAME=KIND:SOURCE[@COLUMN] (e.g. bbc=classification:bbc.csv@category, conll=tagging:conll2003/train.txt)"
@@ -124,8 +130,6 @@ def spec_problems(specs, text_column="text"):
     """[message] for specs that cannot be loaded, before any work: a missing source file (a name that is neither a
     file nor a folder may be a Hub id, except for tagging and names with a data-file suffix), and a classification
     source without its text or label column or with unusable labels (data_sources.class_names reads the rows)."""
-    from data_sources import FILE_FORMATS
-
     problems = []
     for s in specs:
         if s.builtin:
@@ -151,10 +155,6 @@ def sources(specs):
 
 def _split(n, labels, test_fraction, val_fraction, seed, has_test):
     """(train, val, test) row indices; stratified by labels when given."""
-    import numpy as np
-
-    from data_sources import carve_test_split
-
     def carve(idx, fraction, salt):
         if labels is not None:
             keep, out = carve_test_split([labels[i] for i in idx], fraction, seed + salt)
@@ -172,8 +172,6 @@ def _split(n, labels, test_fraction, val_fraction, seed, has_test):
 
 
 def _words(texts, clean):
-    from text_prep import clean_text, split_words
-
     return [split_words(clean_text(t) if clean else t)[0] for t in texts]
 
 
@@ -186,7 +184,6 @@ def load_task_source(source, specs, text_column="text", clean=False, test_fracti
                          f"{[s.name for s in specs if s is not tagged[0]][0]}; one kind of source per file")
     if tagged:
         return _load_conll_task(source, tagged[0], test_fraction, val_fraction, seed, group)
-    from data_sources import _check_columns, _check_texts, _load_parts, _resolve_source
 
     kind, src = _resolve_source(source)
     parts = _load_parts(kind, src)
@@ -225,10 +222,7 @@ def load_task_source(source, specs, text_column="text", clean=False, test_fracti
 
 
 def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):
-    from conll import read_conll
     from tasks import TaggingTask
-    from text_prep import _keep_word
-
     sentences = _read_tagged_parquet(path) if _is_parquet_source(path) else read_conll(path)
     if not sentences:
         raise InputError(f"--tasks {spec.name}: {path} holds no sentences (expected 'word ... TAG' lines)")
@@ -292,8 +286,6 @@ def load_distil_texts(paths, text_column="text", clean=False, group=0):
     text of the files (.txt a text per line, .csv / .jsonl the text_column), split into words as predict() splits
     them; no task's labels, so they learn only from the teachers' outputs. InputError naming the file and row when a
     row has no readable text."""
-    from serving import _is_unreadable, read_texts
-
     texts = []
     for path in paths:
         for row, text, error in read_texts(path, text_column):

@@ -25,6 +25,7 @@ from torch import nn
 from data_sources import _is_null, _label_names_and_ids, class_names
 from errors import InputError, ProjectError
 from metrics import classification_metrics, fmt, ner_metrics
+from ner_tags import build_tag_list
 from text_prep import WORD_SHAPES
 
 IGNORE_INDEX = -100
@@ -620,8 +621,6 @@ KINDS = {cls.kind: cls for cls in (ClassificationTask, MultiLabelTask, TaggingTa
 def default_tasks(label_names=None, tags=None):
     """The default pair: AG News topic ('topic', column 'label') and spaCy silver NER ('ner', column 'ner_tags')."""
     from data_sources import AG_NEWS_LABELS
-    from ner_tags import build_tag_list
-
     return [ClassificationTask("topic", label_names if label_names is not None else AG_NEWS_LABELS, column="label"),
             TaggingTask("ner", tags if tags is not None else build_tag_list(), column="ner_tags")]
 
