@@ -283,20 +283,23 @@ def dataset_cache_key(source="ag_news", max_train_rows=None, max_test_rows=None,
                                          clean, text_column, label_column, test_fraction, ner_types))
 
 
-def _read_cache(path: Path, key: str):
-    """(DatasetDict, tags) from a finished cache folder, or None when it is missing, partial or foreign."""
+def _read_cache(path: Path, key: str, show_progress=False):
+    """(DatasetDict, tags) from a finished cache folder, or None when it is missing, partial or foreign; prints the
+    sample note of the rows it holds (show_progress)."""
     try:
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("key") != key:
             return None
-        import datasets
+        import datasets  # heavy: imported when a cache is read
 
         dd = datasets.load_from_disk(str(path))
         if {name: len(split) for name, split in dd.items()} != meta["num_rows"]:
             return None
-        return dd, meta["tags"]
     except Exception:  # no meta.json, unreadable arrow files...: not a valid cache entry
         return None
+    if show_progress:
+        print_sample_note(meta.get("sampled", {}))
+    return dd, meta["tags"]
 
 
 def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, seed=42, spacy_model="en_core_web_sm",
@@ -339,13 +342,39 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
                                text_column, label_column, test_fraction, ner_types, loaded)
     key = _settings_key(settings)
     final = Path(cache_dir) / key if cache_dir is not None else None
-    if final is not None and (hit := _read_cache(final, key)) is not None:
-        if show_progress:
-            print_sample_note(json.loads((final / "meta.json").read_text()).get("sampled", {}))
+    if final is not None and (hit := _read_cache(final, key, show_progress)) is not None:
         return hit
 
-    import datasets
+    names, texts, labels, empty = _texts_and_labels(kind, src, loaded, text_column, label_column, test_fraction, seed,
+                                                    show_progress)
+    do_clean = clean_applies(source, clean, names)
+    if show_progress:
+        _print_data_notes(names, labels, empty, do_clean)
+    picked = {split: stratified_indices(labels[split], limit, seed)
+              for split, limit in (("train", max_train_rows), ("test", max_test_rows))}
+    sampled = {split: [len(rows), len(labels[split])] for split, rows in picked.items()}
+    if show_progress:
+        print_sample_note(sampled)
+    nlp = load_spacy(spacy_model)
+    result = _labelled_splits(picked, texts, labels, names, do_clean, nlp, settings["spacy_model"], dropped_types,
+                              batch_size, n_process, show_progress, ner_types)
+    if final is not None:
+        _write_cache(result, tags, dict(settings, clean_applied=do_clean), key, final, show_progress, sampled)
+    return result, tags
 
+
+def _print_data_notes(names, labels, empty, do_clean):
+    unseen = sorted({names[y] for y in labels["test"]} - {names[y] for y in labels["train"]})
+    if empty:
+        print(f"note: {empty} row(s) have an empty text; they are kept with zero words")
+    if unseen:
+        print(f"note: class(es) {unseen} occur in the test split only; the model cannot learn them")
+    print(f"{len(names)} classes {names}; AG News cleaning {'on' if do_clean else 'off'}")
+
+
+def _texts_and_labels(kind, src, loaded, text_column, label_column, test_fraction, seed, show_progress):
+    """(class names, {split: texts}, {split: class ids}, empty-text count) of a source, every row checked; without
+    a test split, a stratified one carved from train (seeded)."""
     with _progress_bars(show_progress):
         parts = _load_parts(kind, src, loaded)
     _check_columns(parts, text_column, label_column)
@@ -373,27 +402,20 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
         labels["test"] = [labels["train"][i] for i in test_rows]
         texts["train"] = [texts["train"][i] for i in train_rows]
         labels["train"] = [labels["train"][i] for i in train_rows]
-    unseen = sorted({names[y] for y in labels["test"]} - set(present))
-    do_clean = clean_applies(source, clean, names)
-    if show_progress:
-        if empty:
-            print(f"note: {empty} row(s) have an empty text; they are kept with zero words")
-        if unseen:
-            print(f"note: class(es) {unseen} occur in the test split only; the model cannot learn them")
-        print(f"{len(names)} classes {names}; AG News cleaning {'on' if do_clean else 'off'}")
-    nlp = load_spacy(spacy_model)
-    features = row_features(names)
-    picked = {split: stratified_indices(labels[split], limit, seed)
-              for split, limit in (("train", max_train_rows), ("test", max_test_rows))}
-    sampled = {split: [len(rows), len(labels[split])] for split, rows in picked.items()}
-    if show_progress:
-        print_sample_note(sampled)
+    return names, texts, labels, empty
+
+
+def _labelled_splits(picked, texts, labels, names, do_clean, nlp, spacy_name, dropped_types, batch_size, n_process,
+                     show_progress, ner_types):
+    """The picked rows of each split, cleaned when asked and labelled by spaCy, as a datasets.DatasetDict."""
+    import datasets  # heavy: imported when rows are labelled
+
     out = {}
     for split, rows in picked.items():
         raw_texts = [texts[split][i] for i in rows]
         split_texts = [clean_text(t) for t in raw_texts] if do_clean else raw_texts
         if show_progress:
-            print(f"labelling {len(split_texts)} {split} texts with {settings['spacy_model']} NER")
+            print(f"labelling {len(split_texts)} {split} texts with {spacy_name} NER")
         labelled = label_texts(split_texts, nlp, dropped_types, batch_size, n_process, show_progress, ner_types)
         out[split] = datasets.Dataset.from_dict({
             "text": split_texts,
@@ -402,11 +424,8 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
             "words": [w for w, _, _ in labelled],
             "word_starts": [s for _, s, _ in labelled],
             "ner_tags": [t for _, _, t in labelled],
-        }, features=features)
-    result = datasets.DatasetDict(out)
-    if final is not None:
-        _write_cache(result, tags, dict(settings, clean_applied=do_clean), key, final, show_progress, sampled)
-    return result, tags
+        }, features=row_features(names))
+    return datasets.DatasetDict(out)
 
 
 class _progress_bars:

@@ -125,23 +125,12 @@ def _sts_note(results):
 
 def build_model_card(model, results=None, conll=None):
     """A huggingface_hub.ModelCard for the model (and its run's results.json / conll_eval.json when given)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import ModelCard  # heavy: imported when a card is written
 
     flags = (results or {}).get("flags") or {}
-    hub, data_name = _dataset(flags)
+    _, data_name = _dataset(flags)
     rows = card_metrics(results, conll, model.tasks)
-    datasets = [d for d in (hub, CONLL_HUB_ID if conll or flags.get("ner_data") else None) if d]
-    data = ModelCardData(
-        language="en", library_name="pytorch", base_model=_base_model(flags, model), datasets=datasets or None,
-        pipeline_tag="text-classification",
-        tags=["sentence-transformers", "multi-task", "text-classification", "token-classification", "ner",
-              "feature-extraction"],
-        model_name="multi-task sentence transformer",
-        # dataset_config = the task's title: the Hub groups a card's results by task type, dataset and config, so
-        # two classification tasks on one dataset stay two entries
-        eval_results=[EvalResult(task_type=t, task_name=tn, dataset_type=dt, dataset_name=dn, dataset_split=sp,
-                                 dataset_config=tn, metric_type=mt, metric_name=mn, metric_value=round(float(v), 6))
-                      for t, tn, dt, dn, sp, mt, mn, v in rows] or None)
+    data = _card_data(model, flags, rows, conll)
     trained = model.trained_tasks
     untrained = [t for t in model.tasks if trained is not None and not trained.get(t, True)]
     metric_lines = "\n".join(f"| {tn} | {dn} ({sp}) | {mn} | {float(v):.4f} |" for _, tn, _, dn, sp, _, mn, v in rows)
@@ -187,7 +176,11 @@ The encoder alone is a Hugging Face model in `encoder/`.
 " plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"), flags)}{_task_teachers(results)} The flags of the run:
 
 {"| flag | value |" + chr(10) + "|---|---|" + chr(10) + flag_lines if flag_lines else "Not recorded."}
+{CARD_END.format(max_length=model.encoder.max_length)}"""
+    return ModelCard(text)
 
+
+CARD_END = """
 ## Silver labels
 
 The NER labels of the training texts are *silver* labels: spaCy's `en_core_web_sm` tagged them, and the model learns
@@ -199,10 +192,28 @@ the CoNLL-2003 row (when present) compares with human labels, spaCy's OntoNotes 
 - English news text; other domains and languages are untested. The uncased encoder cannot see capitalisation.
 - Topic labels are those of the training data only.
 - NER inherits the teacher's errors (e.g. on Title-Case headlines); rare types (PRODUCT, WORK_OF_ART) are weak.
-- Long texts: topic and embedding read the first {model.encoder.max_length} wordpieces; NER tags every word in
+- Long texts: topic and embedding read the first {max_length} wordpieces; NER tags every word in
   overlapping windows.
 """
-    return ModelCard(text)
+
+
+def _card_data(model, flags, rows, conll):
+    """The card's YAML metadata (huggingface_hub.ModelCardData) with its metric rows as eval results."""
+    from huggingface_hub import EvalResult, ModelCardData  # heavy: imported when a card is written
+
+    hub, _ = _dataset(flags)
+    datasets = [d for d in (hub, CONLL_HUB_ID if conll or flags.get("ner_data") else None) if d]
+    return ModelCardData(
+        language="en", library_name="pytorch", base_model=_base_model(flags, model), datasets=datasets or None,
+        pipeline_tag="text-classification",
+        tags=["sentence-transformers", "multi-task", "text-classification", "token-classification", "ner",
+              "feature-extraction"],
+        model_name="multi-task sentence transformer",
+        # dataset_config = the task's title: the Hub groups a card's results by task type, dataset and config, so
+        # two classification tasks on one dataset stay two entries
+        eval_results=[EvalResult(task_type=t, task_name=tn, dataset_type=dt, dataset_name=dn, dataset_split=sp,
+                                 dataset_config=tn, metric_type=mt, metric_name=mn, metric_value=round(float(v), 6))
+                      for t, tn, dt, dn, sp, mt, mn, v in rows] or None)
 
 
 def _reads(model):
