@@ -24,10 +24,10 @@ from typing import NamedTuple
 import numpy as np
 
 from conll import read_conll
-from data_sources import FILE_FORMATS, _check_columns, _check_texts, _load_parts, _resolve_source, carve_test_split
+from data_sources import _check_columns, _check_texts, _load_parts, _resolve_source, carve_test_split
 from errors import InputError
 from serving import _is_unreadable, read_texts
-from tasks import KINDS
+from tasks import KINDS, TaggingTask
 from text_prep import _keep_word, clean_text, split_words
 
 BUILTIN = {"topic": "classification", "ner": "tagging"}  # the default pair and its kinds, read from --dataset
@@ -74,11 +74,10 @@ def parse_task_spec(spec):
     source, _, column = source.partition("@")
     if not source:
         raise InputError(f"--tasks {spec}: no data source; form: {SPEC_FORMAT}")
-    if not KINDS[kind].table_source and column:
-        raise InputError(f"--tasks {spec}: a {kind} task reads a CoNLL file's last column; drop '@{column}'")
+    KINDS[kind].check_column(spec, column)
     if not name.isidentifier():
         raise InputError(f"--tasks {spec}: task name {name!r} must be an identifier (letters, digits, _)")
-    return TaskSpec(name, kind, source, column or ("label" if KINDS[kind].table_source else None))
+    return TaskSpec(name, kind, source, column or KINDS[kind].default_column)
 
 
 def parse_task_specs(specs):
@@ -132,13 +131,7 @@ def spec_problems(specs, text_column="text"):
     source without its text or label column or with unusable labels (data_sources.class_names reads the rows)."""
     problems = []
     for s in specs:
-        if s.builtin:
-            continue
-        if not os.path.exists(s.source):
-            if not s.task_class.table_source or "/" in s.source or \
-                    os.path.splitext(s.source)[1].lower() in FILE_FORMATS:
-                problems.append(f"--tasks {s.name}: no file or folder at {s.source}")
-        else:
+        if not s.builtin:
             problems += [f"--tasks {s.name}: {m}" for m in s.task_class.source_problems(s.source, text_column,
                                                                                         s.column)]
     return problems
@@ -178,13 +171,15 @@ def _words(texts, clean):
 def load_task_source(source, specs, text_column="text", clean=False, test_fraction=0.2, val_fraction=0.1, seed=42,
                      group=1):
     """TaskRows for the tasks read from one source (a CoNLL file for tagging, a labelled data source otherwise)."""
-    tagged = [s for s in specs if not s.task_class.table_source]
-    if tagged and len(specs) > 1:
-        raise InputError(f"--tasks: {source} is read as a CoNLL file by {tagged[0].name} and as a labelled table by "
-                         f"{[s.name for s in specs if s is not tagged[0]][0]}; one kind of source per file")
-    if tagged:
-        return _load_conll_task(source, tagged[0], test_fraction, val_fraction, seed, group)
+    readers = {s.task_class.reader for s in specs}
+    if len(readers) > 1 or (readers == {"tagged"} and len(specs) > 1):
+        raise InputError(f"--tasks: {source} is read by {', '.join(s.name for s in specs)} as "
+                         f"{' and as '.join(sorted(readers))} data; one task per tagged file, one kind of source per file")
+    return READERS[readers.pop()](source, specs, text_column, clean, test_fraction, val_fraction, seed, group)
 
+
+def _load_table_tasks(source, specs, text_column, clean, test_fraction, val_fraction, seed, group):
+    """TaskRows of the tasks reading columns of one data table."""
     kind, src = _resolve_source(source)
     parts = _load_parts(kind, src)
     for s in specs:
@@ -221,8 +216,9 @@ def load_task_source(source, specs, text_column="text", clean=False, test_fracti
     return TaskRows(tasks, train, rows(train_all, val_idx), rows(test_source, test_idx))
 
 
-def _load_conll_task(path, spec, test_fraction, val_fraction, seed, group):
-    from tasks import TaggingTask
+def _load_tagged_task(path, specs, text_column, clean, test_fraction, val_fraction, seed, group):
+    """TaskRows of the one tagging task of a CoNLL file (or parquet of words and ner_tags)."""
+    (spec,) = specs
     sentences = _read_tagged_parquet(path) if _is_parquet_source(path) else read_conll(path)
     if not sentences:
         raise InputError(f"--tasks {spec.name}: {path} holds no sentences (expected 'word ... TAG' lines)")
@@ -262,6 +258,9 @@ def _read_tagged_parquet(path):
         table = pq.read_table(f, columns=["words", "ner_tags"]).to_pydict()
         sentences += [(w, t) for w, t in zip(table["words"], table["ner_tags"]) if t is not None]
     return sentences
+
+
+READERS = {"table": _load_table_tasks, "tagged": _load_tagged_task}  # Task.reader -> how its source is read
 
 
 def merge_rows(parts, tasks):

@@ -17,12 +17,15 @@ Kinds:
 What a row holds for each task lives in its `column` (the default pair keeps the dataset's `label` and `ner_tags`).
 Nothing here loads a model or data.
 """
+import math
 import numbers
+import os
 
+import numpy as np
 import torch
 from torch import nn
 
-from data_sources import _is_null, _label_names_and_ids, class_names
+from data_sources import FILE_FORMATS, _is_null, _label_names_and_ids, class_names
 from errors import InputError, ProjectError
 from metrics import classification_metrics, fmt, ner_metrics
 from ner_tags import build_tag_list
@@ -86,7 +89,11 @@ class Task:
     label_word = "classes"
 
     # ----------------------------------------------------------------- reading a data source
-    table_source = True  # its labels are a column of a data table (CSV, JSON, parquet, the Hub layout)
+    # How its source is read (task_data.READERS): "table" = a column of a data table (CSV, JSON, parquet, the Hub
+    # layout; several tasks may read one table), "tagged" = words with a tag each (a CoNLL file, or parquet with
+    # words and ner_tags: one task per file, no column).
+    reader = "table"
+    default_column = "label"
     stratifies = False   # a source's splits are stratified by this task's values
 
     @classmethod
@@ -95,8 +102,15 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def check_column(cls, spec, column):
+        """Refuse an @COLUMN this kind cannot read (InputError naming the fix)."""
+
+    @classmethod
     def source_problems(cls, source, text_column, column):
-        """[message] for a source this kind cannot read, found before any work (reading its rows is allowed)."""
+        """[message] for a source this kind cannot read, found before any work (reading its rows is allowed). A
+        name that is neither a file nor a folder may be a Hub id, unless it has a path or a data-file suffix."""
+        if not os.path.exists(source) and ("/" in source or os.path.splitext(source)[1].lower() in FILE_FORMATS):
+            return [f"no file or folder at {source}"]
         return []
 
     def fit(self, values):
@@ -241,6 +255,8 @@ class ClassificationTask(Task):
 
     @classmethod
     def source_problems(cls, source, text_column, column):
+        if not os.path.exists(source):
+            return super().source_problems(source, text_column, column)
         try:
             class_names(source, text_column, column)
         except ProjectError as e:
@@ -467,7 +483,17 @@ class TaggingTask(Task):
         return f"BIO tags for {', '.join(self.entity_types)}"
 
     # ----------------------------------------------------------------- data: one tag per word
-    table_source = False  # a CoNLL file, or parquet with words and ner_tags (task_data reads them)
+    reader = "tagged"  # a CoNLL file, or parquet with words and ner_tags
+    default_column = None
+
+    @classmethod
+    def check_column(cls, spec, column):
+        if column:
+            raise InputError(f"--tasks {spec}: a {cls.kind} task reads a CoNLL file's last column; drop '@{column}'")
+
+    @classmethod
+    def source_problems(cls, source, text_column, column):
+        return [] if os.path.exists(source) else [f"no file or folder at {source}"]
 
     def read_values(self, column, words):
         self.check_values(column, words)
