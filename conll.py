@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from create_ner_dataset import doc_to_words_tags, load_spacy, row_features
+from data_sources import hf_datasets
 from errors import InputError, InputFileNotFound
 from metrics import ner_metrics
 from ner_tags import (
@@ -73,7 +74,7 @@ def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=())
     Errors: FileNotFoundError / ValueError from read_conll (naming file and line); ValueError naming the file when its
     types do not fit ner_types, or when it holds no sentence.
     """
-    import datasets
+    datasets = hf_datasets()
 
     _check_ner_types(ner_types)
     if dropped_types is None:

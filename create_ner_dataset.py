@@ -35,6 +35,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from atomic_io import ConcurrentWriteError, atomic_write_dir, kill_point
 from data_sources import (
     TEST_FRACTION,
@@ -47,6 +49,7 @@ from data_sources import (
     _source_fingerprint,
     carve_test_split,
     clean_applies,
+    hf_datasets,
     stratified_indices,
 )
 from errors import InputError, ProjectError
@@ -180,8 +183,6 @@ def label_texts(texts, nlp, dropped_types=None, batch_size=256, n_process=1, sho
     pieces = [(i, offset, piece) for i, text in enumerate(texts) for offset, piece in _pieces(text, nlp.max_length)]
     docs = nlp.pipe((piece for _, _, piece in pieces), batch_size=batch_size, n_process=n_process)
     if show_progress:
-        from tqdm.auto import tqdm
-
         docs = tqdm(docs, total=len(pieces), desc="spaCy NER", unit="doc")
 
     out = [([], [], []) for _ in texts]
@@ -202,7 +203,7 @@ def label_texts(texts, nlp, dropped_types=None, batch_size=256, n_process=1, sho
 
 def row_features(label_names):
     """The datasets.Features of every row create_dataset, load_ner_files and combine_rows return."""
-    import datasets
+    datasets = hf_datasets()
 
     return datasets.Features({
         "text": datasets.Value("string"),
@@ -290,7 +291,7 @@ def _read_cache(path: Path, key: str, show_progress=False):
         meta = json.loads((path / "meta.json").read_text())
         if meta.get("key") != key:
             return None
-        import datasets  # heavy: imported when a cache is read
+        datasets = hf_datasets()
 
         dd = datasets.load_from_disk(str(path))
         if {name: len(split) for name, split in dd.items()} != meta["num_rows"]:
@@ -408,7 +409,7 @@ def _texts_and_labels(kind, src, loaded, text_column, label_column, test_fractio
 def _labelled_splits(picked, texts, labels, names, do_clean, nlp, spacy_name, dropped_types, batch_size, n_process,
                      show_progress, ner_types):
     """The picked rows of each split, cleaned when asked and labelled by spaCy, as a datasets.DatasetDict."""
-    import datasets  # heavy: imported when rows are labelled
+    datasets = hf_datasets()
 
     out = {}
     for split, rows in picked.items():
@@ -435,14 +436,15 @@ class _progress_bars:
         self.show = show
 
     def __enter__(self):
-        from datasets.utils import are_progress_bars_disabled, disable_progress_bars
+        are_progress_bars_disabled = hf_datasets().utils.are_progress_bars_disabled
+        disable_progress_bars = hf_datasets().utils.disable_progress_bars
 
         self.were_on = not are_progress_bars_disabled()
         if not self.show:
             disable_progress_bars()
 
     def __exit__(self, *exc):
-        from datasets.utils import enable_progress_bars
+        enable_progress_bars = hf_datasets().utils.enable_progress_bars
 
         if self.were_on:
             enable_progress_bars()
@@ -497,7 +499,7 @@ def has_ner_tags(rows) -> list[bool]:
 def without_task(rows, task):
     """A copy of rows (a datasets.Dataset) without one task's labels: task="ner" sets ner_tags to None (topic-only
     rows, e.g. a set whose silver tags should not be trained on), task="topic" sets label to -1 (NER-only rows)."""
-    import datasets
+    datasets = hf_datasets()
 
     if task not in ("ner", "topic"):
         raise InputError(f"task must be 'ner' or 'topic', got {task!r}")
@@ -514,7 +516,7 @@ def combine_rows(*parts):
     Every part needs create_dataset's columns; the class names come from the parts that have them (they must agree),
     and NER-only parts (no class names) take them on. ValueError naming the part otherwise.
     """
-    import datasets
+    datasets = hf_datasets()
 
     if not parts:
         raise InputError("combine_rows needs at least one dataset")

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from atomic_io import atomic_write_dir
+from data_sources import hf_datasets
 from errors import InputError
 
 ENV = "MTST_DATA_ROOT"
@@ -98,7 +99,7 @@ def fetch(root: str, names=tuple(HUB_SOURCES), load_dataset=None) -> dict:
     when complete, so an interrupted fetch leaves no half-written folder. load_dataset: datasets.load_dataset
     (replaceable in tests)."""
     if load_dataset is None:
-        from datasets import load_dataset
+        load_dataset = hf_datasets().load_dataset
     unknown = [n for n in names if n not in HUB_SOURCES]
     if unknown:
         raise InputError(f"unknown dataset(s) {', '.join(unknown)}; known: {', '.join(HUB_SOURCES)}")

@@ -38,6 +38,14 @@ AG_NEWS_HUB_IDS = ("ag_news", "fancyzhx/ag_news")
 TEST_FRACTION = 0.2  # share of each class carved into a test split when the source has none
 
 
+def hf_datasets():
+    """The datasets library, imported on first use: it is heavy (about a second, with pyarrow and pandas), and the
+    data modules stay light to import. Every data module reaches it through here."""
+    import datasets
+
+    return datasets
+
+
 def _is_local(source: str) -> bool:
     return os.path.isdir(source) or source.startswith((".", "/", "~")) or os.path.isabs(source)
 
@@ -108,7 +116,7 @@ def _source_fingerprint(kind: str, src, loaded=None) -> dict:
 
 def _cached_on_disk(hub_id: str) -> bool:
     """Whether datasets' cache holds a copy of hub_id (a folder named like datasets names it: owner___name)."""
-    import datasets
+    datasets = hf_datasets()
 
     name = hub_id.split("/")[-1]
     cache = Path(datasets.config.HF_DATASETS_CACHE)
@@ -131,7 +139,7 @@ def unavailable_hub_source(source) -> str | None:
 
 def _load_source(source: str):
     """datasets.load_dataset(source) for a Hub id or a folder, with one-sentence errors that fail in seconds."""
-    import datasets
+    datasets = hf_datasets()
 
     if _is_local(source) and not os.path.isdir(source):
         raise DatasetSourceError(f"dataset folder {source!r} does not exist; {LOCAL_SOURCE_HINT}.")
@@ -149,7 +157,7 @@ def _load_source(source: str):
 
 def _read_file(path: Path):
     """One data file as a datasets.Dataset; ValueError naming the file when it is empty or unreadable."""
-    import datasets
+    datasets = hf_datasets()
 
     fmt = FILE_FORMATS[path.suffix.lower()]
     if path.stat().st_size == 0:
@@ -221,7 +229,7 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
     integers), ids are positions in that list. ValueError naming the row on a null or empty label, a label outside
     a ClassLabel's ids, a fractional number, or numbers mixed with strings.
     """
-    import datasets
+    datasets = hf_datasets()
 
     all_parts = [(split, where, ds) for split, ps in parts.items() for where, ds in ps]
     feature = all_parts[0][2].features[label_column]

@@ -9,6 +9,8 @@ applies its own precision (see its docstring).
 import os
 
 import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 
 from errors import InputError
 
@@ -19,8 +21,6 @@ def distributed_state():
     Without CUDA it must be created with cpu=True: otherwise each CPU process started by torchrun silently trains
     alone. A launch of several processes that this process did not join is an error, never N silent copies.
     """
-    from accelerate import PartialState
-
     state = PartialState(cpu=not torch.cuda.is_available())
     check_joined(state.num_processes)
     return state
@@ -35,9 +35,6 @@ def make_accelerator(report_to="none", output_dir=None):
     in fp32 ("no") and the trainer applies its own precision per forward (precision.autocast, plus a GradScaler for
     fp16): any number of trainers in one process, each in its own precision. Where an Accelerator made elsewhere
     already fixed another precision, this one is told not to apply it (no autocast wrapper, no scaler)."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
-
     cpu = not torch.cuda.is_available()
     fixed = AcceleratorState._shared_state != PartialState._shared_state  # initialised earlier in this process
     fixed_precision = fixed and AcceleratorState._shared_state.get("_mixed_precision", "no") != "no"

@@ -6,12 +6,14 @@ machine that reaches the Hub only through a proxy is online. huggingface_hub is 
 """
 import os
 
+import huggingface_hub
+from huggingface_hub import constants
+from huggingface_hub.utils import get_session
+
 
 def hub_offline_mode():
     """True when the user switched the Hub off: HF_HUB_OFFLINE as huggingface_hub read it at import, or as the
     environment says now (a notebook may set it after importing)."""
-    import huggingface_hub  # heavy (~0.5 s): imported when a check runs
-
     now = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
     return now or huggingface_hub.is_offline_mode()
 
@@ -21,9 +23,6 @@ def hub_reachable(timeout=3.0):
     offline mode is on, or when the request fails (no network, DNS, proxy refusal, time-out)."""
     if hub_offline_mode():
         return False
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
     try:
         get_session().head(constants.ENDPOINT, timeout=timeout, follow_redirects=False)
         return True

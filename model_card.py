@@ -10,6 +10,8 @@ Written with huggingface_hub's ModelCard / ModelCardData; from_pretrained never 
 import os
 import re
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 import sentence_transformer
 from atomic_io import write_text_atomic
 from tasks import Task
@@ -125,8 +127,6 @@ def _sts_note(results):
 
 def build_model_card(model, results=None, conll=None):
     """A huggingface_hub.ModelCard for the model (and its run's results.json / conll_eval.json when given)."""
-    from huggingface_hub import ModelCard  # heavy: imported when a card is written
-
     flags = (results or {}).get("flags") or {}
     _, data_name = _dataset(flags)
     rows = card_metrics(results, conll, model.tasks)
@@ -199,8 +199,6 @@ the CoNLL-2003 row (when present) compares with human labels, spaCy's OntoNotes 
 
 def _card_data(model, flags, rows, conll):
     """The card's YAML metadata (huggingface_hub.ModelCardData) with its metric rows as eval results."""
-    from huggingface_hub import EvalResult, ModelCardData  # heavy: imported when a card is written
-
     hub, _ = _dataset(flags)
     datasets = [d for d in (hub, CONLL_HUB_ID if conll or flags.get("ner_data") else None) if d]
     return ModelCardData(

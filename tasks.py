@@ -17,15 +17,14 @@ Kinds:
 What a row holds for each task lives in its `column` (the default pair keeps the dataset's `label` and `ner_tags`).
 Nothing here loads a model or data.
 """
-import math
 import numbers
 import os
 
-import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
-from data_sources import FILE_FORMATS, _is_null, _label_names_and_ids, class_names
+from data_sources import AG_NEWS_LABELS, FILE_FORMATS, _is_null, _label_names_and_ids, class_names
 from errors import InputError, ProjectError
 from metrics import classification_metrics, fmt, ner_metrics
 from ner_tags import build_tag_list
@@ -276,8 +275,6 @@ class ClassificationTask(Task):
                 ("text-classification", title, "f1", "Test macro-F1", m["macro_f1"])]
 
     def arrow_type(self):
-        import pyarrow as pa  # optional: only corpus prediction writes arrow
-
         return pa.struct([("label", pa.string()), ("score", pa.float64())])
 
 
@@ -365,8 +362,6 @@ class MultiLabelTask(Task):
                 ("text-classification", title, "f1", "Test macro-F1", m["macro_f1"])]
 
     def arrow_type(self):
-        import pyarrow as pa  # optional: only corpus prediction writes arrow
-
         return pa.struct([("labels", pa.list_(pa.string())),
                           ("scores", pa.struct([(n, pa.float64()) for n in self.labels]))])
 
@@ -602,8 +597,6 @@ class TaggingTask(Task):
         return [("token-classification", f"{self.name} (tagging)", "f1", "Entity micro-F1", m["f1"])]
 
     def arrow_type(self):
-        import pyarrow as pa  # optional: only corpus prediction writes arrow
-
         return pa.list_(pa.struct([("text", pa.string()), ("type", pa.string()), ("start", pa.int64()),
                                    ("end", pa.int64())]))
 
@@ -646,7 +639,6 @@ KINDS = {cls.kind: cls for cls in (ClassificationTask, MultiLabelTask, TaggingTa
 
 def default_tasks(label_names=None, tags=None):
     """The default pair: AG News topic ('topic', column 'label') and spaCy silver NER ('ner', column 'ner_tags')."""
-    from data_sources import AG_NEWS_LABELS
     return [ClassificationTask("topic", label_names if label_names is not None else AG_NEWS_LABELS, column="label"),
             TaggingTask("ner", tags if tags is not None else build_tag_list(), column="ner_tags")]
 
