@@ -17,7 +17,7 @@ def main_score(task, metrics):
     return None if metrics is None else metrics[task.main_metric]
 
 
-def evaluate(model, rows, batch_size=64, precision="no", cache=None, accelerator=None, tune_thresholds=False):
+def evaluate(model, rows, batch_size=64, precision="fp32", cache=None, accelerator=None, tune_thresholds=False):
     """Per-task metrics of model on rows (a dataset / dict of words + task columns, or prepare_features() output).
 
     tune_thresholds: let each task settle what validation chooses (a multi-label task's threshold: the one with the

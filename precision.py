@@ -25,8 +25,11 @@ import torch
 
 from errors import InputError
 
+# One vocabulary: a call runs in "fp32", "bf16", "fp16" (CUDA) or "fast" (an exported ONNX Runtime graph, CPU
+# inference only); "auto" picks by the device. "no" (accelerate's and MIXED_PRECISION's name for fp32) is taken
+# everywhere as "fp32", and nothing returns it.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "fast")   # inference
-MIXED_PRECISIONS = ("no", "bf16", "fp16", "auto")       # training (accelerate's names: "no" is fp32)
+MIXED_PRECISIONS = ("no", "fp32", "bf16", "fp16", "auto")  # training
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CPU_BF16_ENV = "MTST_CPU_BF16"
 CPU_AMX_ENV = "MTST_CPU_AMX"
@@ -88,15 +91,14 @@ def resolve_precision(precision, device, fast_available=False):
 
 
 def resolve_mixed_precision(mode, device=None):
-    """Training precision in accelerate's names: 'no' (fp32), 'bf16' or 'fp16' (CUDA only); 'auto' as above.
+    """Training precision: 'fp32' (asked as 'no' or 'fp32'), 'bf16' or 'fp16' (CUDA only); 'auto' as above.
     device: where training runs (default: CUDA when available, else the CPU)."""
     if mode not in MIXED_PRECISIONS:
         raise InputError(f"mixed_precision must be one of {', '.join(MIXED_PRECISIONS)}, got {mode!r}.")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if mode == "fp16" and device.type != "cuda":
-        raise InputError("mixed_precision='fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'no'.")
-    resolved = resolve_precision(mode, device)
-    return "no" if resolved == "fp32" else resolved
+        raise InputError("mixed_precision='fp16' needs a CUDA GPU; on the CPU use 'bf16' or 'fp32' ('no').")
+    return resolve_precision(mode, device)
 
 
 def autocast(precision, device):

@@ -23,7 +23,7 @@ class AutocastProbe:
         self.seen.clear()
 
 
-EXPECTED_DTYPE = {"no": torch.float32, "bf16": torch.bfloat16}
+EXPECTED_DTYPE = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @pytest.mark.parametrize("cpu_bf16", [True, False], ids=["cpu-with-bf16", "cpu-without-bf16"])
@@ -31,12 +31,12 @@ def test_four_trainers_in_one_process_each_train_in_their_own_precision(monkeypa
     from trainer_sentence_transformer import MultiTaskTrainer
 
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: cpu_bf16)
-    auto = "bf16" if cpu_bf16 else "no"
+    auto = "bf16" if cpu_bf16 else "fp32"
     for k, asked in enumerate(("auto", "no", "bf16", "auto")):
         model = tiny_multitask(seed=k)
         probe = AutocastProbe(model)
         trainer = MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path / str(k), mixed_precision=asked))
-        expected = auto if asked == "auto" else asked
+        expected = auto if asked == "auto" else {"no": "fp32"}.get(asked, asked)  # "no" is fp32's other name
         assert trainer.precision == expected
         trainer.train()
         train_dtypes = {dtype for on, dtype in probe.seen}
@@ -160,10 +160,11 @@ def test_an_accelerator_made_elsewhere_in_bf16_does_not_impose_its_precision(tmp
 def test_fp16_on_the_cpu_is_refused_with_the_alternatives():
     if torch.cuda.is_available():
         pytest.skip("fp16 is valid on a CUDA machine")
-    with pytest.raises(ValueError, match="'bf16' or 'no'"):
+    with pytest.raises(ValueError, match="'bf16' or 'fp32'"):
         precision.resolve_mixed_precision("fp16")
     with pytest.raises(ValueError, match="mixed_precision must be one of"):
-        precision.resolve_mixed_precision("fp32")
+        precision.resolve_mixed_precision("fast")  # an inference-only precision
+    assert precision.resolve_mixed_precision("fp32") == precision.resolve_mixed_precision("no") == "fp32"  # one name
 
 
 def test_autocast_off_inside_an_enclosing_autocast():
