@@ -159,36 +159,14 @@ def corpus_problems(mode, source, output, model_dir=None, actors=0, threads_per_
     return problems
 
 
-def output_of(a, mode):
-    """main.py's output folder of a --predict-dir / --label-dir run: --output, else OUTPUT_DIR/predictions or /silver."""
-    return a.output or os.path.join(a.output_dir, "predictions" if mode == "predict" else "silver")
-
-
-def check_corpus_args(a):
-    """Problems with main.py's --predict-dir / --label-dir flags (before the model loads, Ray starts or anything is
-    written)."""
-    problems = []
-    for mode in MODES:
-        source = getattr(a, f"{mode}_dir", None)
-        if source:
-            model_dir = (a.model_dir or os.path.join(a.output_dir, "model")) if mode == "predict" else None
-            problems += corpus_problems(mode, source, output_of(a, mode), model_dir, a.actors, a.threads_per_actor,
-                                        a.id_column, a.text_column)
-    if a.predict_dir and a.label_dir and output_of(a, "predict") == output_of(a, "label"):
-        problems.append("--predict-dir and --label-dir would write one --output folder; run them one at a time")
-    return problems
-
-
-def corpus_mode(a, mode):
-    """main.py's --predict-dir / --label-dir: run_corpus under the flags."""
-    from experiment import dropped_types
-
-    run_corpus(mode, getattr(a, f"{mode}_dir"), output_of(a, mode),
-               model_dir=a.model_dir or os.path.join(a.output_dir, "model"), text_column=a.text_column,
-               id_column=a.id_column, label_column=a.label_column, actors=a.actors,
-               threads_per_actor=a.threads_per_actor, chunk_size=a.chunk_size, spacy_model=a.spacy_model,
-               dropped_types=dropped_types(a), ner_types=a.ner_types, ray_address=a.ray_address or None,
-               precision=a.mixed_precision)
+def corpus_mode(recipe, mode):
+    """main.py's --predict-dir / --label-dir: run_corpus under the flags (a recipe.Recipe)."""
+    s, d = recipe.serving, recipe.data
+    run_corpus(mode, getattr(s, f"{mode}_dir"), s.corpus_output(mode), model_dir=s.model_path,
+               text_column=s.text_column, id_column=s.id_column, label_column=d.label_column, actors=s.actors,
+               threads_per_actor=s.threads_per_actor, chunk_size=s.chunk_size, spacy_model=d.spacy_model,
+               dropped_types=d.dropped_types(), ner_types=d.ner_types, ray_address=s.ray_address or None,
+               precision=s.mixed_precision)
 
 
 # ------------------------------------------------------------------------------------------------------ workers
