@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import time
 from typing import NamedTuple
 
@@ -437,8 +438,6 @@ def run_corpus(mode, source, output, *, model_dir=None, text_column="text", id_c
         return summary
     if summary["already_done"]:
         log(f"{summary['already_done']} of {len(shards)} shards already done in {output}; doing the other {len(todo)}")
-    import shutil
-
     os.makedirs(output, exist_ok=True)
     shutil.rmtree(os.path.join(output, ATTEMPTS_DIR), ignore_errors=True)
     threads = threads_per_actor or 1
@@ -470,12 +469,17 @@ def run_corpus(mode, source, output, *, model_dir=None, text_column="text", id_c
         raise CorpusError(f"{len(unfinished)} shard(s) have no complete output after the run ({unfinished[0]}, ...); "
                           "run the same command again to finish them")
     shutil.rmtree(os.path.join(output, ATTEMPTS_DIR), ignore_errors=True)
-    retried = summary["retried"]
-    log(f"{summary['rows']} rows of {len(todo)} shards -> {output} ({summary['errors']} with an error record) in "
-        f"{summary['seconds']:.1f} s, {summary['rows'] / max(summary['seconds'], 1e-9):.0f} rows/s; retried: " +
-        (", ".join(f"{name} ({n} attempts: a worker died)" for name, n in sorted(retried.items())) if retried
-         else "none"))
+    log(done_line(summary, len(todo), output))
     return summary
+
+
+def done_line(summary, shards, output):
+    """A finished run's closing line: rows, speed and the shards that were retried."""
+    retried = summary["retried"]
+    return (f"{summary['rows']} rows of {shards} shards -> {output} ({summary['errors']} with an error record) in "
+            f"{summary['seconds']:.1f} s, {summary['rows'] / max(summary['seconds'], 1e-9):.0f} rows/s; retried: " +
+            (", ".join(f"{name} ({n} attempts: a worker died)" for name, n in sorted(retried.items())) if retried
+             else "none"))
 
 
 def _map_shards(worker, todo, settings, output, actors, threads, chunk_size, batch_size, show_progress):
