@@ -8,7 +8,11 @@ compare_freezing.md (freezing_table) and compare_freezing.png (plots.freezing_ch
 import json
 import os
 
+from atomic_io import write_text_atomic
 from errors import InputError
+from experiment import load_data, run_experiment
+from plots import freezing_chart
+from sts_benchmark import sts_pairs
 
 # (name, output folder, TrainConfig overrides). Stage 1 of the two-stage schedules is the `joint` run.
 SINGLE_STAGE_STRATEGIES = [
@@ -31,45 +35,41 @@ def freezing_row(name, results, epochs):
             "train_seconds": results["train_seconds"], "epochs": epochs, "best_epoch": results["best_epoch"]}
 
 
-def compare_freezing(a):
-    """Run every strategy with main.py's flags `a`; write the json, the table and the chart."""
-    from atomic_io import write_text_atomic
-    from experiment import load_data, run_experiment
-    from plots import freezing_chart
-    from sts_benchmark import sts_pairs
-
-    if a.stage2_epochs < 1:
-        raise InputError(f"--stage2-epochs must be >= 1 (got {a.stage2_epochs}).")
-    if sts_pairs(getattr(a, "data_root", "auto"))[0] is None:  # said once here; each row records it
+def compare_freezing(recipe):
+    """Run every strategy with main.py's flags (a recipe.Recipe); write the json, the table and the chart."""
+    t, output_dir = recipe.training, recipe.training.output_dir
+    if t.stage2_epochs < 1:
+        raise InputError(f"--stage2-epochs must be >= 1 (got {t.stage2_epochs}).")
+    if sts_pairs(recipe.data.data_root)[0] is None:  # said once here; each row records it
         print("STS-B check skipped in every row (no STS Benchmark file under the data root, no Hub)")
-    data = load_data(a)
-    folder = os.path.join(a.output_dir, "compare")
+    data = load_data(recipe)
+    folder = os.path.join(output_dir, "compare")
     rows = []
     for name, sub, overrides in SINGLE_STAGE_STRATEGIES:
         print(f"\n=== {name}")
-        finished = run_experiment(a, data, os.path.join(folder, sub), **overrides)
+        finished = run_experiment(recipe, data, os.path.join(folder, sub), **overrides)
         if finished is not None:  # None: not the main process (DDP), which does not report
-            rows.append(freezing_row(name, finished[0], a.epochs))
+            rows.append(freezing_row(name, finished[0], t.epochs))
     stage1 = os.path.join(folder, SINGLE_STAGE_STRATEGIES[0][1], "best_model")  # complete on every process
     for name, sub, overrides in STAGE2_STRATEGIES:
-        print(f"\n=== {name} ({a.stage2_epochs} epochs from {stage1})")
-        finished = run_experiment(a, data, os.path.join(folder, sub), start_from=stage1, epochs=a.stage2_epochs,
+        print(f"\n=== {name} ({t.stage2_epochs} epochs from {stage1})")
+        finished = run_experiment(recipe, data, os.path.join(folder, sub), start_from=stage1, epochs=t.stage2_epochs,
                                   **overrides)
         if finished is not None:
-            row = freezing_row(name, finished[0], a.stage2_epochs)
+            row = freezing_row(name, finished[0], t.stage2_epochs)
             row["before"] = {k: rows[0][k] for k in (*SCORES, "train_seconds")}  # the joint row = stage 1
             rows.append(row)
     if not rows:
         return
-    write_text_atomic(os.path.join(a.output_dir, "compare_freezing.json"), json.dumps(rows, indent=2))
+    write_text_atomic(os.path.join(output_dir, "compare_freezing.json"), json.dumps(rows, indent=2))
     note = (f"Test split ({len(data[2])} rows) scores vs the silver labels; STS-B: dev Spearman x100 of encode(). "
-            f"{a.epochs} epochs per run; stage 2: {a.stage2_epochs} more from the joint model (stage 1). "
-            f"Seed {a.seed}.")
+            f"{t.epochs} epochs per run; stage 2: {t.stage2_epochs} more from the joint model (stage 1). "
+            f"Seed {t.seed}.")
     table = note + "\n\n" + freezing_table(rows)
-    path = os.path.join(a.output_dir, "compare_freezing.md")
+    path = os.path.join(output_dir, "compare_freezing.md")
     write_text_atomic(path, table)
     print("\n" + table)
-    freezing_chart(rows, os.path.join(a.output_dir, "compare_freezing.png"))
+    freezing_chart(rows, os.path.join(output_dir, "compare_freezing.png"))
     print(f"\nwrote {path}, compare_freezing.json and compare_freezing.png")
 
 

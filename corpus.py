@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import time
 from typing import NamedTuple
 
@@ -159,36 +160,14 @@ def corpus_problems(mode, source, output, model_dir=None, actors=0, threads_per_
     return problems
 
 
-def output_of(a, mode):
-    """main.py's output folder of a --predict-dir / --label-dir run: --output, else OUTPUT_DIR/predictions or /silver."""
-    return a.output or os.path.join(a.output_dir, "predictions" if mode == "predict" else "silver")
-
-
-def check_corpus_args(a):
-    """Problems with main.py's --predict-dir / --label-dir flags (before the model loads, Ray starts or anything is
-    written)."""
-    problems = []
-    for mode in MODES:
-        source = getattr(a, f"{mode}_dir", None)
-        if source:
-            model_dir = (a.model_dir or os.path.join(a.output_dir, "model")) if mode == "predict" else None
-            problems += corpus_problems(mode, source, output_of(a, mode), model_dir, a.actors, a.threads_per_actor,
-                                        a.id_column, a.text_column)
-    if a.predict_dir and a.label_dir and output_of(a, "predict") == output_of(a, "label"):
-        problems.append("--predict-dir and --label-dir would write one --output folder; run them one at a time")
-    return problems
-
-
-def corpus_mode(a, mode):
-    """main.py's --predict-dir / --label-dir: run_corpus under the flags."""
-    from experiment import dropped_types
-
-    run_corpus(mode, getattr(a, f"{mode}_dir"), output_of(a, mode),
-               model_dir=a.model_dir or os.path.join(a.output_dir, "model"), text_column=a.text_column,
-               id_column=a.id_column, label_column=a.label_column, actors=a.actors,
-               threads_per_actor=a.threads_per_actor, chunk_size=a.chunk_size, spacy_model=a.spacy_model,
-               dropped_types=dropped_types(a), ner_types=a.ner_types, ray_address=a.ray_address or None,
-               precision=a.mixed_precision)
+def corpus_mode(recipe, mode):
+    """main.py's --predict-dir / --label-dir: run_corpus under the flags (a recipe.Recipe)."""
+    s, d = recipe.serving, recipe.data
+    run_corpus(mode, getattr(s, f"{mode}_dir"), s.corpus_output(mode), model_dir=s.model_path,
+               text_column=s.text_column, id_column=s.id_column, label_column=d.label_column, actors=s.actors,
+               threads_per_actor=s.threads_per_actor, chunk_size=s.chunk_size, spacy_model=d.spacy_model,
+               dropped_types=d.dropped_types(), ner_types=d.ner_types, ray_address=s.ray_address or None,
+               precision=s.mixed_precision)
 
 
 # ------------------------------------------------------------------------------------------------------ workers
@@ -446,8 +425,6 @@ def run_corpus(mode, source, output, *, model_dir=None, text_column="text", id_c
         return summary
     if summary["already_done"]:
         log(f"{summary['already_done']} of {len(shards)} shards already done in {output}; doing the other {len(todo)}")
-    import shutil
-
     os.makedirs(output, exist_ok=True)
     shutil.rmtree(os.path.join(output, ATTEMPTS_DIR), ignore_errors=True)
     threads = threads_per_actor or 1
@@ -479,12 +456,17 @@ def run_corpus(mode, source, output, *, model_dir=None, text_column="text", id_c
         raise CorpusError(f"{len(unfinished)} shard(s) have no complete output after the run ({unfinished[0]}, ...); "
                           "run the same command again to finish them")
     shutil.rmtree(os.path.join(output, ATTEMPTS_DIR), ignore_errors=True)
-    retried = summary["retried"]
-    log(f"{summary['rows']} rows of {len(todo)} shards -> {output} ({summary['errors']} with an error record) in "
-        f"{summary['seconds']:.1f} s, {summary['rows'] / max(summary['seconds'], 1e-9):.0f} rows/s; retried: " +
-        (", ".join(f"{name} ({n} attempts: a worker died)" for name, n in sorted(retried.items())) if retried
-         else "none"))
+    log(done_line(summary, len(todo), output))
     return summary
+
+
+def done_line(summary, shards, output):
+    """A finished run's closing line: rows, speed and the shards that were retried."""
+    retried = summary["retried"]
+    return (f"{summary['rows']} rows of {shards} shards -> {output} ({summary['errors']} with an error record) in "
+            f"{summary['seconds']:.1f} s, {summary['rows'] / max(summary['seconds'], 1e-9):.0f} rows/s; retried: " +
+            (", ".join(f"{name} ({n} attempts: a worker died)" for name, n in sorted(retried.items())) if retried
+             else "none"))
 
 
 def _map_shards(worker, todo, settings, output, actors, threads, chunk_size, batch_size, show_progress):

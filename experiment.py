@@ -1,132 +1,49 @@
 """One experiment, as main.py runs it: the labelled data with validation carved from train, one model trained on it
 (fresh, or on from a saved model), its validation-selected checkpoint evaluated once on the test split, and
-results.json, model/ (with its model card) and the plots written. `a` holds main.py's flags (argparse namespace).
+results.json, model/ (with its model card) and the plots written. `recipe` is main.py's flags read once (recipe.Recipe).
 
-    data = load_data(a)                                   # (train, val, test, tasks)
-    results, model = run_experiment(a, data, "outputs/x") # None on the other processes of a DDP run
-    results, model = run_schedule(a, data, "outputs/x")   # the same, under --schedule (one or two stages)
-    results, model = run_distillation(a, data, "outputs/x")  # --distil-from DIR: a smaller student of a saved model
-    results, model = run_with_teachers(a, data, "outputs/x") # --teachers NAME=DIR ...: tasks distilled from teachers
+    data = load_data(recipe)                                   # (train, val, test, tasks)
+    results, model = run_experiment(recipe, data, "outputs/x") # None on the other processes of a DDP run
+    results, model = run_schedule(recipe, data, "outputs/x")   # the same, under --schedule (one or two stages)
+    results, model = run_distillation(recipe, data, "outputs/x")  # --distil-from DIR: a smaller student of a saved model
+    results, model = run_with_teachers(recipe, data, "outputs/x") # --teachers NAME=DIR ...: tasks distilled from teachers
 """
 import json
 import os
 import time
 
+from atomic_io import write_text_atomic
+from conll import load_ner_files
+from create_ner_dataset import combine_rows, create_dataset
+from data_sources import clean_applies
 from errors import InputError
-
-CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
-# --schedule: "joint" trains every task every epoch; "joint, then NER" trains them all for EPOCHS - STAGE2_EPOCHS
-# epochs, then the NER head and encoder on for the last STAGE2_EPOCHS with the other heads frozen (same total epochs).
-SCHEDULES = ("joint", "joint, then NER")
-
-
-def dropped_types(a):
-    """The --dropped-entity-types as a tuple, or None for the default of --ner-types."""
-    if a.dropped_entity_types.strip().lower() == "default":
-        return None
-    return tuple(t.strip().upper() for t in a.dropped_entity_types.split(",") if t.strip())
+from model_card import write_model_card
+from plots import plot_confusion
+from run_info import run_info
+from sts_benchmark import sts_pairs, sts_spearman
+from task_data import load_distil_texts, load_task_source, merge_rows, sources
 
 
-def clean_mode(a):
-    return CLEAN_MODES[str(a.clean_text).lower()]
-
-
-def train_config_settings(a, output_dir=None, **overrides):
-    """The TrainConfig keyword arguments of the flags named like its fields (a new such flag needs no edit here)."""
-    from dataclasses import fields
-
-    from task_data import parse_task_weights
-    from trainer_sentence_transformer import TrainConfig
-
-    settings = {f.name: getattr(a, f.name) for f in fields(TrainConfig) if hasattr(a, f.name)}
-    settings["task_weights"] = {**parse_task_weights(a.task_weights), **overrides.pop("task_weights", {})}
-    settings["freeze_tasks"] = tuple(dict.fromkeys([*a.freeze, *overrides.pop("freeze_tasks", ())]))
-    if not (getattr(a, "distil_from", "") or getattr(a, "from_model", "") or getattr(a, "teachers", [])):
-        settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from / --from-model / --teachers runs
-    settings.update(output_dir=output_dir or a.output_dir, **overrides)
-    return settings
-
-
-def train_config(a, output_dir=None, **overrides):
-    from trainer_sentence_transformer import TrainConfig
-
-    return TrainConfig(**train_config_settings(a, output_dir, **overrides))
-
-
-def schedule_problems(a):
-    """[message] for --schedule / --stage2-epochs values that cannot run (main.py reports them before any work)."""
-    from task_data import parse_task_weights
-
-    if a.schedule not in SCHEDULES:
-        return [f"--schedule must be one of {' | '.join(repr(s) for s in SCHEDULES)}, got {a.schedule!r}"]
-    if a.schedule == "joint":
-        return []
-    problems = []
-    if not 1 <= a.stage2_epochs < a.epochs:
-        problems.append(f"--stage2-epochs must be between 1 and --epochs - 1 ({a.epochs - 1}) under --schedule "
-                        f"{a.schedule!r}: stage 2 takes the last N of the {a.epochs} epochs (got {a.stage2_epochs})")
-    weights = parse_task_weights(a.task_weights)
-    trained = [n for n in (str(t).split("=", 1)[0].strip() for t in a.tasks)
-               if weights.get(n, 1) > 0 and n not in a.freeze]
-    if "ner" not in trained or len(trained) < 2:
-        problems.append(f"--schedule {a.schedule!r} trains every task, then NER: it needs the ner task and another "
-                        "one trained (weights > 0, not in --freeze); use --schedule joint")
-    if a.freeze_encoder:
-        problems.append(f"--schedule {a.schedule!r} with --freeze-encoder: stage 2 would train the NER head alone "
-                        "on a frozen encoder, which stage 1 already did; use --schedule joint")
-    return problems
-
-
-def load_data(a):
+def load_data(recipe):
     """(train, val, test, tasks): every task's rows, with validation carved from train, and the Task objects.
 
     The default pair (topic, ner) comes from the cached silver dataset of --dataset: validation is carved (stratified)
     from its rows, and the same fraction of the --ner-data sentences joins it as NER-only rows; the rest of the gold
     sentences join train; the test split is the data's own (or carved). Every other task's source is split alone
     (task_data.load_task_source) and its rows join each split with only that source's columns."""
-    from conll import load_ner_files
-    from create_ner_dataset import combine_rows, create_dataset
-    from distributed import distributed_state
-    from task_data import load_distil_texts, load_task_source, merge_rows, parse_task_specs, sources
-    from tasks import ClassificationTask, TaggingTask
-
-    start = time.perf_counter()
-    specs = parse_task_specs(a.tasks)
+    d = recipe.data
+    specs = recipe.tasks.specs()
     tasks, parts = {}, []
     if any(not s.kind for s in specs):
-        with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
-            limits = (None, None) if a.all_rows else (a.max_train_rows or None, a.max_test_rows or None)
-            ds, tags = create_dataset(a.dataset, max_train_rows=limits[0], max_test_rows=limits[1], seed=a.seed,
-                                      spacy_model=a.spacy_model,
-                                      dropped_types=dropped_types(a), clean=clean_mode(a), n_process=a.label_processes,
-                                      text_column=a.text_column, label_column=a.label_column,
-                                      test_fraction=a.test_fraction, ner_types=a.ner_types)
-        names = ds["train"].features["label"].names
-        n_val, n_labels = int(a.val_fraction * len(ds["train"])), len(names)
-        if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
-            raise InputError(f"--val-fraction {a.val_fraction} of {len(ds['train'])} train rows gives {n_val} "
-                             f"validation rows; each split needs at least one row per class ({n_labels}): use more "
-                             "rows (--max-train-rows) or another --val-fraction.")
-        split = ds["train"].train_test_split(test_size=a.val_fraction, stratify_by_column="label", seed=a.seed)
-        train, val = split["train"], split["test"]
-        gold_note = ""
-        if a.ner_data:
-            gold = load_ner_files(a.ner_data, ner_types=a.ner_types, dropped_types=dropped_types(a),
-                                  label_names=names)
-            gold = gold.train_test_split(test_size=a.val_fraction, seed=a.seed)
-            train, val = combine_rows(train, gold["train"]), combine_rows(val, gold["test"])
-            gold_note = f" (+ {len(gold['train'])} / {len(gold['test'])} gold NER-only sentences from --ner-data)"
-        tasks["topic"] = ClassificationTask("topic", names, column="label", dropout=a.dropout)
-        tasks["ner"] = TaggingTask("ner", tags, column="ner_tags", dropout=a.dropout)
-        parts.append((train, val, ds["test"]))
-        print(f"data: {len(train)} train / {len(val)} validation / {len(ds['test'])} test rows{gold_note}, "
-              f"{n_labels} classes, {len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
-    clean = new_model_clean(a, tasks)  # every source's text as the model will clean it at prediction time
+        train, val, test, pair = default_pair(recipe)
+        tasks.update(pair)
+        parts.append((train, val, test))
+    clean = new_model_clean(recipe, tasks)  # every source's text as the model will clean it at prediction time
     for group, (source, source_specs) in enumerate(sources(specs).items(), start=1):
-        part = load_task_source(source, source_specs, a.text_column, clean, a.test_fraction, a.val_fraction,
-                                a.seed, group)
+        part = load_task_source(source, source_specs, d.text_column, clean, d.test_fraction, d.val_fraction,
+                                d.seed, group)
         for task in part.tasks:
-            task.dropout = a.dropout
+            task.dropout = recipe.model.dropout
             tasks[task.name] = task
         parts.append((part.train, part.val, part.test))
         what = ", ".join(f"{t.name} ({t.kind}, {len(t.labels)} labels)" for t in part.tasks)
@@ -134,8 +51,8 @@ def load_data(a):
               f"{len(part.test['words'])} test rows")
     ordered = [tasks[s.name] for s in specs]
     extra = []
-    if getattr(a, "distil_texts", None):  # unlabelled rows: train only, their own group, the teachers' targets only
-        extra = [load_distil_texts(a.distil_texts, a.text_column, clean, group=len(parts))]
+    if d.distil_texts:  # unlabelled rows: train only, their own group, the teachers' targets only
+        extra = [load_distil_texts(d.distil_texts, d.text_column, clean, group=len(parts))]
         print(f"data: --distil-texts: {len(extra[0]['words'])} unlabelled training rows (teachers' outputs only)")
     if len(parts) == 1 and specs[0].kind is None and not extra:
         return (*parts[0], ordered)  # the default pair alone: the dataset as it is
@@ -143,40 +60,74 @@ def load_data(a):
     return (train, *(merge_rows([p[k] for p in parts], ordered) for k in (1, 2)), ordered)
 
 
-def new_model_clean(a, tasks):
-    """Whether the model cleans text as AG News' was (create_ner_dataset's rule, from --dataset and its classes)."""
-    from data_sources import clean_applies
+def default_pair(recipe):
+    """(train, val, test, {"topic": task, "ner": task}) of the default pair: --dataset's cached silver rows (labelled
+    once under DDP), validation carved, --ner-data's gold sentences joined."""
+    from distributed import distributed_state  # accelerate, torch: loaded when data loads, not on import
+    from tasks import ClassificationTask, TaggingTask
 
+    start, d, dropout = time.perf_counter(), recipe.data, recipe.model.dropout
+    with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
+        limits = d.row_limits()
+        ds, tags = create_dataset(d.dataset, max_train_rows=limits[0], max_test_rows=limits[1], seed=d.seed,
+                                  spacy_model=d.spacy_model,
+                                  dropped_types=d.dropped_types(), clean=d.clean_mode(), n_process=d.label_processes,
+                                  text_column=d.text_column, label_column=d.label_column,
+                                  test_fraction=d.test_fraction, ner_types=d.ner_types)
+    names = ds["train"].features["label"].names
+    n_val, n_labels = int(d.val_fraction * len(ds["train"])), len(names)
+    if n_val < n_labels or len(ds["train"]) - n_val < n_labels:
+        raise InputError(f"--val-fraction {d.val_fraction} of {len(ds['train'])} train rows gives {n_val} "
+                         f"validation rows; each split needs at least one row per class ({n_labels}): use more "
+                         "rows (--max-train-rows) or another --val-fraction.")
+    split = ds["train"].train_test_split(test_size=d.val_fraction, stratify_by_column="label", seed=d.seed)
+    train, val = split["train"], split["test"]
+    gold_note = ""
+    if d.ner_data:
+        gold = load_ner_files(list(d.ner_data), ner_types=d.ner_types, dropped_types=d.dropped_types(),
+                              label_names=names)
+        gold = gold.train_test_split(test_size=d.val_fraction, seed=d.seed)
+        train, val = combine_rows(train, gold["train"]), combine_rows(val, gold["test"])
+        gold_note = f" (+ {len(gold['train'])} / {len(gold['test'])} gold NER-only sentences from --ner-data)"
+    pair = {"topic": ClassificationTask("topic", names, column="label", dropout=dropout),
+            "ner": TaggingTask("ner", tags, column="ner_tags", dropout=dropout)}
+    print(f"data: {len(train)} train / {len(val)} validation / {len(ds['test'])} test rows{gold_note}, "
+          f"{n_labels} classes, {len(tags)} BIO tags ({time.perf_counter() - start:.0f}s)")
+    return train, val, ds["test"], pair
+
+
+def new_model_clean(recipe, tasks):
+    """Whether the model cleans text as AG News' was (create_ner_dataset's rule, from --dataset and its classes)."""
     topic = next((t for t in (tasks.values() if isinstance(tasks, dict) else tasks) if t.name == "topic"), None)
     if topic is None:  # no --dataset task: clean only when asked to
-        return clean_mode(a) is True
-    return clean_applies(a.dataset, clean_mode(a), topic.labels)
+        return recipe.data.clean_mode() is True
+    return clean_applies(recipe.data.dataset, recipe.data.clean_mode(), topic.labels)
 
 
-def new_model(a, tasks):
+def new_model(recipe, tasks):
     """A fresh model for the flags: the encoder, the tasks (their labels from the data), pooling, cleaning."""
-    from errors import InputError
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer  # torch: not on import
+
+    m = recipe.model
 
     def build(task_layers):
-        return MultiTaskSentenceTransformer(a.model_name, tasks=tasks, pooling=a.pooling, max_length=a.max_length,
-                                            clean=new_model_clean(a, tasks), attention_dropout=a.attention_dropout,
-                                            task_layers=task_layers)
+        return MultiTaskSentenceTransformer(m.model_name, tasks=tasks, pooling=m.pooling, max_length=m.max_length,
+                                            clean=new_model_clean(recipe, tasks),
+                                            attention_dropout=m.attention_dropout, task_layers=task_layers)
 
-    task_layers = getattr(a, "task_layers", 0)
     try:
-        return build(task_layers)
+        return build(m.task_layers)
     except InputError as e:
         # main.py's TASK_LAYERS, not given as --task-layers, on a Hub encoder it cannot split (main.py checks a local
-        # one before any work): the run goes on without task layers rather than fail for a flag nobody set
-        if not task_layers or getattr(a, "task_layers_given", True) or not str(e).startswith("task_layers"):
+        # one before any work): the run goes on without task layers rather than fail for a flag nobody set (the
+        # model's task_layers, 0, is what results.json records)
+        if not m.task_layers or m.task_layers_given or not str(e).startswith("task_layers"):
             raise
-        print(f"task layers: none for this run (TASK_LAYERS = {task_layers} does not apply: {e})")
-        a.task_layers = 0
+        print(f"task layers: none for this run (TASK_LAYERS = {m.task_layers} does not apply: {e})")
         return build(0)
 
 
-def run_experiment(a, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,
+def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,
                    **config_overrides):
     """Train one model and evaluate its best (validation-selected) checkpoint on the test split once.
 
@@ -185,24 +136,19 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     (trainer_sentence_transformer). extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
     task_weights={"ner": 0.0}, freeze_tasks=("topic",)).
     Returns (results, best model) on the main process, None on the others (DDP)."""
-    from accelerate.utils import set_seed
+    from accelerate.utils import set_seed  # torch: loaded once a run starts, not on import
 
-    from atomic_io import write_text_atomic
-    from model_card import write_model_card
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from plots import plot_confusion
-    from run_info import run_info
-    from sts_benchmark import sts_pairs, sts_spearman
     from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
     train, val, test, tasks = data
-    sts, sts_source = sts_pairs(getattr(a, "data_root", "auto"))  # before training: says now if it will be skipped
+    sts, sts_source = sts_pairs(recipe.data.data_root)  # before training: says now if it will be skipped
     if sts is None:
         print(f"STS-B check skipped: {sts_source}")
-    config = train_config(a, output_dir, **config_overrides)
-    set_seed(a.seed)  # the heads' initialisation too
+    config = recipe.train_config(output_dir, **config_overrides)
+    set_seed(recipe.training.seed)  # the heads' initialisation too
     if model is None:
-        model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(a, tasks)
+        model = MultiTaskSentenceTransformer.from_pretrained(start_from) if start_from else new_model(recipe, tasks)
     trainer = MultiTaskTrainer(model, train, val, config, teacher=teacher)
     start = time.perf_counter()
     history = trainer.train()
@@ -223,7 +169,7 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
                "trained_tasks": best.trained_tasks, "tasks": [t.config() for t in best.tasks.values()],
-               "task_sources": task_sources(a), "flags": vars(a), "run": run_info()}
+               "task_sources": recipe.tasks.sources(), "flags": flags_record(recipe, best), "run": run_info()}
     if start_from:
         results["start"] = start_from
     results.update(extra_results or {})
@@ -232,28 +178,31 @@ def run_experiment(a, data, output_dir, start_from=None, extra_results=None, mod
     return results, best
 
 
-def task_sources(a):
-    """{task: its data source} for the tasks of --tasks beyond the default pair."""
-    from task_data import parse_task_spec
+def flags_record(recipe, model):
+    """results.json's "flags": the recipe's, with the task layers of a new model as built (0 where a Hub encoder
+    could not take TASK_LAYERS; a student or a --from-model model keeps its own, which the flags do not set)."""
+    if recipe.distillation.distil_from or recipe.distillation.from_model:
+        return recipe.flags_record()
+    return recipe.flags_record(task_layers=model.task_layers)
 
-    specs = [parse_task_spec(t) for t in a.tasks]
-    return {s.name: s.source for s in specs if s.kind}
 
-
-def run_from_model(a, data, output_dir):
+def run_from_model(recipe, data, output_dir):
     """--from-model DIR: train on from the saved model in DIR, adding the tasks of --tasks it lacks (fresh heads),
     while its own tasks keep what they know: their outputs and its sentence embeddings are distilled from the saved
     model (DISTIL_WEIGHT, DISTIL_TEMPERATURE, KEEP_EMBEDDING) beside their own labels. results.json's `from_model`
     records each old task's test score before (the saved model) and after."""
+    from evaluation import main_score  # torch: loaded once a run starts, not on import
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+    from precision import resolve_mixed_precision
     from trainer_sentence_transformer import evaluate
 
+    from_model = recipe.distillation.from_model
     train, val, test, tasks = data
-    teacher = MultiTaskSentenceTransformer.from_pretrained(a.from_model)
-    model = MultiTaskSentenceTransformer.from_pretrained(a.from_model)
+    teacher = MultiTaskSentenceTransformer.from_pretrained(from_model)
+    model = MultiTaskSentenceTransformer.from_pretrained(from_model)
     clash = [t.name for t in tasks if t.name in model.tasks and not t.same_as(model.tasks[t.name])]
     if clash:
-        raise InputError(f"--from-model {a.from_model}: its task {clash[0]!r} has other labels than --tasks gives it; "
+        raise InputError(f"--from-model {from_model}: its task {clash[0]!r} has other labels than --tasks gives it; "
                          "name the new task differently, or use the data the model was trained on")
     new = [t for t in tasks if t.name not in model.tasks]
     for task in new:
@@ -261,27 +210,23 @@ def run_from_model(a, data, output_dir):
     if model.trained_tasks is None:
         model.trained_tasks = {n: n not in {t.name for t in new} for n in model.tasks}
     old = [n for n in teacher.tasks if n in {t.name for t in tasks}]
-    from precision import resolve_mixed_precision
 
     # scored as the run will score the new model: the same precision, the same test rows
-    before = evaluate(teacher, test, precision=resolve_mixed_precision(a.mixed_precision)) if old else {"tasks": {}}
-    print(f"--from-model {a.from_model}: its tasks {', '.join(teacher.tasks)} distilled from it; new: "
+    before = evaluate(teacher, test, precision=resolve_mixed_precision(recipe.training.mixed_precision)) if old else {"tasks": {}}
+    print(f"--from-model {from_model}: its tasks {', '.join(teacher.tasks)} distilled from it; new: "
           f"{', '.join(t.name for t in new) or 'none'}")
-    out = run_experiment(a, data, output_dir, model=model, teacher=teacher)
+    out = run_experiment(recipe, data, output_dir, model=model, teacher=teacher)
     if out is None:
         return None
     results, best = out
-    from evaluation import main_score
 
-    record = {"path": os.path.abspath(a.from_model), "new_tasks": [t.name for t in new], "old_tasks": {}}
+    record = {"path": os.path.abspath(from_model), "new_tasks": [t.name for t in new], "old_tasks": {}}
     for n in old:
         task = best.tasks[n]
         record["old_tasks"][n] = {"metric": task.main_metric,
                                   "before": main_score(task, before["tasks"].get(n)),
                                   "after": main_score(task, results["test"]["tasks"].get(n))}
     results["from_model"] = record
-    from atomic_io import write_text_atomic
-    from model_card import write_model_card
 
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
     write_model_card(os.path.join(output_dir, "model"), best, results)
@@ -292,24 +237,26 @@ def run_from_model(a, data, output_dir):
     return results, best
 
 
-def run_schedule(a, data, output_dir):
-    """run_experiment under a.schedule. "joint, then NER": stage 1 (both tasks, EPOCHS - STAGE2_EPOCHS epochs) trains
+def run_schedule(recipe, data, output_dir):
+    """run_experiment under --schedule. "joint, then NER": stage 1 (both tasks, EPOCHS - STAGE2_EPOCHS epochs) trains
     in output_dir/stage1 without touching the test split; stage 2 trains its validation-selected model on for
     STAGE2_EPOCHS with the topic head frozen in output_dir, which gets the results as any run. Each stage resumes
     from its own checkpoints, so a killed schedule continues where it stopped (a finished stage 1 is not retrained).
     results.json records the stages (epochs, history, best epoch)."""
-    from atomic_io import write_text_atomic
+    from accelerate.utils import set_seed  # torch: loaded once a run starts, not on import
+
     from trainer_sentence_transformer import MultiTaskTrainer
 
-    if a.schedule == "joint":
-        return run_experiment(a, data, output_dir)
-    from accelerate.utils import set_seed
+    t = recipe.training
+    if t.schedule == "joint":
+        return run_experiment(recipe, data, output_dir)
 
     train, val, _, tasks = data
-    stage1_dir, stage1_epochs = os.path.join(output_dir, "stage1"), a.epochs - a.stage2_epochs
-    print(f"schedule {a.schedule!r}: stage 1, both tasks, {stage1_epochs} epochs")
-    set_seed(a.seed)
-    trainer = MultiTaskTrainer(new_model(a, tasks), train, val, train_config(a, stage1_dir, epochs=stage1_epochs))
+    stage1_dir, stage1_epochs = os.path.join(output_dir, "stage1"), t.epochs - t.stage2_epochs
+    print(f"schedule {t.schedule!r}: stage 1, both tasks, {stage1_epochs} epochs")
+    set_seed(t.seed)
+    trainer = MultiTaskTrainer(new_model(recipe, tasks), train, val,
+                               recipe.train_config(stage1_dir, epochs=stage1_epochs))
     start = time.perf_counter()
     history = trainer.train()
     stage1 = {"epochs": stage1_epochs, "best_epoch": trainer.state["best_epoch"], "history": history,
@@ -317,43 +264,46 @@ def run_schedule(a, data, output_dir):
     if trainer.accelerator.is_main_process:
         write_text_atomic(os.path.join(stage1_dir, "stage.json"), json.dumps(stage1, indent=2))
     others = tuple(t.name for t in tasks if t.name != "ner")
-    print(f"schedule {a.schedule!r}: stage 2, NER only ({', '.join(others)} frozen), {a.stage2_epochs} epochs from "
+    print(f"schedule {t.schedule!r}: stage 2, NER only ({', '.join(others)} frozen), {t.stage2_epochs} epochs from "
           f"stage 1's epoch {stage1['best_epoch']}")
-    out = run_experiment(a, data, output_dir, start_from=os.path.join(stage1_dir, "best_model"),
-                         epochs=a.stage2_epochs, freeze_tasks=others,
-                         extra_results={"schedule": {"name": a.schedule, "stages": [
-                             stage1, {"epochs": a.stage2_epochs, "frozen": list(others)}]}})
+    out = run_experiment(recipe, data, output_dir, start_from=os.path.join(stage1_dir, "best_model"),
+                         epochs=t.stage2_epochs, freeze_tasks=others,
+                         extra_results={"schedule": {"name": t.schedule, "stages": [
+                             stage1, {"epochs": t.stage2_epochs, "frozen": list(others)}]}})
     return out
 
 
-def run_distillation(a, data, output_dir):
+def run_distillation(recipe, data, output_dir):
     """--distil-from DIR --student-layers N: a student made from the saved model in DIR (distillation.make_student)
     trained on the data with the task losses and the teacher's outputs (DISTIL_WEIGHT, DISTIL_TEMPERATURE,
     KEEP_EMBEDDING towards the teacher's embeddings); evaluated and saved like any run. results.json records the
     teacher (where, its layers, the layers kept, its own scores)."""
-    from distillation import check_teacher_classes, make_student, teacher_record
+    from distillation import check_teacher_classes, make_student, teacher_record  # torch: not on import
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
-    teacher = MultiTaskSentenceTransformer.from_pretrained(a.distil_from)
+    d = recipe.distillation
+
+    teacher = MultiTaskSentenceTransformer.from_pretrained(d.distil_from)
     topic = next((t for t in data[3] if t.name == "topic"), None)
-    check_teacher_classes(teacher, topic.labels if topic else teacher.label_names, a.distil_from)
-    student = make_student(teacher, a.student_layers)
-    record = teacher_record(a.distil_from, teacher, a.student_layers)
-    print(f"student: {a.student_layers} of the teacher's {record['layers']} layers (layers "
+    check_teacher_classes(teacher, topic.labels if topic else teacher.label_names, d.distil_from)
+    student = make_student(teacher, d.student_layers)
+    record = teacher_record(d.distil_from, teacher, d.student_layers)
+    print(f"student: {d.student_layers} of the teacher's {record['layers']} layers (layers "
           f"{', '.join(map(str, record['kept_layers']))}), its tokenizer, pooling ({student.encoder.pooling}), "
-          f"max_length {student.encoder.max_length} and heads; distil weight {a.distil_weight}, temperature "
-          f"{a.distil_temperature}, keep_embedding {a.keep_embedding} (towards the teacher's embeddings)")
-    return run_experiment(a, data, output_dir, model=student, teacher=teacher, extra_results={"teacher": record})
+          f"max_length {student.encoder.max_length} and heads; distil weight {d.distil_weight}, temperature "
+          f"{d.distil_temperature}, keep_embedding {recipe.training.keep_embedding} (towards the teacher's embeddings)")
+    return run_experiment(recipe, data, output_dir, model=student, teacher=teacher, extra_results={"teacher": record})
 
 
-def run_with_teachers(a, data, output_dir):
+def run_with_teachers(recipe, data, output_dir):
     """--teachers NAME=DIR ...: a fresh model trained on the data, each named task also learning its teacher's
     distribution (DISTIL_WEIGHT, DISTIL_TEMPERATURE, DISTIL_SCHEDULE; the embedding targets stay the packaged
     encoder's, KEEP_EMBEDDING). results.json's `teachers` records each teacher (folder, its own test score)."""
-    from distillation import load_teachers, parse_teachers, teachers_record
+    from distillation import load_teachers, parse_teachers, teachers_record  # torch: not on import
 
-    dirs = parse_teachers(a.teachers)
+    d = recipe.distillation
+    dirs = parse_teachers(d.teachers)
     teachers = load_teachers(dirs)
-    print("teachers: " + ", ".join(f"{n} from {d}" for n, d in dirs.items()) + f"; distil weight {a.distil_weight} "
-          f"({a.distil_schedule}), temperature {a.distil_temperature}")
-    return run_experiment(a, data, output_dir, teacher=teachers, extra_results={"teachers": teachers_record(dirs)})
+    print("teachers: " + ", ".join(f"{n} from {d}" for n, d in dirs.items()) + f"; distil weight {d.distil_weight} "
+          f"({d.distil_schedule}), temperature {d.distil_temperature}")
+    return run_experiment(recipe, data, output_dir, teacher=teachers, extra_results={"teachers": teachers_record(dirs)})

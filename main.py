@@ -83,8 +83,22 @@ EXAMPLES = [                      # printed with their predictions after trainin
 import argparse
 import json
 import os
+import resource
 import sys
 import time
+
+import data_root
+import hub
+import run_info
+from atomic_io import write_text_atomic
+from compare_freezing import compare_freezing
+from conll import conll_table, evaluate_on_conll
+from corpus import corpus_mode
+from data_sources import DatasetSourceError
+from errors import ProjectError
+from experiment import load_data, run_distillation, run_from_model, run_schedule, run_with_teachers
+from model_card import write_model_card
+from recipe import recipe_from_args
 
 FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
 LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE", "TEACHERS", "DISTIL_TEXTS")  # flags taking several values (--dataset a.csv b.csv, ...)
@@ -98,18 +112,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None):
-    """Every flag above as --flag-name, typed by its default; modes as extra options. Paths that are not found as
-    given but lie under the data root (ag_news, conll2003/valid.txt, ...) are resolved there."""
+    """The command line read once into a Recipe (recipe.py) and checked: a flag's problem stops here, before any work,
+    with argparse's exit status 2. Paths that are not found as given but lie under the data root (ag_news,
+    conll2003/valid.txt, ...) are resolved there."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if isinstance(args.dataset, list) and len(args.dataset) == 1:
-        args.dataset = args.dataset[0]  # one source: a string, as in the flag block
-    resolve_data_paths(parser, args)
-    parser.set_defaults(task_layers=None)  # was --task-layers given? (TASK_LAYERS steps aside where it cannot apply)
-    args.task_layers_given = parser.parse_args(argv).task_layers is not None
-    args.task_layers_note = "" if args.task_layers_given else default_task_layers(args)
-    check_args(parser, args)
-    return args
+    try:
+        recipe = recipe_from_args(parser.parse_args(argv), [option for option, _, _ in MODES])
+    except ProjectError as e:  # the data root named is not there
+        parser.error(str(e))
+    problems = recipe.problems()
+    if problems:
+        parser.error("; ".join(problems))
+    return recipe
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that the flag was given (--task-layers: TASK_LAYERS steps aside where it cannot
+    apply, a value given does not)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest + "_given", True)
 
 
 def build_parser():
@@ -126,7 +149,9 @@ def build_parser():
         elif isinstance(default, bool):
             parser.add_argument(option, default=default, action=argparse.BooleanOptionalAction, help=comments[name])
         else:
-            parser.add_argument(option, default=default, type=type(default), help=comments[name])
+            parser.add_argument(option, default=default, type=type(default), help=comments[name],
+                                **({"action": _Given} if name == "TASK_LAYERS" else {}))
+    parser.set_defaults(task_layers_given=False)
     for option, settings, _ in MODES:
         parser.add_argument(option, **settings)
     parser.add_argument("--model-dir", help="saved model for the modes above (default OUTPUT_DIR/model; a folder from "
@@ -146,30 +171,6 @@ def build_parser():
     return parser
 
 
-def resolve_data_paths(parser, a):
-    """a.data_root becomes the data root found (a folder, or None); --dataset, --ner-data and --eval-conll names that
-    exist under it (and not as given) become paths under it."""
-    import data_root
-    from errors import ProjectError
-    from task_data import resolve_spec
-
-    if a.fetch_data:  # the root is to be filled, not read
-        return
-    try:
-        a.data_root = data_root.find_data_root(a.data_root)
-    except ProjectError as e:
-        parser.error(str(e))
-    if isinstance(a.dataset, list):
-        a.dataset = [data_root.resolve(d, a.data_root) for d in a.dataset]
-    else:
-        a.dataset = data_root.resolve(a.dataset, a.data_root)
-    a.ner_data = [data_root.resolve(f, a.data_root) for f in a.ner_data]
-    a.distil_texts = [data_root.resolve(f, a.data_root) for f in a.distil_texts]
-    a.tasks = [resolve_spec(t, lambda source: data_root.resolve(source, a.data_root)) for t in a.tasks]
-    if a.eval_conll:
-        a.eval_conll = data_root.resolve(a.eval_conll, a.data_root)
-
-
 def _flag_comments():
     """The one-line comment after each flag, read from this file, for --help."""
     comments = {}
@@ -181,291 +182,8 @@ def _flag_comments():
     return comments
 
 
-# Messages main.py gives instead of the library's, where a flag has a hint of its own.
-FLAG_HINTS = {"epochs": "must be >= 1 (to use a saved model without training: --predict or --eval-conll)",
-              "keep_embedding": "must be >= 0 (0 = off)"}
-
-
-def check_args(parser, a):
-    """Reject ill-typed or out-of-range values before any work starts. Values that the trainer or the data builder
-    take are checked by their own checks (TrainConfig.problems, create_ner_dataset.option_problems), reported here
-    under the flags' names."""
-    from create_ner_dataset import option_problems
-    from experiment import CLEAN_MODES, dropped_types, schedule_problems, train_config_settings
-    from ner_tags import NER_TYPES
-    from sentence_transformer import POOLING_MODES, ModelLoadError, check_pooling, resolve_model_path
-    from serving import check_predict_file_args
-    from trainer_sentence_transformer import TrainConfig
-
-    def flag(name):
-        return "--" + name.replace("_", "-")
-
-    problems = task_flag_problems(a)  # --tasks, --task-weights, --freeze, --select-on
-    problems += [f"{flag(name)} {FLAG_HINTS.get(name, message)}" for name, message in
-                 TrainConfig.problems(train_config_settings(a)) if name not in ("task_weights", "select_on")]
-    clean = CLEAN_MODES.get(str(a.clean_text).lower(), a.clean_text)
-    names = {"ner_types": "--ner-types", "dropped_types": "--dropped-entity-types:", "clean": "--clean-text"}
-    for name, message in option_problems(a.test_fraction, a.ner_types, clean, a.text_column, a.label_column,
-                                         dropped_types(a)):
-        if name == "ner_types":
-            message = f"must be one of {', '.join(NER_TYPES)}"
-        elif name == "clean":
-            message = f"must be one of {', '.join(CLEAN_MODES)}"
-        elif name in ("text_column", "label_column"):
-            message = "must name a column" if not getattr(a, name) else message
-        problems.append(f"{names.get(name, flag(name))} {message}")
-    problems += schedule_problems(a)
-    if a.from_model:
-        problems += from_model_problems(a)
-    if a.distil_from:
-        problems += distil_problems(a)
-    if a.distil_texts:
-        problems += distil_texts_problems(a)
-    if a.task_layers:
-        problems += task_layers_problems(a)
-    if a.teachers:
-        problems += teachers_flag_problems(a)
-    elif not (a.from_model or a.distil_from):  # without a teacher the trainer never sees these, so check them here (with one, TrainConfig does)
-        problems += [f"--{f.replace('_', '-')} {m}" for f, m in TrainConfig.problems(
-            {"distil_weight": a.distil_weight, "distil_temperature": a.distil_temperature})]
-    try:
-        check_pooling(a.pooling)
-    except ValueError:
-        problems.append(f"--pooling must be one of {', '.join(POOLING_MODES)}")
-    for name in ("max_length", "label_processes"):
-        if getattr(a, name) < 1:
-            problems.append(f"{flag(name)} must be >= 1")
-    for name in ("max_train_rows", "max_test_rows"):
-        if getattr(a, name) < 0:
-            problems.append(f"{flag(name)} must be >= 0")
-    if not 0 < a.val_fraction < 1:
-        problems.append("--val-fraction must be between 0 and 1")
-    if not 0 <= a.dropout < 1 or not 0 <= a.attention_dropout < 1:
-        problems.append("--dropout and --attention-dropout must be in [0, 1)")
-    missing = [f for f in a.ner_data if not os.path.isfile(f)]
-    if missing:
-        problems.append(f"--ner-data: no file at {', '.join(missing)}")
-    try:
-        resolve_model_path(a.model_name)  # a missing local directory is caught here; hub ids are tried later
-    except ModelLoadError as e:
-        problems.append(f"--model-name: {e}")
-    if a.eval_conll and not os.path.isfile(a.eval_conll):
-        problems.append(f"--eval-conll: no file at {a.eval_conll}")
-    problems += check_predict_file_args(a)
-    if a.predict_dir or a.label_dir:
-        from corpus import check_corpus_args
-
-        problems += check_corpus_args(a)
-    if not problems and not a.fetch_data and needs_dataset(a):
-        problems += dataset_problems(a)
-    if problems:
-        parser.error("; ".join(problems))
-
-
-def task_flag_problems(a):
-    """[message] for --tasks, --task-weights, --freeze and --select-on: forms, names, sources (task_data)."""
-    from errors import InputError
-    from task_data import parse_task_specs, parse_task_weights, spec_problems
-
-    problems, names = [], None
-    try:
-        specs = parse_task_specs(a.tasks)
-        names = [s.name for s in specs]
-        problems += spec_problems(specs, a.text_column)
-    except InputError as e:
-        problems.append(str(e))
-    try:
-        weights = parse_task_weights(a.task_weights)
-    except InputError as e:
-        problems.append(str(e))
-        weights = {}
-    known = set(names or ()) | set(saved_task_names(a.from_model) if getattr(a, "from_model", "") else ())
-    if names is not None:
-        for option, given in (("--task-weights", weights), ("--freeze", a.freeze)):
-            unknown = [n for n in given if n not in known]
-            if unknown:
-                problems.append(f"{option}: no task {unknown[0]!r} (the tasks: {', '.join(sorted(known))})")
-        if a.select_on != "mean" and a.select_on not in known:
-            problems.append(f"--select-on must be 'mean' or a task name ({', '.join(sorted(known))}), got "
-                            f"{a.select_on!r}")
-    return problems
-
-
-def from_model_problems(a):
-    """--from-model: a saved model folder, trained jointly, not with --distil-from."""
-    from multi_task_sentence_transformer import missing_saved_parts
-
-    missing = missing_saved_parts(a.from_model)
-    if missing:
-        return [f"--from-model: {a.from_model} is not a saved model folder (no {', '.join(missing)}); point it at "
-                "<output-dir>/model of a training run"]
-    problems = []
-    if a.distil_from:
-        problems.append("--from-model and --distil-from: pick one (a student of a model, or a model with new tasks)")
-    if a.schedule != "joint":
-        problems.append(f"--from-model trains jointly; drop --schedule {a.schedule!r}")
-    return problems
-
-
-def default_task_layers(a):
-    """--task-layers not given: TASK_LAYERS, or 0 where it cannot apply (the run would otherwise be refused for a flag
-    the user never set). Returns the line train_mode prints then ("" when TASK_LAYERS applies)."""
-    problems = task_layers_problems(a) if a.task_layers > 0 else []
-    if not problems:
-        return ""
-    a.task_layers = 0
-    return f"task layers: none for this run (TASK_LAYERS = {TASK_LAYERS} does not apply: {problems[0].split('; ')[0]})"
-
-
-def task_layers_problems(a):
-    """--task-layers N: a new model's (not a student's, nor a saved model's, which keeps its own), not under a frozen
-    encoder (nor --compare-freezing, whose rows include one), and within a local encoder's layers (read from its
-    config; a Hub encoder is checked when it loads)."""
-    from sentence_transformer import ENCODER_FAMILIES, ModelLoadError, resolve_model_path
-
-    if a.task_layers < 0:
-        return ["--task-layers must be >= 0 (0 = every task reads the shared encoder)"]
-    problems = []
-    if a.distil_from or a.from_model:
-        problems.append(f"--task-layers with {'--distil-from' if a.distil_from else '--from-model'}: "
-                        f"{'a student reads its own (shared) encoder' if a.distil_from else 'the saved model keeps its own task layers'}; drop --task-layers")
-    if a.freeze_encoder or a.compare_freezing:
-        problems.append(f"--task-layers with {'--freeze-encoder' if a.freeze_encoder else '--compare-freezing (its encoder-frozen row)'}: "
-                        "the tasks' own top layers would be frozen too; freeze the shared lower layers with "
-                        "--freeze-layers N instead, or --task-layers 0")
-    try:
-        config_path = os.path.join(resolve_model_path(a.model_name), "config.json")
-    except ModelLoadError:
-        return problems  # --model-name's own problem is reported
-    if os.path.isfile(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
-        family, layers = ENCODER_FAMILIES.get(config.get("model_type")), config.get("num_hidden_layers")
-        if not (family and family["split"]):
-            split = ", ".join(k for k, v in ENCODER_FAMILIES.items() if v["split"])
-            problems.append(f"--task-layers needs a {split} encoder, not '{config.get('model_type')}'; drop it")
-        elif isinstance(layers, int) and a.task_layers > layers:
-            problems.append(f"--task-layers {a.task_layers}: the encoder has {layers} layers; pick 1..{layers}")
-    return problems
-
-
-def teachers_flag_problems(a):
-    """--teachers NAME=DIR ...: the form, task names of --tasks, saved model folders that have the task (its kind,
-    and for tagging its tags: config files only, no weights loaded); not beside --distil-from / --from-model, which
-    bring their own teacher, nor under a two-stage --schedule."""
-    from distillation import parse_teachers, teachers_problems
-    from errors import InputError
-    from task_data import parse_task_specs
-
-    problems = []
-    if a.distil_from or a.from_model:
-        problems.append(f"--teachers with {'--distil-from' if a.distil_from else '--from-model'}: that mode distils "
-                        "from its own model; drop one of them")
-    if a.schedule != "joint":
-        problems.append(f"--teachers trains jointly; drop --schedule {a.schedule!r}")
-    try:
-        teachers = parse_teachers(a.teachers)
-        specs = parse_task_specs(a.tasks)
-    except InputError as e:
-        return problems + [str(e)]
-    return problems + teachers_problems(teachers, specs, tagging_labels(a))
-
-
-def distil_texts_problems(a):
-    """--distil-texts: files that exist in a format read_texts reads, and a teacher to learn from."""
-    from serving import PREDICT_FILE_FORMATS
-
-    problems = []
-    if not (a.teachers or a.distil_from or a.from_model):
-        problems.append("--distil-texts adds rows without labels, which learn only from a teacher; give --teachers "
-                        "NAME=DIR, --distil-from DIR or --from-model DIR")
-    for path in a.distil_texts:
-        if not os.path.isfile(path):
-            problems.append(f"--distil-texts: no file at {path}")
-        elif os.path.splitext(path)[1].lower() not in PREDICT_FILE_FORMATS:
-            problems.append(f"--distil-texts: {path} is not one of {', '.join(PREDICT_FILE_FORMATS)} (rename a plain "
-                            "text file to .txt)")
-    return problems
-
-
-def tagging_labels(a):
-    """The default ner task's tag list under the flags (None when they are wrong: said under their own flags)."""
-    from experiment import dropped_types
-    from ner_tags import build_tag_list
-
-    try:
-        return build_tag_list(dropped_types(a), a.ner_types)
-    except ValueError:
-        return None
-
-
-def saved_task_names(model_dir):
-    """The task names of a saved model folder (its config only), or () when it cannot be read (said elsewhere)."""
-    from multi_task_sentence_transformer import CONFIG_NAME
-    from sentence_transformer import ModelLoadError, read_saved_json
-
-    try:
-        return [t["name"] for t in read_saved_json(os.path.join(model_dir, CONFIG_NAME))["tasks"]]
-    except (ModelLoadError, KeyError, TypeError, OSError):
-        return ()
-
-
-def needs_dataset(a):
-    """Training and --compare-freezing read --dataset; the other modes use a saved model."""
-    return a.compare_freezing or not any(getattr(a, option[2:].replace("-", "_")) for option, _, _ in MODES)
-
-
-def dataset_problems(a):
-    """--dataset naming a Hub dataset that cannot be had here (Hub not reachable, nothing cached): one message naming
-    the command that fetches the data, before any work."""
-    from data_root import FETCH_COMMAND, describe
-    from data_sources import unavailable_hub_source
-    from errors import ProjectError
-
-    try:
-        why = unavailable_hub_source(a.dataset)
-    except ProjectError as e:  # a local file or folder that is not there
-        return [f"--dataset: {e}"]
-    if why is None:
-        return []
-    return [f"--dataset {a.dataset}: {why}, and {describe(a.data_root)}. Fetch the data where the Hub is reachable: "
-            f"{FETCH_COMMAND} (writes data/; copy it here or pass --data-root DIR), or train on your own files: "
-            "--dataset my.csv --label-column COLUMN"]
-
-
-def distil_problems(a):
-    """--distil-from / --student-layers against the teacher folder and the data's tags and classes (no weights are
-    loaded and nothing is labelled: the config files and the data's label column only)."""
-    from data_sources import class_names
-    from distillation import saved_labels, teacher_problems
-    from errors import ProjectError
-    from experiment import dropped_types
-    from multi_task_sentence_transformer import CONFIG_NAME
-    from ner_tags import build_tag_list
-    from sentence_transformer import read_saved_json
-
-    if a.schedule != "joint":
-        return [f"--distil-from trains the student jointly; drop --schedule {a.schedule!r}"]
-    try:
-        tags = build_tag_list(dropped_types(a), a.ner_types)
-    except ValueError:
-        tags = None  # reported under its own flag
-    problems = teacher_problems(a.distil_from, a.student_layers, tags)
-    if problems:
-        return problems
-    teacher_classes = saved_labels(read_saved_json(os.path.join(a.distil_from, CONFIG_NAME)), "classification")
-    try:
-        names = class_names(a.dataset, a.text_column, a.label_column)
-    except ProjectError:
-        return []  # the data's own problem: reported when it loads, as in any run
-    if list(names) != list(teacher_classes):
-        return [f"--distil-from: the teacher predicts {teacher_classes}, the data's classes are {names}; distil on "
-                "data with the teacher's classes (or point --distil-from at a teacher trained on this data)"]
-    return []
-
-
 def print_results(results):
-    from trainer_sentence_transformer import fmt
+    from trainer_sentence_transformer import fmt  # torch: kept off --help
 
     t = results["test"]
     print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
@@ -503,53 +221,48 @@ def print_predictions(model, texts, precision="auto"):
 
 
 # ------------------------------------------------------------------------------------------------ modes
-def train_mode(a):
+def train_mode(recipe):
     """The default mode: train, evaluate the validation-selected checkpoint on the test split, print the results."""
-    import resource
-
-    from distributed import distributed_state
-    from experiment import load_data, run_distillation, run_from_model, run_schedule, run_with_teachers
+    from distributed import distributed_state  # accelerate: kept off --help
 
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
-    if a.task_layers_note:
-        state.print(a.task_layers_note)
-    run = (run_distillation if a.distil_from else run_from_model if a.from_model else run_with_teachers if a.teachers
+    if recipe.model.task_layers_note:
+        state.print(recipe.model.task_layers_note)
+    d, output_dir = recipe.distillation, recipe.training.output_dir
+    run = (run_distillation if d.distil_from else run_from_model if d.from_model else run_with_teachers if d.teachers
            else run_schedule)
-    out = run(a, load_data(a), a.output_dir)
+    out = run(recipe, load_data(recipe), output_dir)
     if out is None:  # not the main process (DDP): only the main one reports
         return
     results, model = out
     print_results(results)
     print("\nExample predictions:")
-    print_predictions(model, EXAMPLES, a.mixed_precision)
+    print_predictions(model, EXAMPLES, recipe.training.mixed_precision)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"\nwall time {(time.perf_counter() - start) / 60:.1f} min, peak memory (RSS) {peak:.0f} MiB; model saved "
-          f"to {a.output_dir}/model, results in {a.output_dir}/results.json")
+          f"to {output_dir}/model, results in {output_dir}/results.json")
 
 
-def compare_freezing_mode(a):
+def compare_freezing_mode(recipe):
     """Mode --compare-freezing: every freezing strategy and two-stage schedule (compare_freezing.py)."""
-    from compare_freezing import compare_freezing
-
-    if a.task_layers_note:
-        print(a.task_layers_note)
-    compare_freezing(a)
+    if recipe.model.task_layers_note:
+        print(recipe.model.task_layers_note)
+    compare_freezing(recipe)
 
 
-def saved_model(a):
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+def saved_model(serving):
+    """The saved model of --model-dir (else OUTPUT_DIR/model)."""
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer  # torch: kept off --help
 
-    return MultiTaskSentenceTransformer.from_pretrained(a.model_dir or os.path.join(a.output_dir, "model"))
+    return MultiTaskSentenceTransformer.from_pretrained(serving.model_path)
 
 
-def write_card(a, model, model_dir, conll=None):
+def write_card(serving, model, model_dir, conll=None):
     """The model card of model_dir with the run's results.json (OUTPUT_DIR) and CoNLL scores where they exist."""
-    from model_card import write_model_card
-
     def read(name):
-        path = os.path.join(a.output_dir, name)
+        path = os.path.join(serving.output_dir, name)
         if not os.path.isfile(path):
             return None
         with open(path) as f:
@@ -558,64 +271,55 @@ def write_card(a, model, model_dir, conll=None):
     write_model_card(model_dir, model, read("results.json"), conll or read("conll_eval.json"))
 
 
-def eval_conll_mode(a):
+def eval_conll_mode(recipe):
     """Mode --eval-conll FILE: model vs spaCy teacher on a CoNLL file; prints a table, writes conll_eval.json and
     adds the CoNLL F1 to the model's card."""
-    from atomic_io import write_text_atomic
-    from conll import conll_table, evaluate_on_conll
-
-    model = saved_model(a)
-    result = evaluate_on_conll(model, a.eval_conll, a.spacy_model)
-    print(f"\n{a.eval_conll}: {result['sentences']} sentences; entity types kept: {', '.join(result['types'])}")
+    serving = recipe.serving
+    model = saved_model(serving)
+    result = evaluate_on_conll(model, serving.eval_conll, recipe.data.spacy_model)
+    print(f"\n{serving.eval_conll}: {result['sentences']} sentences; entity types kept: {', '.join(result['types'])}")
     print(conll_table(result))
     scores = {"model": result["model"], "spacy": result["spacy"]}
-    os.makedirs(a.output_dir, exist_ok=True)
-    write_text_atomic(os.path.join(a.output_dir, "conll_eval.json"), json.dumps(scores, indent=2))
-    write_card(a, model, a.model_dir or os.path.join(a.output_dir, "model"), conll=scores)
+    os.makedirs(serving.output_dir, exist_ok=True)
+    write_text_atomic(os.path.join(serving.output_dir, "conll_eval.json"), json.dumps(scores, indent=2))
+    write_card(serving, model, serving.model_path, conll=scores)
 
 
-def predict_mode(a):
+def predict_mode(recipe):
     """Mode --predict TEXT ...: every task's prediction of each text from a saved model."""
-    print_predictions(saved_model(a), a.predict, a.mixed_precision)
+    print_predictions(saved_model(recipe.serving), recipe.serving.predict, recipe.serving.mixed_precision)
 
 
-def export_fast_mode(a):
+def export_fast_mode(recipe):
     """Mode --export-fast DIR: the saved model plus its ONNX Runtime graph, loadable with from_pretrained(DIR)."""
-    model = saved_model(a)
-    print(f"fast model written to {model.export_fast(a.export_fast)}")
-    write_card(a, model, a.export_fast)
+    model = saved_model(recipe.serving)
+    print(f"fast model written to {model.export_fast(recipe.serving.export_fast)}")
+    write_card(recipe.serving, model, recipe.serving.export_fast)
 
 
-def predict_file_mode(a):
+def predict_file_mode(recipe):
     """Mode --predict-file FILE: one JSON line per input text into --output."""
-    from serving import predict_file
+    from serving import predict_file  # torch: kept off --help
 
-    predict_file(saved_model(a), a.predict_file, a.output or os.path.join(a.output_dir, "predictions.jsonl"),
-                 a.text_column, a.batch_size, a.chunk_size, precision=a.mixed_precision)
+    s = recipe.serving
+    predict_file(saved_model(s), s.predict_file, s.predictions_path(), s.text_column, s.batch_size, s.chunk_size,
+                 precision=s.mixed_precision)
 
 
-def predict_dir_mode(a):
+def predict_dir_mode(recipe):
     """Mode --predict-dir INPUT: every shard of INPUT predicted on Ray into parquet shards (corpus.py)."""
-    from corpus import corpus_mode
-
-    corpus_mode(a, "predict")
+    corpus_mode(recipe, "predict")
 
 
-def label_dir_mode(a):
+def label_dir_mode(recipe):
     """Mode --label-dir INPUT: every shard of INPUT silver-labelled by spaCy on Ray into parquet shards (corpus.py)."""
-    from corpus import corpus_mode
-
-    corpus_mode(a, "label")
+    corpus_mode(recipe, "label")
 
 
-def fetch_data_mode(a):
+def fetch_data_mode(recipe):
     """Mode --fetch-data: fill the data root from the Hub (datasets already there are kept)."""
-    import data_root
-    from data_sources import DatasetSourceError
-    from hub import hub_reachable
-
-    target = data_root.fetch_target(a.data_root)
-    if not hub_reachable():
+    target = data_root.fetch_target(recipe.data.data_root)
+    if not hub.hub_reachable():
         raise DatasetSourceError(f"--fetch-data needs the Hugging Face Hub, which is not reachable from here (offline, "
                                  "HF_HUB_OFFLINE=1, or a proxy needed: HTTPS_PROXY / HF_ENDPOINT); fetch on a machine "
                                  f"that reaches it and copy the folder here as {target} (or pass --data-root DIR)")
@@ -659,17 +363,15 @@ MODES = [
 
 
 def main(argv=None):
-    import run_info
-
     run_info.record_start()  # the commit of the code loaded now, whatever the checkout becomes during a long run
-    a = parse_args(argv)
+    recipe = parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # transformers: loaded once there is work, not for --help
 
     hf_logging.disable_progress_bar()
-    chosen = [run for option, _, run in MODES if getattr(a, option[2:].replace("-", "_"))]
+    chosen = [run for option, _, run in MODES if option in recipe.modes]
     for run in chosen or [train_mode]:
-        run(a)
+        run(recipe)
     return 0
 
 
@@ -677,8 +379,6 @@ def cli():
     """main() with the errors the project raises on purpose (errors.ProjectError: bad input, missing files, an
     unreachable source; their messages name the fix) shown as one line each. Any other exception is a bug and keeps
     its traceback."""
-    from errors import ProjectError
-
     try:
         return main()
     except ProjectError as e:

@@ -205,16 +205,16 @@ class FastRunner:
 PREDICT_FILE_FORMATS = (".txt", ".csv", ".jsonl")
 
 
-def check_predict_file_args(a):
-    """Problems with the --predict-file flags, found before the model loads."""
+def check_predict_file_args(predict_file, chunk_size):
+    """Problems with the --predict-file flags (the file, --chunk-size), found before the model loads."""
     problems = []
-    if a.predict_file:
-        if not os.path.isfile(a.predict_file):
-            problems.append(f"--predict-file: no file at {a.predict_file}")
-        elif os.path.splitext(a.predict_file)[1].lower() not in PREDICT_FILE_FORMATS:
-            problems.append(f"--predict-file: {a.predict_file} is not one of {', '.join(PREDICT_FILE_FORMATS)} "
+    if predict_file:
+        if not os.path.isfile(predict_file):
+            problems.append(f"--predict-file: no file at {predict_file}")
+        elif os.path.splitext(predict_file)[1].lower() not in PREDICT_FILE_FORMATS:
+            problems.append(f"--predict-file: {predict_file} is not one of {', '.join(PREDICT_FILE_FORMATS)} "
                             "(rename a plain text file to .txt)")
-    if a.chunk_size < 1:
+    if chunk_size < 1:
         problems.append("--chunk-size must be >= 1")
     return problems
 

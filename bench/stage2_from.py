@@ -24,9 +24,9 @@ def main():
     import run_info
 
     run_info.record_start()
-    a = flags.parse_args(argv)
-    results, _ = run_experiment(a, load_data(a), a.output_dir, start_from=start_from, epochs=a.stage2_epochs,
-                                freeze_tasks=("topic",))
+    recipe = flags.parse_args(argv)
+    results, _ = run_experiment(recipe, load_data(recipe), recipe.training.output_dir, start_from=start_from,
+                                epochs=recipe.training.stage2_epochs, freeze_tasks=("topic",))
     flags.print_results(results)
 
 

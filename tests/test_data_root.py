@@ -61,11 +61,11 @@ def test_main_reads_the_default_dataset_from_the_root_as_the_explicit_path_did(m
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(data_root.ENV, str(data_root_dir))
-    a = main.parse_args([])
-    assert a.dataset == str(data_root_dir / "ag_news") and a.data_root == str(data_root_dir)
-    a = main.parse_args(["--eval-conll", "conll2003/valid.txt", "--ner-data", "conll2003/train.txt"])
-    assert a.eval_conll == str(data_root_dir / "conll2003" / "valid.txt")
-    assert a.ner_data == [str(data_root_dir / "conll2003" / "train.txt")]
+    data = main.parse_args([]).data
+    assert data.dataset == str(data_root_dir / "ag_news") and data.data_root == str(data_root_dir)
+    recipe = main.parse_args(["--eval-conll", "conll2003/valid.txt", "--ner-data", "conll2003/train.txt"])
+    assert recipe.serving.eval_conll == str(data_root_dir / "conll2003" / "valid.txt")
+    assert recipe.data.ner_data == (str(data_root_dir / "conll2003" / "train.txt"),)
 
 
 class FakeHub:

@@ -154,10 +154,10 @@ def test_every_documented_main_command_passes_main_s_checks(sandbox, monkeypatch
             problems.append(f"{where}: `{command}`: {error}")
         if args is None:  # refused, or --help
             continue
-        chosen = [option for option, _, _ in main.MODES if getattr(args, option[2:].replace("-", "_"))]
+        chosen = list(args.modes)
         if not chosen or chosen == ["--compare-freezing"]:  # it trains into --output-dir
-            settings = {k: v for k, v in vars(args).items() if k not in ("model_dir", "output", "chunk_size")}
-            runs.setdefault((os.path.normpath(args.output_dir), tuple(chosen)), {}).setdefault(
+            settings = {k: v for k, v in args.flags.items() if k not in ("model_dir", "output", "chunk_size")}
+            runs.setdefault((os.path.normpath(args.training.output_dir), tuple(chosen)), {}).setdefault(
                 repr(sorted(settings.items())), []).append(f"{where}: `{command}`")
     for (out, _mode), variants in runs.items():
         if len(variants) > 1:

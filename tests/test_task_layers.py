@@ -242,27 +242,29 @@ def test_the_default_task_layers_step_aside_where_they_cannot_apply(tmp_path, mo
     monkeypatch.chdir(work)
     assert main.TASK_LAYERS > 0
     for args in ([], ["--tasks", "topic", "--task-weights", "topic=1"]):
-        a = main.parse_args(args)
-        assert (a.task_layers, a.task_layers_given, a.task_layers_note) == (main.TASK_LAYERS, False, "")
+        m = main.parse_args(args).model
+        assert (m.task_layers, m.task_layers_given, m.task_layers_note) == (main.TASK_LAYERS, False, "")
     for args, why in ((["--distil-from", str(teacher), "--student-layers", "1"], "--distil-from"), (["--freeze-encoder"], "--freeze-encoder"),
                       (["--compare-freezing"], "--compare-freezing"), (["--model-name", encoder], "'distilbert'")):
-        a = main.parse_args(args)
-        assert a.task_layers == 0 and why in a.task_layers_note and "does not apply" in a.task_layers_note, args
+        m = main.parse_args(args).model
+        assert m.task_layers == 0 and why in m.task_layers_note and "does not apply" in m.task_layers_note, args
         assert "--task-layers" in flag_error(args + ["--task-layers", "1"], work, monkeypatch, capsys)
-    assert main.parse_args(["--task-layers", "2"]).task_layers == 2
+    assert main.parse_args(["--task-layers", "2"]).model.task_layers == 2
 
 
 def test_a_hub_encoder_that_cannot_split_trains_without_the_default_task_layers(tmp_path, capsys):
     """main.py cannot read a Hub encoder's config before it loads: new_model builds it without TASK_LAYERS (one line
     says so) unless --task-layers was given, which stays an error naming the fix."""
+    from dataclasses import replace
+
     import main
     from experiment import new_model
 
-    a = main.parse_args(["--model-name", distilbert_dir(tmp_path / "distilbert")])
+    recipe = main.parse_args(["--model-name", distilbert_dir(tmp_path / "distilbert")])
     tasks = list(tiny_multitask().tasks.values())
-    a.task_layers, a.task_layers_given = 1, False  # as main.py leaves a Hub encoder's run
-    assert new_model(a, tasks).task_layers == 0 and a.task_layers == 0
+    hub = replace(recipe, model=replace(recipe.model, task_layers=1, task_layers_given=False))  # a Hub encoder's run
+    assert new_model(hub, tasks).task_layers == 0  # results.json's flags record the model's 0 (experiment.flags_record)
     assert "TASK_LAYERS = 1 does not apply" in capsys.readouterr().out
-    a.task_layers, a.task_layers_given = 1, True
+    given = replace(recipe, model=replace(recipe.model, task_layers=1, task_layers_given=True))
     with pytest.raises(ValueError, match="task_layers.*'distilbert'"):
-        new_model(a, tasks)
+        new_model(given, tasks)
