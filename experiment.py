@@ -34,7 +34,7 @@ def load_data(recipe):
     d = recipe.data
     specs = recipe.tasks.specs()
     tasks, parts = {}, []
-    if any(not s.kind for s in specs):
+    if any(s.builtin for s in specs):
         train, val, test, pair = default_pair(recipe)
         tasks.update(pair)
         parts.append((train, val, test))
@@ -46,7 +46,7 @@ def load_data(recipe):
             task.dropout = recipe.model.dropout
             tasks[task.name] = task
         parts.append((part.train, part.val, part.test))
-        what = ", ".join(f"{t.name} ({t.kind}, {len(t.labels)} labels)" for t in part.tasks)
+        what = ", ".join(t.summary() for t in part.tasks)
         print(f"data: {source}: {what}: {len(part.train['words'])} train / {len(part.val['words'])} validation / "
               f"{len(part.test['words'])} test rows")
     ordered = [tasks[s.name] for s in specs]
@@ -54,7 +54,7 @@ def load_data(recipe):
     if d.distil_texts:  # unlabelled rows: train only, their own group, the teachers' targets only
         extra = [load_distil_texts(d.distil_texts, d.text_column, clean, group=len(parts))]
         print(f"data: --distil-texts: {len(extra[0]['words'])} unlabelled training rows (teachers' outputs only)")
-    if len(parts) == 1 and specs[0].kind is None and not extra:
+    if len(parts) == 1 and specs[0].builtin and not extra:
         return (*parts[0], ordered)  # the default pair alone: the dataset as it is
     train = merge_rows([p[0] for p in parts] + extra, ordered)
     return (train, *(merge_rows([p[k] for p in parts], ordered) for k in (1, 2)), ordered)
@@ -159,8 +159,8 @@ def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None
     if not trainer.accelerator.is_main_process:
         return None
     best.save_pretrained(os.path.join(output_dir, "model"))
-    for name, task in best.tasks.items():  # one confusion matrix per classification task
-        if task.kind == "classification" and test_metrics["tasks"][name]:
+    for name, task in best.tasks.items():  # one confusion matrix per task that has one (classification)
+        if "confusion_matrix" in (test_metrics["tasks"][name] or {}):
             plot_confusion(test_metrics["tasks"][name]["confusion_matrix"], task.labels,
                            os.path.join(output_dir, "confusion_matrix.png" if name == "topic" else
                                         f"confusion_matrix_{name}.png"), f"Test confusion matrix ({name})")

@@ -182,42 +182,20 @@ def _flag_comments():
     return comments
 
 
-def print_results(results):
-    from trainer_sentence_transformer import fmt  # torch: kept off --help
-
+def print_results(results, tasks):
+    """The test metrics of results, each task's lines as the task words them (tasks: {name: Task})."""
     t = results["test"]
     print(f"\nTest split ({results['rows']['test']} rows), best epoch {results['best_epoch']} by validation:")
     for name, m in t["tasks"].items():
-        rows = t["rows"][name]
-        if m is None:
-            print(f"  {name:<10s} no test row carries it")
-        elif "accuracy" in m:
-            print(f"  {name:<10s} accuracy {fmt(m['accuracy'])}  macro-F1 {fmt(m['macro_f1'])}  ({rows} rows)")
-        elif "micro_f1" in m:
-            print(f"  {name:<10s} micro-F1 {fmt(m['micro_f1'])}  macro-F1 {fmt(m['macro_f1'])}  threshold "
-                  f"{m['threshold']}  ({rows} rows)")
-        else:
-            print(f"  {name:<10s} entity P/R/F1 {m['precision']:.4f} / {m['recall']:.4f} / {m['f1']:.4f}  ({rows} rows)")
-            for kind, per in sorted(m["per_type"].items()):
-                print(f"    {kind:<12s} P {per['precision']:.3f}  R {per['recall']:.3f}  F1 {per['f1']:.3f}  "
-                      f"({per['support']})")
+        lines = ["no test row carries it"] if m is None else tasks[name].format_metrics(m, t["rows"][name])
+        print(f"  {name:<10s} {lines[0]}" + "".join(f"\n    {line}" for line in lines[1:]))
     sts = results["sts_spearman"]
     print(f"  STS-B dev Spearman x100 of encode()  {results['sts_source'] if sts is None else f'{sts:.2f}'}")
 
 
-def describe_prediction(task, output):
-    """One task's prediction as a short phrase."""
-    if task.kind == "tagging":
-        return ", ".join(f"{e['text']} [{e['type']}]" for e in output) or "no entities"
-    if task.kind == "multilabel":
-        return ", ".join(output["labels"]) or "no label over the threshold"
-    return f"{output['label']} ({output['score']:.2f})" if output["label"] is not None else "no label (head untrained)"
-
-
 def print_predictions(model, texts, precision="auto"):
     for text, p in zip(texts, model.predict(list(texts), precision=precision)):
-        print(f"- {text}\n    -> " + "; ".join(f"{n}: {describe_prediction(model.tasks[n], out)}"
-                                              for n, out in p.items()))
+        print(f"- {text}\n    -> " + "; ".join(f"{n}: {model.tasks[n].describe_output(out)}" for n, out in p.items()))
 
 
 # ------------------------------------------------------------------------------------------------ modes
@@ -237,7 +215,7 @@ def train_mode(recipe):
     if out is None:  # not the main process (DDP): only the main one reports
         return
     results, model = out
-    print_results(results)
+    print_results(results, model.tasks)
     print("\nExample predictions:")
     print_predictions(model, EXAMPLES, recipe.training.mixed_precision)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -162,7 +162,7 @@ class TasksRecipe:
     def sources(self):
         """{task: its data source} for the tasks beyond the default pair."""
         specs = [parse_task_spec(t) for t in self.tasks]
-        return {s.name: s.source for s in specs if s.kind}
+        return {s.name: s.source for s in specs if not s.builtin}
 
     def problems(self, text_column, saved_names=()):
         """--tasks, --task-weights, --freeze and --select-on: forms, names (of the tasks, or of saved_names: the

@@ -586,7 +586,7 @@ class TaggingTask(Task):
     def format_metrics(self, m, rows):
         lines = [f"entity P/R/F1 {m['precision']:.4f} / {m['recall']:.4f} / {m['f1']:.4f}  ({rows} rows)"]
         for kind, per in sorted(m["per_type"].items()):
-            lines.append(f"  {kind:<12s} P {per['precision']:.3f}  R {per['recall']:.3f}  F1 {per['f1']:.3f}  "
+            lines.append(f"{kind:<12s} P {per['precision']:.3f}  R {per['recall']:.3f}  F1 {per['f1']:.3f}  "
                          f"({per['support']})")
         return lines
 

@@ -25,9 +25,9 @@ def main():
 
     run_info.record_start()
     recipe = flags.parse_args(argv)
-    results, _ = run_experiment(recipe, load_data(recipe), recipe.training.output_dir, start_from=start_from,
+    results, model = run_experiment(recipe, load_data(recipe), recipe.training.output_dir, start_from=start_from,
                                 epochs=recipe.training.stage2_epochs, freeze_tasks=("topic",))
-    flags.print_results(results)
+    flags.print_results(results, model.tasks)
 
 
 if __name__ == "__main__":
