@@ -94,7 +94,7 @@ def test_fp16_on_cpu_names_the_alternatives(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("fp16 is valid on a CUDA machine")
-    with pytest.raises(ValueError, match="bf16' or 'no'"):
+    with pytest.raises(ValueError, match="'bf16' or 'fp32'"):
         MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, TrainConfig(mixed_precision="fp16",
                                                                        output_dir=str(tmp_path)))
 
