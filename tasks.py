@@ -13,20 +13,24 @@ Kinds:
                   validation (micro-F1); micro-F1 (main) and macro-F1. Row value: a list of class ids, None = no labels.
   tagging         one BIO tag per word (first wordpiece), read from the token embeddings and the words' shapes
                   (TaggingHead); entity micro-F1 (main, seqeval). Row value: a list of tags, None = no tags.
+  regression      a number per text: squared error on the standardised value (the training rows' mean and spread,
+                  saved); Spearman (main), Pearson, MSE. Row value: a number, None = no value. predict: {'score'}.
 
 What a row holds for each task lives in its `column` (the default pair keeps the dataset's `label` and `ner_tags`).
 Nothing here loads a model or data.
 """
+import math
 import numbers
 import os
 
+import numpy as np
 import pyarrow as pa
 import torch
 from torch import nn
 
 from data_sources import AG_NEWS_LABELS, FILE_FORMATS, _is_null, _label_names_and_ids, class_names
 from errors import InputError, ProjectError
-from metrics import classification_metrics, fmt, ner_metrics
+from metrics import classification_metrics, fmt, ner_metrics, spearman
 from ner_tags import build_tag_list
 from text_prep import WORD_SHAPES
 
@@ -601,6 +605,119 @@ class TaggingTask(Task):
                                    ("end", pa.int64())]))
 
 
+class RegressionTask(Task):
+    """A number per text from the pooled sentence embedding (dropout + linear). The head predicts the value
+    standardised by the training rows' mean and spread (saved with the model), so its loss sits on the scale of the
+    other tasks' whatever the column's units; predict() gives the value back in those units."""
+    kind = "regression"
+    missing = None
+    main_metric = "spearman"
+
+    def __init__(self, name, labels=("score",), column=None, dropout=0.1, mean=0.0, std=1.0):
+        super().__init__(name, labels, column, dropout)
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise InputError(f"task {name!r}: mean {mean!r} and std {std!r} must be finite numbers, std > 0.")
+        self.mean, self.std = float(mean), float(std)
+
+    def config(self):
+        return {**super().config(), "mean": self.mean, "std": self.std}
+
+    def describe(self):
+        return f"a number per text (mean {self.mean:.3g}, std {self.std:.3g} on its training rows)"
+
+    @classmethod
+    def from_table(cls, name, parts, column, where):
+        by_split = {split: [_number(where, column, v) for _, ds in ps for v in ds[column]]
+                    for split, ps in parts.items()}
+        return cls(name, column=name), by_split
+
+    def fit(self, values):
+        """The mean and spread of the training rows' values: the head predicts values standardised by them."""
+        train = [v for v in values if self.has_label(v)]
+        if len(train) < 2:
+            raise InputError(f"task {self.name!r}: {len(train)} training row(s) hold a number; a regression task "
+                             "needs numbers in at least 2 rows")
+        self.mean = sum(train) / len(train)
+        self.std = math.sqrt(sum((v - self.mean) ** 2 for v in train) / len(train)) or 1.0
+
+    def has_label(self, value):
+        return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+    def check_values(self, values):
+        for i, y in enumerate(values):
+            if y is not None and not (isinstance(y, numbers.Real) and not isinstance(y, bool) and math.isfinite(y)):
+                raise InputError(f"task {self.name!r} (regression), row {i}: {y!r} is not a finite number; column "
+                                 f"{self.column!r} must hold a number per row (or None: no value).")
+
+    def read_values(self, column, words):
+        column = [None if _is_null(y) else float(y) if isinstance(y, numbers.Real) and not isinstance(y, bool) else y
+                  for y in column]
+        self.check_values(column)
+        return column
+
+    def make_head(self, hidden):
+        return nn.Sequential(nn.Dropout(self.dropout), nn.Linear(hidden, 1))
+
+    def targets(self, values):
+        """[B] standardised values, NaN on a row without one (masked in the loss)."""
+        return torch.tensor([math.nan if v is None else (v - self.mean) / self.std for v in values],
+                            dtype=torch.float32)
+
+    def loss(self, logits, targets):
+        """Summed squared error (standardised units) over the rows with a value."""
+        labelled = ~torch.isnan(targets)
+        return ((logits[:, 0][labelled] - targets[labelled]) ** 2).sum()
+
+    def soft_loss(self, logits, teacher_logits, temperature):
+        """Summed squared distance to the teacher's (standardised) number; a number has no temperature."""
+        return ((logits - teacher_logits) ** 2).sum()
+
+    def probabilities(self, logits):
+        """The value in the column's units (a row's [1] logits give a 0-d tensor; a batch's [B, 1] give [B])."""
+        return logits.float()[..., 0] * self.std + self.mean
+
+    def decode(self, value, trained=True, text=None, spans=None):
+        """predict()'s output: {'score': the number} (None for a head training never taught)."""
+        return {"score": float(value) if trained else None}
+
+    def metrics(self, gold, pred):
+        """Spearman (main) and Pearson correlation, and the mean squared error, in the column's units; a constant
+        prediction correlates 0."""
+        y, p = np.asarray(gold, dtype=float), np.asarray([float(v) for v in pred], dtype=float)
+        pearson = float(np.corrcoef(y, p)[0, 1]) if len(y) > 1 and y.std() > 0 and p.std() > 0 else 0.0
+        rank = spearman(y.tolist(), p.tolist()) if len(y) > 1 else 0.0
+        return {"spearman": 0.0 if math.isnan(rank) else rank, "pearson": pearson,
+                "mse": float(((y - p) ** 2).mean()) if len(y) else 0.0}
+
+    def describe_output(self, output):
+        return "no value (head untrained)" if output["score"] is None else f"{output['score']:.3f}"
+
+    def format_metrics(self, m, rows):
+        return [f"Spearman {fmt(m['spearman'])}  Pearson {fmt(m['pearson'])}  MSE {m['mse']:.4g}  ({rows} rows)"]
+
+    def card_rows(self, m):
+        title = f"{self.name} (regression)"
+        return [("text-classification", title, "spearmanr", "Test Spearman", m["spearman"]),
+                ("text-classification", title, "pearsonr", "Test Pearson", m["pearson"])]
+
+    def arrow_type(self):
+        return pa.struct([("score", pa.float64())])
+
+
+def _number(where, column, value):
+    """A table cell as a float (None when empty); InputError naming the row's value otherwise."""
+    if _is_null(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: column {column!r} holds {value!r}, not a number; a regression column holds a "
+                         "number per row (empty: no value)") from None
+    if not math.isfinite(number):
+        raise InputError(f"{where}: column {column!r} holds {value!r}; give finite numbers (empty: no value)")
+    return number
+
+
 def multilabel_values(where, column, values):
     """(label names, per row a list of ids or None) from lists or '|'-joined strings."""
     rows = []
@@ -634,7 +751,7 @@ def bio_to_spans(tags):
     return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
 
 
-KINDS = {cls.kind: cls for cls in (ClassificationTask, MultiLabelTask, TaggingTask)}
+KINDS = {cls.kind: cls for cls in (ClassificationTask, MultiLabelTask, TaggingTask, RegressionTask)}
 
 
 def default_tasks(label_names=None, tags=None):
