@@ -58,8 +58,8 @@ def test_the_targets_are_the_teachers_outputs_row_by_row(tmp_path):
     teacher = tiny_multitask(seed=5).eval()
     trainer = MultiTaskTrainer(make_student(teacher, 1), TOY_ROWS, None,
                                quiet_config(tmp_path, distil_weight=0.5, keep_embedding=1.0), teacher=teacher)
-    state = {"teacher": None}
-    targets = trainer._distillation_targets(trainer.model, state)
+    state = {"targets_fingerprint": None}
+    targets = trainer.distillation_targets(trainer.model, state)
     n = len(TOY_ROWS["label"])
     assert targets["embeddings"].shape == (n, teacher.encoder.hidden_size)
     assert targets["topic"].shape == (n, len(teacher.label_names))
@@ -77,7 +77,7 @@ def test_the_targets_are_the_teachers_outputs_row_by_row(tmp_path):
         assert torch.allclose(targets["topic"][i], out["topic"][0], atol=1e-5)
         assert torch.allclose(targets["embeddings"][i], out["sentence_embedding"][0], atol=1e-5)
     # stored beside the checkpoint and read back on resume, checked by fingerprint
-    assert trainer._distillation_targets(trainer.model, state)["ner"].equal(targets["ner"])
+    assert trainer.distillation_targets(trainer.model, state)["ner"].equal(targets["ner"])
 
 
 def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
@@ -233,7 +233,7 @@ def test_each_task_learns_from_its_own_teacher(tmp_path):
     trainer = MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path, distil_weight=0.5, keep_embedding=1.0),
                                teacher={"topic": topic_teacher, "ner": ner_teacher})
     assert trainer.soft_tasks == ["topic", "ner"]
-    targets = trainer._distillation_targets(trainer.model, {"teacher": None})
+    targets = trainer.distillation_targets(trainer.model, {"targets_fingerprint": None})
     n = len(TOY_ROWS["label"])
     start = sentence_embeddings(model, trainer.train_features, range(n), 64, torch.device("cpu"), "no")
     assert torch.allclose(targets["embeddings"], start, atol=1e-5)
@@ -251,7 +251,7 @@ def test_each_task_learns_from_its_own_teacher(tmp_path):
     # one teacher for one task only: the other task learns from its labels alone
     only = MultiTaskTrainer(tiny_multitask(3), TOY_ROWS, None, quiet_config(tmp_path / "only", distil_weight=0.5),
                             teacher={"ner": ner_teacher})
-    assert only.soft_tasks == ["ner"] and "topic" not in only._distillation_targets(only.model, {"teacher": None})
+    assert only.soft_tasks == ["ner"] and "topic" not in only.distillation_targets(only.model, {"targets_fingerprint": None})
 
 
 def test_annealing_moves_the_loss_from_the_teacher_to_the_labels(tmp_path):
@@ -269,7 +269,7 @@ def test_annealing_moves_the_loss_from_the_teacher_to_the_labels(tmp_path):
                                teacher={"topic": teacher, "ner": teacher})
     history = trainer.train()
     assert [r["distil_weight"] for r in history] == [0.5, 0.0]  # after epoch 1 of 2, after the last step
-    targets = trainer._distillation_targets(trainer.model, {"teacher": None})
+    targets = trainer.distillation_targets(trainer.model, {"targets_fingerprint": None})
     rows = list(range(len(TOY_ROWS["label"])))
     batch = trainer._batch(rows, None, targets)
     out = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -296,7 +296,7 @@ def test_unlabelled_rows_learn_only_the_teachers_outputs(tmp_path):
                                teacher={"topic": teacher, "ner": teacher})
     n = len(TOY_ROWS["words"])
     assert trainer.counts["ner"][n:] == [0, 0] and trainer.counts["topic"][n:] == [0, 0]
-    targets = trainer._distillation_targets(trainer.model, {"teacher": None})
+    targets = trainer.distillation_targets(trainer.model, {"targets_fingerprint": None})
     offsets = targets["ner.offsets"].tolist()
     assert [offsets[i + 1] - offsets[i] for i in (n, n + 1)] == [6, 2]  # every word of the unlabelled rows
     assert offsets[n] == sum(trainer.counts["ner"])  # and on labelled rows exactly their labelled words
