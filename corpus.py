@@ -31,13 +31,23 @@ spaCy. A local Ray is started in-process unless --ray-address / RAY_ADDRESS name
 """
 import glob
 import hashlib
+import importlib.util
 import json
 import os
+import resource
 import shutil
 import time
 from typing import NamedTuple
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from atomic_io import kill_point, open_atomic
+from create_ner_dataset import _resolve_spacy_model, _spacy_model_version, label_texts, load_spacy
 from errors import InputError, ProjectError
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer, missing_saved_parts
+from serving import FastRunner, _is_unreadable, _predict_chunk, read_texts
 
 SHARD_FORMATS = (".parquet", ".csv", ".jsonl", ".txt")
 META_KEY = "mtst_corpus"           # the output's parquet key-value metadata: the completeness record
@@ -102,8 +112,6 @@ def settings_key(settings):
 
 def read_record(output):
     """(the completeness record in an output shard's metadata, its row count), or None when unreadable."""
-    import pyarrow.parquet as pq
-
     try:
         metadata = pq.read_metadata(output)
         return json.loads(metadata.metadata[META_KEY.encode()]), metadata.num_rows
@@ -124,8 +132,6 @@ def is_done(shard, settings):
 
 # ------------------------------------------------------------------------------------------------------ checks
 def ray_available():
-    import importlib.util
-
     return importlib.util.find_spec("ray") is not None
 
 
@@ -142,8 +148,6 @@ def corpus_problems(mode, source, output, model_dir=None, actors=0, threads_per_
     if output and os.path.exists(output) and not os.path.isdir(output):
         problems.append(f"--output {output} is a file; --{mode}-dir writes a folder of parquet shards there")
     if mode == "predict" and model_dir is not None:
-        from multi_task_sentence_transformer import missing_saved_parts
-
         missing = missing_saved_parts(model_dir)
         if missing:
             problems.append(f"--model-dir: {model_dir} is not a saved model folder (no {', '.join(missing)}); point "
@@ -173,9 +177,6 @@ def corpus_mode(recipe, mode):
 # ------------------------------------------------------------------------------------------------------ workers
 def _arrow_types(shard_path, columns):
     """{column: arrow type} of the extra columns carried: the input's own type for parquet, else string."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     types = {c: pa.string() for c in columns}
     if shard_path.lower().endswith(".parquet"):
         schema = pq.read_schema(shard_path)
@@ -199,8 +200,6 @@ class _ShardWorker:
     model in setup() and turn a chunk of read_texts items into output rows in rows()."""
 
     def __init__(self, settings, output_dir, threads=1, chunk_size=1000, batch_size=32):
-        import torch
-
         torch.set_num_threads(max(1, threads))
         self.settings, self.output_dir = settings, output_dir
         self.threads, self.chunk_size, self.batch_size = max(1, threads), chunk_size, batch_size
@@ -224,12 +223,6 @@ class _ShardWorker:
 
     def write_shard(self, shard):
         """Read, process and write one shard (its output renamed into place at the end); (rows, error rows)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from atomic_io import kill_point, open_atomic
-        from serving import read_texts
-
         mark_attempt(self.output_dir, shard)
         stamp = shard_stamp(shard.path)
         extras = self.extra_columns()
@@ -254,7 +247,6 @@ class _ShardWorker:
     def base_row(self, shard_name, item):
         row, _, error, values = item
         out = {"shard": shard_name, "row": row, "error": error}
-        import pyarrow as pa
 
         for c, kind in self.extra_types.items():  # a csv / jsonl shard's values as strings (JSON for a list or dict)
             v = values.get(c)
@@ -267,23 +259,16 @@ class Predictor(_ShardWorker):
     """predict() of a saved model (a PyTorch folder or an --export-fast ONNX folder) over shards."""
 
     def setup(self):
-        from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-
         self.model = MultiTaskSentenceTransformer.from_pretrained(self.settings["model_dir"])
         if self.model.fast is not None:  # its ONNX Runtime session took torch's thread count at load: set it here
-            from serving import FastRunner
 
             self.model.fast = FastRunner(os.path.join(self.settings["model_dir"], "fast"), threads=self.threads)
 
     def schema(self, extra_types):
-        import pyarrow as pa
-
         fields = [("shard", pa.string()), ("row", pa.int64())] + list(extra_types.items()) + [("error", pa.string())]
         return pa.schema(fields + [(n, t.arrow_type()) for n, t in self.model.tasks.items()])
 
     def rows(self, shard_name, chunk):
-        from serving import _predict_chunk
-
         records = _predict_chunk(self.model, chunk, self.batch_size, self.settings["precision"])
         out = []
         for item, record in zip(chunk, records):
@@ -298,22 +283,15 @@ class Labeller(_ShardWorker):
     """spaCy's silver NER (create_ner_dataset.label_texts) over shards: words, word starts, BIO tags per row."""
 
     def setup(self):
-        from create_ner_dataset import load_spacy
-
         self.nlp = load_spacy(self.settings["spacy_model"])
 
     def schema(self, extra_types):
-        import pyarrow as pa
-
         text = self.settings["text_column"]
         return pa.schema([("shard", pa.string()), ("row", pa.int64())] + list(extra_types.items()) +
                          [("error", pa.string()), (text, pa.string()), ("words", pa.list_(pa.string())),
                           ("word_starts", pa.list_(pa.int32())), ("ner_tags", pa.list_(pa.string()))])
 
     def rows(self, shard_name, chunk):
-        from create_ner_dataset import label_texts
-        from serving import _is_unreadable
-
         out = [self.base_row(shard_name, item) for item in chunk]
         good = []
         for row, (_, text, error, _) in zip(out, chunk):
@@ -333,8 +311,6 @@ WORKERS = {"predict": Predictor, "label": Labeller}
 
 
 def _peak_rss_mib():
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -393,8 +369,6 @@ def run_settings(mode, model_dir=None, text_column="text", id_column="", label_c
                   if os.path.exists(os.path.join(model_dir, f))}
         settings.update(model_dir=model_dir, model_files=stamps, precision=precision)
     else:
-        from create_ner_dataset import _resolve_spacy_model, _spacy_model_version
-
         resolved = _resolve_spacy_model(spacy_model)
         settings.update(spacy_model=spacy_model, spacy_model_version=_spacy_model_version(resolved),
                         dropped_types=None if dropped_types is None else sorted(dropped_types), ner_types=ner_types,

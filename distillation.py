@@ -31,10 +31,20 @@ import json
 import os
 
 import torch
+from torch import nn
 
 from errors import InputError
-from multi_task_sentence_transformer import EMBEDDING
+from multi_task_sentence_transformer import (
+    CONFIG_NAME,
+    EMBEDDING,
+    ENCODER_DIR,
+    HEADS_NAME,
+    MultiTaskSentenceTransformer,
+    missing_saved_parts,
+)
 from sentence_transformer import ModelLoadError, read_saved_json
+from serving import copy_model
+from task_data import BUILTIN
 
 DISTIL_RESULT_KEYS = ("path", "layers", "student_layers", "kept_layers")
 
@@ -60,10 +70,6 @@ def make_student(teacher, n_layers):
 
 def keep_layers(model, keep):
     """A copy of model whose encoder keeps only the given 0-based layers, in that order (model is left untouched)."""
-    from torch import nn
-
-    from serving import copy_model
-
     copy_ = copy_model(model)  # without an ONNX Runtime graph, which would not describe the copy
     _, layers = copy_.encoder.embeddings_and_layers()
     *parents, name = copy_.encoder.layers_path().split(".")
@@ -83,8 +89,6 @@ def keep_layers(model, keep):
 def saved_model_layers(model_dir):
     """The encoder layer count of a folder written by save_pretrained, read from its config (no weights loaded);
     an InputError naming the fix when the folder is not a saved multi-task model."""
-    from multi_task_sentence_transformer import CONFIG_NAME, ENCODER_DIR, HEADS_NAME
-
     missing = [n for n in (CONFIG_NAME, HEADS_NAME, os.path.join(ENCODER_DIR, "config.json"))
                if not os.path.exists(os.path.join(model_dir, n))]
     if missing:
@@ -110,7 +114,6 @@ def teacher_problems(model_dir, student_layers, tags=None):
     problems = []
     if not 1 <= student_layers <= n:
         problems.append(f"--student-layers must be between 1 and the teacher's {n} layers (got {student_layers})")
-    from multi_task_sentence_transformer import CONFIG_NAME
 
     try:
         config = read_saved_json(os.path.join(model_dir, CONFIG_NAME), required=("tasks",))
@@ -177,9 +180,6 @@ def teachers_problems(teachers, specs, ner_tags=None):
     """[message] for {task: folder} against --tasks' specs, from the saved configs only (no weights loaded): every
     task is one of the run's, every folder a saved model with a task of that name and kind (for the default ner
     task, the tags ner_tags the flags give). The classes are compared when the teachers are loaded."""
-    from multi_task_sentence_transformer import CONFIG_NAME, missing_saved_parts
-    from task_data import BUILTIN
-
     kinds = {s.name: s.kind or BUILTIN.get(s.name) for s in specs}
     problems = []
     for name, folder in teachers.items():
@@ -211,8 +211,6 @@ def teachers_problems(teachers, specs, ner_tags=None):
 
 def load_teachers(folders):
     """{task: loaded model} for {task: folder}; a folder named for several tasks is loaded once."""
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-
     loaded = {}
     for folder in dict.fromkeys(folders.values()):
         loaded[folder] = MultiTaskSentenceTransformer.from_pretrained(folder)

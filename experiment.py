@@ -12,16 +12,32 @@ import json
 import os
 import time
 
+from accelerate.utils import set_seed
+
 from atomic_io import write_text_atomic
 from conll import load_ner_files
 from create_ner_dataset import combine_rows, create_dataset
 from data_sources import clean_applies
+from distillation import (
+    check_teacher_classes,
+    load_teachers,
+    make_student,
+    parse_teachers,
+    teacher_record,
+    teachers_record,
+)
+from distributed import distributed_state
 from errors import InputError
+from evaluation import main_score
 from model_card import write_model_card
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from plots import plot_confusion
+from precision import resolve_mixed_precision
 from run_info import run_info
 from sts_benchmark import sts_pairs, sts_spearman
 from task_data import load_distil_texts, load_task_source, merge_rows, sources
+from tasks import ClassificationTask, TaggingTask
+from trainer_sentence_transformer import MultiTaskTrainer, evaluate
 
 
 def load_data(recipe):
@@ -63,9 +79,6 @@ def load_data(recipe):
 def default_pair(recipe):
     """(train, val, test, {"topic": task, "ner": task}) of the default pair: --dataset's cached silver rows (labelled
     once under DDP), validation carved, --ner-data's gold sentences joined."""
-    from distributed import distributed_state  # accelerate, torch: loaded when data loads, not on import
-    from tasks import ClassificationTask, TaggingTask
-
     start, d, dropout = time.perf_counter(), recipe.data, recipe.model.dropout
     with distributed_state().main_process_first():  # under DDP, one process labels and the others read the cache
         limits = d.row_limits()
@@ -106,8 +119,6 @@ def new_model_clean(recipe, tasks):
 
 def new_model(recipe, tasks):
     """A fresh model for the flags: the encoder, the tasks (their labels from the data), pooling, cleaning."""
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer  # torch: not on import
-
     m = recipe.model
 
     def build(task_layers):
@@ -136,11 +147,6 @@ def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None
     (trainer_sentence_transformer). extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
     task_weights={"ner": 0.0}, freeze_tasks=("topic",)).
     Returns (results, best model) on the main process, None on the others (DDP)."""
-    from accelerate.utils import set_seed  # torch: loaded once a run starts, not on import
-
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from trainer_sentence_transformer import MultiTaskTrainer, evaluate
-
     train, val, test, tasks = data
     sts, sts_source = sts_pairs(recipe.data.data_root)  # before training: says now if it will be skipped
     if sts is None:
@@ -191,11 +197,6 @@ def run_from_model(recipe, data, output_dir):
     while its own tasks keep what they know: their outputs and its sentence embeddings are distilled from the saved
     model (DISTIL_WEIGHT, DISTIL_TEMPERATURE, KEEP_EMBEDDING) beside their own labels. results.json's `from_model`
     records each old task's test score before (the saved model) and after."""
-    from evaluation import main_score  # torch: loaded once a run starts, not on import
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-    from precision import resolve_mixed_precision
-    from trainer_sentence_transformer import evaluate
-
     from_model = recipe.distillation.from_model
     train, val, test, tasks = data
     teacher = MultiTaskSentenceTransformer.from_pretrained(from_model)
@@ -243,10 +244,6 @@ def run_schedule(recipe, data, output_dir):
     STAGE2_EPOCHS with the topic head frozen in output_dir, which gets the results as any run. Each stage resumes
     from its own checkpoints, so a killed schedule continues where it stopped (a finished stage 1 is not retrained).
     results.json records the stages (epochs, history, best epoch)."""
-    from accelerate.utils import set_seed  # torch: loaded once a run starts, not on import
-
-    from trainer_sentence_transformer import MultiTaskTrainer
-
     t = recipe.training
     if t.schedule == "joint":
         return run_experiment(recipe, data, output_dir)
@@ -278,9 +275,6 @@ def run_distillation(recipe, data, output_dir):
     trained on the data with the task losses and the teacher's outputs (DISTIL_WEIGHT, DISTIL_TEMPERATURE,
     KEEP_EMBEDDING towards the teacher's embeddings); evaluated and saved like any run. results.json records the
     teacher (where, its layers, the layers kept, its own scores)."""
-    from distillation import check_teacher_classes, make_student, teacher_record  # torch: not on import
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
-
     d = recipe.distillation
 
     teacher = MultiTaskSentenceTransformer.from_pretrained(d.distil_from)
@@ -299,8 +293,6 @@ def run_with_teachers(recipe, data, output_dir):
     """--teachers NAME=DIR ...: a fresh model trained on the data, each named task also learning its teacher's
     distribution (DISTIL_WEIGHT, DISTIL_TEMPERATURE, DISTIL_SCHEDULE; the embedding targets stay the packaged
     encoder's, KEEP_EMBEDDING). results.json's `teachers` records each teacher (folder, its own test score)."""
-    from distillation import load_teachers, parse_teachers, teachers_record  # torch: not on import
-
     d = recipe.distillation
     dirs = parse_teachers(d.teachers)
     teachers = load_teachers(dirs)

@@ -95,10 +95,13 @@ from compare_freezing import compare_freezing
 from conll import conll_table, evaluate_on_conll
 from corpus import corpus_mode
 from data_sources import DatasetSourceError
+from distributed import distributed_state
 from errors import ProjectError
 from experiment import load_data, run_distillation, run_from_model, run_schedule, run_with_teachers
 from model_card import write_model_card
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from recipe import recipe_from_args
+from serving import predict_file
 
 FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
 LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE", "TEACHERS", "DISTIL_TEXTS")  # flags taking several values (--dataset a.csv b.csv, ...)
@@ -201,8 +204,6 @@ def print_predictions(model, texts, precision="auto"):
 # ------------------------------------------------------------------------------------------------ modes
 def train_mode(recipe):
     """The default mode: train, evaluate the validation-selected checkpoint on the test split, print the results."""
-    from distributed import distributed_state  # accelerate: kept off --help
-
     start = time.perf_counter()
     state = distributed_state()
     state.print(f"processes: {state.num_processes} ({state.distributed_type.value})")
@@ -232,8 +233,6 @@ def compare_freezing_mode(recipe):
 
 def saved_model(serving):
     """The saved model of --model-dir (else OUTPUT_DIR/model)."""
-    from multi_task_sentence_transformer import MultiTaskSentenceTransformer  # torch: kept off --help
-
     return MultiTaskSentenceTransformer.from_pretrained(serving.model_path)
 
 
@@ -277,8 +276,6 @@ def export_fast_mode(recipe):
 
 def predict_file_mode(recipe):
     """Mode --predict-file FILE: one JSON line per input text into --output."""
-    from serving import predict_file  # torch: kept off --help
-
     s = recipe.serving
     predict_file(saved_model(s), s.predict_file, s.predictions_path(), s.text_column, s.batch_size, s.chunk_size,
                  precision=s.mixed_precision)

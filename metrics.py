@@ -6,14 +6,13 @@
 
 scikit-learn, seqeval and scipy are imported on first use (each takes seconds to import).
 """
+import warnings
 
 
 def classification_metrics(y_true, y_pred, n_labels):
     """{'accuracy', 'macro_f1', 'confusion_matrix'} of class ids 0..n_labels-1. The macro-F1 averages all n_labels
     classes: a class never predicted, never true, or neither, scores 0. No rows is a ValueError (as it was an error
     before scikit-learn: evaluate() scores a task only when some row carries it)."""
-    import warnings
-
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
     labels = list(range(n_labels))

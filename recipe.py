@@ -21,9 +21,21 @@ from corpus import MODES as CORPUS_MODES
 from corpus import corpus_problems
 from create_ner_dataset import option_problems
 from data_sources import class_names, unavailable_hub_source
+from distillation import parse_teachers, saved_labels, teacher_problems, teachers_problems
 from errors import InputError, ProjectError
+from multi_task_sentence_transformer import CONFIG_NAME, missing_saved_parts
 from ner_tags import NER_TYPES, build_tag_list
+from sentence_transformer import (
+    ENCODER_FAMILIES,
+    POOLING_MODES,
+    ModelLoadError,
+    check_pooling,
+    read_saved_json,
+    resolve_model_path,
+)
+from serving import PREDICT_FILE_FORMATS, check_predict_file_args
 from task_data import parse_task_spec, parse_task_specs, parse_task_weights, resolve_spec, spec_problems
+from train_config import TrainConfig
 
 CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
 # --schedule: "joint" trains every task every epoch; "joint, then NER" trains them all for EPOCHS - STAGE2_EPOCHS
@@ -41,9 +53,6 @@ def flag(name):
 
 def saved_task_names(model_dir):
     """The task names of a saved model folder (its config only), or () when it cannot be read (said elsewhere)."""
-    from multi_task_sentence_transformer import CONFIG_NAME  # torch: kept off main.py's --help
-    from sentence_transformer import ModelLoadError, read_saved_json
-
     try:
         return [t["name"] for t in read_saved_json(os.path.join(model_dir, CONFIG_NAME))["tasks"]]
     except (ModelLoadError, KeyError, TypeError, OSError):
@@ -119,8 +128,6 @@ class DataRecipe:
 
     def distil_texts_problems(self):
         """--distil-texts: files that exist in a format read_texts reads."""
-        from serving import PREDICT_FILE_FORMATS  # torch: kept off main.py's --help
-
         problems = []
         for path in self.distil_texts:
             if not os.path.isfile(path):
@@ -205,13 +212,6 @@ class ModelRecipe:
     task_layers_note: str = ""
 
     def problems(self):
-        from sentence_transformer import (  # torch: kept off main.py's --help
-            POOLING_MODES,
-            ModelLoadError,
-            check_pooling,
-            resolve_model_path,
-        )
-
         problems = []
         try:
             check_pooling(self.pooling)
@@ -231,12 +231,6 @@ class ModelRecipe:
         """--task-layers N: a new model's (not under teacher_flag: --distil-from's student, --from-model's saved
         model), not under a frozen encoder (frozen_flag: --freeze-encoder, or --compare-freezing, whose rows include
         one), and within a local encoder's layers (read from its config; a Hub encoder is checked when it loads)."""
-        from sentence_transformer import (  # torch: kept off main.py's --help
-            ENCODER_FAMILIES,
-            ModelLoadError,
-            resolve_model_path,
-        )
-
         if self.task_layers < 0:
             return ["--task-layers must be >= 0 (0 = every task reads the shared encoder)"]
         problems = []
@@ -339,7 +333,6 @@ class DistillationRecipe:
         if self.teachers:
             problems += self.teachers_flag_problems(schedule, tasks, data.tagging_labels())
         elif not (self.from_model or self.distil_from):  # without a teacher the trainer never sees these: check here
-            from trainer_sentence_transformer import TrainConfig  # torch: kept off main.py's --help
 
             problems += [f"{flag(f)} {m}" for f, m in TrainConfig.problems(
                 {"distil_weight": self.distil_weight, "distil_temperature": self.distil_temperature})]
@@ -350,8 +343,6 @@ class DistillationRecipe:
 
     def from_model_problems(self, schedule):
         """--from-model: a saved model folder, trained jointly, not with --distil-from."""
-        from multi_task_sentence_transformer import missing_saved_parts  # torch: kept off main.py's --help
-
         missing = missing_saved_parts(self.from_model)
         if missing:
             return [f"--from-model: {self.from_model} is not a saved model folder (no {', '.join(missing)}); point it "
@@ -366,10 +357,6 @@ class DistillationRecipe:
     def distil_problems(self, schedule, data):
         """--distil-from / --student-layers against the teacher folder and the data's tags and classes (no weights are
         loaded and nothing is labelled: the config files and the data's label column only)."""
-        from distillation import saved_labels, teacher_problems  # torch: kept off main.py's --help
-        from multi_task_sentence_transformer import CONFIG_NAME
-        from sentence_transformer import read_saved_json
-
         if schedule != "joint":
             return [f"--distil-from trains the student jointly; drop --schedule {schedule!r}"]
         problems = teacher_problems(self.distil_from, self.student_layers, data.tagging_labels())
@@ -389,8 +376,6 @@ class DistillationRecipe:
         """--teachers NAME=DIR ...: the form, task names of --tasks, saved model folders that have the task (its kind,
         and for tagging its tags: config files only, no weights loaded); not beside --distil-from / --from-model,
         which bring their own teacher, nor under a two-stage --schedule."""
-        from distillation import parse_teachers, teachers_problems  # torch: kept off main.py's --help
-
         problems = []
         if self.teacher_flag:
             problems.append(f"--teachers with {self.teacher_flag}: that mode distils from its own model; drop one of "
@@ -441,8 +426,6 @@ class ServingRecipe:
         return self.output or os.path.join(self.output_dir, "predictions" if mode == "predict" else "silver")
 
     def problems(self):
-        from serving import check_predict_file_args  # torch: kept off main.py's --help
-
         problems = []
         if self.eval_conll and not os.path.isfile(self.eval_conll):
             problems.append(f"--eval-conll: no file at {self.eval_conll}")
@@ -498,8 +481,6 @@ class Recipe:
 
     def train_config_settings(self, output_dir=None, **overrides):
         """The TrainConfig keyword arguments of the flags named like its fields (a new such flag needs no edit here)."""
-        from trainer_sentence_transformer import TrainConfig  # torch: kept off main.py's --help
-
         settings = {f.name: getattr(part, f.name) for f in fields(TrainConfig)
                     for part in (self.training, self.tasks, self.distillation) if hasattr(part, f.name)}
         settings["task_weights"] = {**self.tasks.weights(), **overrides.pop("task_weights", {})}
@@ -510,15 +491,11 @@ class Recipe:
         return settings
 
     def train_config(self, output_dir=None, **overrides):
-        from trainer_sentence_transformer import TrainConfig  # torch: kept off main.py's --help
-
         return TrainConfig(**self.train_config_settings(output_dir, **overrides))
 
     def trainer_problems(self):
         """The trainer's own checks (TrainConfig.problems) under the flags' names (--tasks' names are said by
         TasksRecipe.problems)."""
-        from trainer_sentence_transformer import TrainConfig  # torch: kept off main.py's --help
-
         settings = self.train_config_settings()  # a malformed --task-weights raises here, as it always has
         return [f"{flag(name)} {FLAG_HINTS.get(name, message)}" for name, message in TrainConfig.problems(settings)
                 if name not in ("task_weights", "select_on")]

@@ -7,6 +7,10 @@ import shlex
 import subprocess
 import sys
 
+import torch
+
+from precision import cpu_has_fast_bf16
+
 _AT_START = {}  # record_start(): the commit and date when the run began, before any file could change under it
 
 
@@ -42,17 +46,12 @@ def cpu_model(cpuinfo="/proc/cpuinfo"):
 
 def machine():
     """'<n> x <GPU name>' on CUDA, else '<CPU model>, <n> cores, bf16 instructions: yes|no'."""
-    import torch
-
-    from precision import cpu_has_fast_bf16
-
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return f"{cpu_model()}, {os.cpu_count()} cores, bf16 instructions: {'yes' if cpu_has_fast_bf16() else 'no'}"
 
 
 def run_info():
-    import torch
     import transformers
 
     n = int(os.environ.get("WORLD_SIZE", "1"))
