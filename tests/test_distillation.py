@@ -407,3 +407,28 @@ def encoder_layers(path):
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
     return MultiTaskSentenceTransformer.from_pretrained(path).encoder.embeddings_and_layers()[1]
+
+
+def test_every_kind_is_stored_as_units_and_older_targets_still_resume(tmp_path):
+    """A sentence task's targets are one unit per row with offsets like a tagging task's words; targets stored before
+    sentence tasks had offsets ([N, C] alone, fingerprinted as they were) load with one unit per row."""
+    from safetensors.torch import save_file
+
+    from checkpoints import targets_fingerprint
+    from distil_targets import TARGETS_FILE, batch_targets, load_targets
+    from trainer_sentence_transformer import MultiTaskTrainer
+
+    teacher = tiny_multitask(seed=5).eval()
+    trainer = MultiTaskTrainer(tiny_multitask(3), TOY_ROWS, None, quiet_config(tmp_path, distil_weight=0.5),
+                               teacher={"topic": teacher, "ner": teacher})
+    targets = trainer.distillation_targets(trainer.model, {"targets_fingerprint": None})
+    n = len(TOY_ROWS["label"])
+    assert targets["topic.offsets"].tolist() == list(range(n + 1))
+    old = {k: v for k, v in targets.items() if k != "topic.offsets"}
+    (tmp_path / "old").mkdir()
+    save_file(old, str(tmp_path / "old" / TARGETS_FILE))
+    loaded = load_targets(str(tmp_path / "old"), targets_fingerprint(old), str(tmp_path))
+    rows = [2, 0]
+    assert batch_targets(loaded, rows, ["topic", "ner"], False)["teacher.topic"].equal(targets["topic"][rows])
+    assert batch_targets(loaded, rows, ["ner"], False)["teacher.ner"].equal(
+        batch_targets(targets, rows, ["ner"], False)["teacher.ner"])
