@@ -66,7 +66,7 @@ DISTIL_TEMPERATURE = 2.0          # --distil-from / --teachers: temperature soft
 TEACHERS = []                     # a teacher per task, NAME=DIR: task NAME also learns the distribution of the saved model in DIR (e.g. a single-task run's)
 DISTIL_TEXTS = []                 # unlabelled texts (.txt a line each, .csv / .jsonl TEXT_COLUMN) added as training rows that learn only the teachers' outputs (with --teachers, --distil-from or --from-model)
 DISTIL_SCHEDULE = "constant"      # constant: the teachers' weight stays DISTIL_WEIGHT | anneal: it falls linearly to 0 over training (BAM: with DISTIL_WEIGHT 1)
-MIXED_PRECISION = "auto"          # training and prediction: no (fp32) | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs; an --export-fast folder: ONNX Runtime)
+MIXED_PRECISION = "auto"          # training and prediction: fp32 (or no) | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs; an --export-fast folder: ONNX Runtime)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
 SAVE_EVERY_MINUTES = 5.0          # ... or every N minutes, whichever comes first (0 = off); epoch ends always save

@@ -39,7 +39,7 @@ class TrainConfig:
     freeze_layers: int = 0           # the encoder's embeddings plus its lowest N layers
     freeze_tasks: tuple = ()         # task names whose heads stay as they are (no loss, no gradient)
     feature_cache: bool = True       # with a frozen encoder, compute its outputs once and train heads on the cache
-    mixed_precision: str = "no"      # no | bf16 | fp16 (CUDA only) | auto (bf16 where the hardware runs it fast)
+    mixed_precision: str = "no"      # fp32 ("no": the same) | bf16 | fp16 (CUDA only) | auto (bf16 where fast)
     seed: int = 42
     output_dir: str = "outputs/run"
     save_every_steps: int = 0        # also checkpoint mid-epoch every N steps (0 = off) ...
