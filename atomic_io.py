@@ -397,7 +397,7 @@ def write_text_atomic(path, text):
 def save_figure(fig, path, dpi=100):
     """Save a matplotlib figure the same way (temp name, fsync, rename) and close it. The format follows path's
     extension (png when matplotlib does not know it)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: heavy, only for plots
 
     ext = os.path.splitext(os.fspath(path))[1][1:].lower()
     try:

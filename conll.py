@@ -130,7 +130,7 @@ def evaluate_on_conll(model, path, spacy_model="en_core_web_sm", batch_size=64):
     Both are restricted to the model's entity types (a spaCy-typed model's tags are mapped onto CoNLL's; a CoNLL-typed
     model is compared with the spaCy types that map onto its own). Returns {"model": ner_metrics, "spacy": ...,
     "sentences": n, "types": [kept spaCy types]}."""
-    from spacy.tokens import Doc
+    from spacy.tokens import Doc  # spaCy: heavy, only when labelling / splitting
 
     sentences = read_conll(path)
     words = [w for w, _ in sentences]

@@ -347,7 +347,7 @@ def ray_runtime_env():
 def start_ray(address=None, num_cpus=None):
     """Connect to the Ray cluster at address (or $RAY_ADDRESS), else start a local Ray in this process; returns
     whether this call started it (the caller then shuts it down)."""
-    import ray
+    import ray  # Ray: heavy, only for corpus runs
 
     if ray.is_initialized():
         return False
@@ -405,7 +405,7 @@ def run_corpus(mode, source, output, *, model_dir=None, text_column="text", id_c
     start = time.perf_counter()
     started = start_ray(ray_address, num_cpus=max(os.cpu_count(), (actors or 1) * threads))
     try:
-        import ray
+        import ray  # Ray: heavy, only for corpus runs
 
         if not actors:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
@@ -419,7 +419,7 @@ def run_corpus(mode, source, output, *, model_dir=None, text_column="text", id_c
             summary["per_shard"].append(result)
     finally:
         if started:
-            import ray
+            import ray  # Ray: heavy, only for corpus runs
 
             ray.shutdown()
     summary["seconds"] = time.perf_counter() - start
@@ -445,8 +445,8 @@ def done_line(summary, shards, output):
 
 def _map_shards(worker, todo, settings, output, actors, threads, chunk_size, batch_size, show_progress):
     """Yield each shard's summary row as Ray Data's actor pool finishes it."""
-    import ray
-    from ray.data import ActorPoolStrategy, DataContext
+    import ray  # Ray: heavy, only for corpus runs
+    from ray.data import ActorPoolStrategy, DataContext  # Ray: heavy, only for corpus runs
 
     context = DataContext.get_current()
     context.enable_progress_bars = show_progress

@@ -114,7 +114,7 @@ def load_spacy(model_name: str = "en_core_web_sm"):
     if model_name in _NLP_CACHE:
         return _NLP_CACHE[model_name]
     resolved = _resolve_spacy_model(model_name)
-    import spacy
+    import spacy  # spaCy: heavy, only when labelling / splitting
 
     nlp = spacy.load(resolved, exclude=list(_NOT_NEEDED_FOR_NER))
     if "ner" not in nlp.pipe_names:

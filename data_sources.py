@@ -41,7 +41,7 @@ TEST_FRACTION = 0.2  # share of each class carved into a test split when the sou
 def hf_datasets():
     """The datasets library, imported on first use: it is heavy (about a second, with pyarrow and pandas), and the
     data modules stay light to import. Every data module reaches it through here."""
-    import datasets
+    import datasets  # datasets: heavy, loaded on first use
 
     return datasets
 

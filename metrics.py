@@ -13,7 +13,7 @@ def classification_metrics(y_true, y_pred, n_labels):
     """{'accuracy', 'macro_f1', 'confusion_matrix'} of class ids 0..n_labels-1. The macro-F1 averages all n_labels
     classes: a class never predicted, never true, or neither, scores 0. No rows is a ValueError (as it was an error
     before scikit-learn: evaluate() scores a task only when some row carries it)."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score  # scikit-learn: seconds to import
 
     labels = list(range(n_labels))
     with warnings.catch_warnings():  # a one-class model's 1x1 matrix is right: labels= is given
@@ -26,7 +26,7 @@ def classification_metrics(y_true, y_pred, n_labels):
 
 def ner_metrics(gold, pred):
     """Entity-level P/R/F1 per type and micro (seqeval, conlleval rules), on words; padding is never scored."""
-    from seqeval.metrics import classification_report
+    from seqeval.metrics import classification_report  # seqeval: loaded on first use
 
     report = classification_report(gold, pred, output_dict=True, zero_division=0)
     per_type = {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
@@ -39,7 +39,7 @@ def ner_metrics(gold, pred):
 
 def spearman(x, y):
     """Spearman rank correlation of two sequences (ties get their average rank; NaN for a constant sequence)."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # scipy: seconds to import
 
     return float(spearmanr(x, y).statistic)
 

@@ -623,7 +623,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         The encoder takes no input of its own besides token ids, so the exported embeddings are the ones
         model.encoder.encode() gives (the shared encoder's; with task_layers the heads read their own top layers). Written by sentence-transformers' own Transformer and
         Pooling modules."""
-        from sentence_transformers import SentenceTransformer as Reference
+        from sentence_transformers import SentenceTransformer as Reference  # optional: only for this check
         from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
         enc = self.encoder

@@ -52,7 +52,7 @@ def machine():
 
 
 def run_info():
-    import transformers
+    import transformers  # transformers: heavy, loaded on first use
 
     n = int(os.environ.get("WORLD_SIZE", "1"))
     launcher = ["torchrun", "--nproc_per_node", str(n)] if n > 1 else ["python"]

@@ -396,7 +396,7 @@ class SentenceTransformer(nn.Module):
         """(hidden states after the first `stop` layers (None = all) [B, T, H], the attention mask as the layers
         take it): the encoder's own forward cut after layer `stop`, so layers kept elsewhere (a task's private top
         layers, apply_layers) can continue from there. BERT-like families only (check_splittable)."""
-        from transformers.masking_utils import create_bidirectional_mask
+        from transformers.masking_utils import create_bidirectional_mask  # transformers: heavy, loaded on first use
 
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.encoder.embeddings(input_ids=input_ids, **extra)

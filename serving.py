@@ -73,7 +73,7 @@ def forward_all(model, input_ids, attention_mask, shape_ids):
 
 def _import_ort():
     try:
-        import onnxruntime
+        import onnxruntime  # onnxruntime: optional, serving only
     except ImportError as e:
         raise ImportError(f"The fast path needs ONNX Runtime: {INSTALL_HINT}") from e
     return onnxruntime
@@ -81,7 +81,7 @@ def _import_ort():
 
 def _quantize_nodes(onnx_path, mode):
     """Names of the MatMul nodes with an initializer weight inside the encoder that `mode` quantises."""
-    import onnx
+    import onnx  # onnx: optional, export only
 
     graph = onnx.load(onnx_path, load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
@@ -109,7 +109,7 @@ def copy_model(model):
 
 def _fuse(source, target, encoder_config):
     """ONNX Runtime's transformer fusions of the graph at source, saved at target; {fused op: count} (non-zero)."""
-    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers import optimizer  # onnxruntime: optional, serving only
 
     optimized = optimizer.optimize_model(source, model_type="bert", num_heads=encoder_config.num_attention_heads,
                                          hidden_size=encoder_config.hidden_size, opt_level=0)
@@ -156,7 +156,7 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
         raw = fused
     nodes = []
     if quantize != "none":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization import QuantType, quantize_dynamic  # onnxruntime: optional, serving only
 
         nodes = _quantize_nodes(raw, quantize)
         quantize_dynamic(raw, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,

@@ -746,7 +746,7 @@ def first_of(tasks, kind):
 def bio_to_spans(tags):
     """[(type, first_word, end_word_exclusive)] from BIO tags; a stray I- (or an I- of another type) starts a span
     (seqeval's get_entities, whose end is inclusive)."""
-    from seqeval.metrics.sequence_labeling import get_entities
+    from seqeval.metrics.sequence_labeling import get_entities  # seqeval: loaded on first use
 
     return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
 

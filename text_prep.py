@@ -156,7 +156,7 @@ def _keep_word(word: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _blank_tokenizer():
-    import spacy
+    import spacy  # spaCy: heavy, only when labelling / splitting
 
     return spacy.blank("en").tokenizer
 
