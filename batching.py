@@ -96,6 +96,12 @@ def length_grouped_batches(lengths, batch_size, seed, epoch, bucket_batches=50, 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def feature_rows(features, rows):
+    """The given rows of prepare_features() / tokenize_words() output as MultiTaskSentenceTransformer.run reads them
+    (their input_ids, shape_ids and positions)."""
+    return {k: [features[k][i] for i in rows] for k in ("input_ids", "shape_ids", "positions")}
+
+
 def collate(features, indices, pad_id, cache=None, tasks=(), every_word=()):
     """A padded batch of the given rows; with a feature cache, token embeddings replace input_ids.
 

@@ -75,13 +75,7 @@ def distil_weight_at(config, step, total_steps):
 def sentence_embeddings(model, features, rows, batch_size=64, device=None, precision="fp32"):
     """Pooled sentence embeddings [len(rows), H] (fp32, CPU) of the model's shared encoder in eval mode (no dropout)
     for the given rows of prepare_features() output, run on device (default: the model's) in precision."""
-    rows = list(rows)
-    if not rows:
-        return torch.zeros(0, model.encoder.hidden_size)
-    if device is not None:
-        model.to(device)
-    part = {k: [features[k][i] for i in rows] for k in ("input_ids", "shape_ids", "positions")}
-    return torch.stack([o[EMBEDDING] for o in model.run(part, [EMBEDDING], batch_size, precision)])
+    return teacher_outputs(model, features, rows, batch_size, device or model.device, precision, {})[0]
 
 
 def compute_targets(model, embedding_teacher, teachers, soft_tasks, features, accelerator, batch_size, precision):

@@ -33,6 +33,7 @@ import os
 import torch
 from torch import nn
 
+from batching import feature_rows
 from errors import InputError
 from multi_task_sentence_transformer import (
     CONFIG_NAME,
@@ -242,6 +243,5 @@ def teacher_outputs(teacher, features, rows, batch_size, device, precision, task
     rows = list(rows)
     if not rows:
         return torch.zeros(0, teacher.encoder.hidden_size), {n: [] for n in tasks}
-    part = {k: [features[k][i] for i in rows] for k in ("input_ids", "shape_ids", "positions")}
-    outs = teacher.eval().to(device).run(part, [*tasks, EMBEDDING], batch_size, precision)
+    outs = teacher.to(device).run(feature_rows(features, rows), [*tasks, EMBEDDING], batch_size, precision)
     return torch.stack([o[EMBEDDING] for o in outs]), {n: [o[n] for o in outs] for n in tasks}

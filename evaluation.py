@@ -8,7 +8,7 @@ windows like predict() (its sentence tasks read the first window, as in training
 accuracy / macro_f1 / confusion_matrix and the first tagging task's entity scores (`ner`) are also given at the top
 level, under the names the default pair (topic + NER) has always used.
 """
-from batching import prepare_features
+from batching import feature_rows, prepare_features
 from tasks import first_of
 
 
@@ -61,8 +61,7 @@ def predictions(model, features, rows, batch_size, precision, cache=None):
         carried.setdefault(tuple(n for n in tasks if tasks[n].has_label(values[n][i])), []).append(i)
     results = []
     for names, idx in carried.items():
-        part = {k: [features[k][i] for i in idx] for k in ("input_ids", "shape_ids", "positions")}
-        outs = model.run(part, names, batch_size, precision, cache=cache and [cache[i] for i in idx])
+        outs = model.run(feature_rows(features, idx), names, batch_size, precision, cache=cache and [cache[i] for i in idx])
         results += [(i, {n: tasks[n].row_prediction(out[n], features["word_index"][i], len(words[i])) for n in names})
                     for i, out in zip(idx, outs)]
     per_word = [n for n in tasks if tasks[n].reads_words]

@@ -641,7 +641,7 @@ class RegressionTask(Task):
         self.std = math.sqrt(sum((v - self.mean) ** 2 for v in train) / len(train)) or 1.0
 
     def has_label(self, value):
-        return value is not None and not (isinstance(value, float) and math.isnan(value))
+        return not _is_null(value)
 
     def check_values(self, values):
         for i, y in enumerate(values):

@@ -71,6 +71,7 @@ from atomic_io import (
 from batching import (
     collate,
     epoch_rows,
+    feature_rows,
     label_counts,
     length_grouped_batches,
     pad_ids_value,
@@ -167,8 +168,7 @@ def encode_cache(model, features, rows, batch_size, precision, progress=None):
     """Token embeddings of the frozen encoder for the given rows (unpadded, fp32, on CPU); None for other rows."""
     ids, rows = features["input_ids"], list(rows)
     cache = [None] * len(ids)
-    part = {k: [features[k][i] for i in rows] for k in ("input_ids", "shape_ids", "positions")}
-    for i, out in zip(rows, model.run(part, [TOKENS], batch_size, precision, progress=progress)):
+    for i, out in zip(rows, model.run(feature_rows(features, rows), [TOKENS], batch_size, precision, progress=progress)):
         cache[i] = out[TOKENS]
     return cache
 
