@@ -52,6 +52,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 
@@ -396,12 +397,12 @@ def write_text_atomic(path, text):
 
 def save_figure(fig, path, dpi=100):
     """Save a matplotlib figure the same way (temp name, fsync, rename) and close it. The format follows path's
-    extension (png when matplotlib does not know it)."""
-    import matplotlib.pyplot as plt  # matplotlib: heavy, only for plots
-
+    extension (png when matplotlib does not know it). Imports nothing: a figure made with pyplot is closed there."""
     ext = os.path.splitext(os.fspath(path))[1][1:].lower()
     try:
         with _atomic_file(path, "wb") as f:
             fig.savefig(f, format=ext if ext in fig.canvas.get_supported_filetypes() else "png", dpi=dpi)
     finally:
-        plt.close(fig)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(fig)

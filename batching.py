@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from errors import InputError
-from multi_task_sentence_transformer import tokenize_words
+from prediction import tokenize_words
 from sentence_transformer import pad_ids
 
 SAMPLINGS = ("proportional", "temperature", "round-robin")

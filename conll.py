@@ -13,20 +13,20 @@ import re
 from pathlib import Path
 
 from create_ner_dataset import doc_to_words_tags, load_spacy, row_features
-from data_sources import hf_datasets
 from errors import InputError, InputFileNotFound
 from metrics import ner_metrics
 from ner_tags import (
     CONLL_TYPES,
     ONTONOTES_TO_CONLL,
     SPACY_ENTITY_TYPES,
-    _check_ner_types,
-    _kept_types,
+    check_ner_types,
     default_dropped_types,
     iob1_to_iob2,
+    kept_types,
     map_tags,
 )
-from text_prep import _keep_word
+from text_prep import keep_word
+from texts_and_tables import hf_datasets
 
 _TAG_RE = re.compile(r"O|[BI]-\S+")
 
@@ -76,10 +76,10 @@ def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=())
     """
     datasets = hf_datasets()
 
-    _check_ner_types(ner_types)
+    check_ner_types(ner_types)
     if dropped_types is None:
         dropped_types = default_dropped_types(ner_types)
-    kept = set(_kept_types(dropped_types))
+    kept = set(kept_types(dropped_types))
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
         raise InputError("no NER files given: pass one or more CoNLL files")
@@ -108,7 +108,7 @@ def load_ner_files(paths, ner_types="conll", dropped_types=None, label_names=())
         for words, tags in sentences:
             if mapping is not None:
                 tags = map_tags(tags, mapping)
-            pairs = [(w, t) for w, t in zip(words, tags) if _keep_word(w)]
+            pairs = [(w, t) for w, t in zip(words, tags) if keep_word(w)]
             words, tags = [w for w, _ in pairs], iob1_to_iob2([t for _, t in pairs])
             starts, pos = [], 0
             for w in words:

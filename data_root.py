@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 
 from atomic_io import atomic_write_dir
-from data_sources import hf_datasets
 from errors import InputError
+from texts_and_tables import hf_datasets
 
 ENV = "MTST_DATA_ROOT"
 REPO = Path(__file__).resolve().parent

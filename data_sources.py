@@ -1,12 +1,12 @@
 """Where labelled texts come from: a Hub id, a local folder in the Hub layout, or data files (CSV, TSV, JSON, parquet).
 
-    kind, src = _resolve_source(source)          # ("hub", id), ("folder", path) or ("files", [Path, ...])
-    parts = _load_parts(kind, src)               # {"train": [(where, Dataset), ...], "test": [...]}
-    names, ids = _label_names_and_ids(parts, "label")
+    kind, src = resolve_source(source)          # ("hub", id), ("folder", path) or ("files", [Path, ...])
+    parts = load_parts(kind, src)               # {"train": [(where, Dataset), ...], "test": [...]}
+    names, ids = label_names_and_ids(parts, "label")
     train, test = carve_test_split(labels)       # a stratified, seeded test split when the source has none
     rows = stratified_indices(labels, n)         # n rows per class in proportion (row limits)
 
-Also: each source's content fingerprint (_source_fingerprint: files' sha256, a Hub dataset's fingerprints), the
+Also: each source's content fingerprint (source_fingerprint: files' sha256, a Hub dataset's fingerprints), the
 checks that name the file and row of a bad text or label, and clean_applies (is this AG News?). create_ner_dataset
 builds its datasets from these. Importing this module loads neither `datasets` nor data: that happens in the
 functions.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import hub  # hub.hub_reachable(): one quick probe instead of minutes of retries
 from errors import InputError, ProjectError
+from texts_and_tables import FORMATS, TABLE_FORMATS, format_problem, hf_datasets, is_null, read_table
 
-AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 LOCAL_SOURCE_HINT = ("pass a local folder with train/test files in the Hub layout, or data files; `python main.py "
                      "--fetch-data` (where the Hub is reachable) fills data/ with AG News in that layout")
 
@@ -32,25 +32,15 @@ class DatasetSourceError(ProjectError, OSError):
     """The dataset source could not be loaded (no such folder or file, Hub unreachable or dataset not cached)."""
 
 
-FILE_FORMATS = {".csv": "CSV", ".tsv": "TSV", ".json": "JSON", ".jsonl": "JSON", ".parquet": "parquet"}
-_BUILDERS = {"CSV": ("csv", {}), "TSV": ("csv", {"sep": "\t"}), "JSON": ("json", {}), "parquet": ("parquet", {})}
 AG_NEWS_HUB_IDS = ("ag_news", "fancyzhx/ag_news")
 TEST_FRACTION = 0.2  # share of each class carved into a test split when the source has none
-
-
-def hf_datasets():
-    """The datasets library, imported on first use: it is heavy (about a second, with pyarrow and pandas), and the
-    data modules stay light to import. Every data module reaches it through here."""
-    import datasets  # datasets: heavy, loaded on first use
-
-    return datasets
 
 
 def _is_local(source: str) -> bool:
     return os.path.isdir(source) or source.startswith((".", "/", "~")) or os.path.isabs(source)
 
 
-def _resolve_source(source) -> tuple[str, object]:
+def resolve_source(source) -> tuple[str, object]:
     """("hub", id), ("folder", path) or ("files", [Path, ...]) for a create_dataset source.
 
     One path that is a file, or names one by its extension, is a file; a list holds files only (all of one format).
@@ -62,24 +52,23 @@ def _resolve_source(source) -> tuple[str, object]:
         one = items[0]
         if os.path.isdir(one):
             return "folder", one
-        if not os.path.isfile(one) and Path(one).suffix.lower() not in FILE_FORMATS:
+        if not os.path.isfile(one) and Path(one).suffix.lower() not in FORMATS:
             if _is_local(one):
                 raise DatasetSourceError(f"dataset folder {one!r} does not exist; {LOCAL_SOURCE_HINT}.")
             return "hub", one
     files = []
     for item in items:
-        ext = Path(item).suffix.lower()
         if os.path.isdir(item):
             raise InputError(f"{item!r} is a folder: pass one folder alone (Hub layout), or data files only")
-        if ext not in FILE_FORMATS:
-            raise InputError(f"unknown data file extension {ext or '(none)'!r} of {item!r}; supported: "
-                             f"{', '.join(FILE_FORMATS)} (rename the file, or convert it to one of these)")
+        problem = format_problem(item, "a data file", TABLE_FORMATS)
+        if problem:
+            raise InputError(problem)
         if not os.path.isfile(item):
             raise DatasetSourceError(f"data file {item!r} not found")
         files.append(Path(item))
-    formats = sorted({FILE_FORMATS[f.suffix.lower()] for f in files})
+    formats = {repr(FORMATS[f.suffix.lower()].builder): FORMATS[f.suffix.lower()].name for f in files}
     if len(formats) > 1:
-        raise InputError(f"the data files mix formats ({', '.join(formats)}); pass files of one format "
+        raise InputError(f"the data files mix formats ({', '.join(sorted(formats.values()))}); pass files of one format "
                          "(convert the others, or train on one set)")
     return "files", files
 
@@ -101,7 +90,7 @@ def _file_digest(path: Path) -> str:
     return _HASHES[memo]
 
 
-def _source_fingerprint(kind: str, src, loaded=None) -> dict:
+def source_fingerprint(kind: str, src, loaded=None) -> dict:
     """What identifies the source's content: each file's name, size and sha256 (files, or a folder's files), the
     splits' fingerprints for a Hub dataset (loaded when not given)."""
     if kind == "files":
@@ -110,7 +99,7 @@ def _source_fingerprint(kind: str, src, loaded=None) -> dict:
         root = Path(src).expanduser().resolve()
         files = sorted(p for p in root.rglob("*") if p.is_file() and not any(x.startswith(".") for x in p.relative_to(root).parts))
         return {"path": str(root), "files": [[str(p.relative_to(root)), p.stat().st_size, _file_digest(p)] for p in files]}
-    loaded = loaded if loaded is not None else _load_source(src)
+    loaded = loaded if loaded is not None else load_source(src)
     return {"hub": src, "splits": {name: split._fingerprint for name, split in sorted(loaded.items())}}
 
 
@@ -128,7 +117,7 @@ def unavailable_hub_source(source) -> str | None:
     offline mode) and datasets' cache has no copy of; None when it can be tried (a local source, a reachable Hub,
     a cached copy). A local source that does not exist raises its DatasetSourceError. Quick: one probe of the Hub
     at most, no download."""
-    kind, src = _resolve_source(source)  # a missing local file or folder: its own error
+    kind, src = resolve_source(source)  # a missing local file or folder: its own error
     if kind != "hub":
         return None
 
@@ -137,7 +126,7 @@ def unavailable_hub_source(source) -> str | None:
     return "a Hub dataset, but the Hugging Face Hub is not reachable and no cached copy exists"
 
 
-def _load_source(source: str):
+def load_source(source: str):
     """datasets.load_dataset(source) for a Hub id or a folder, with one-sentence errors that fail in seconds."""
     datasets = hf_datasets()
 
@@ -155,42 +144,24 @@ def _load_source(source: str):
         raise DatasetSourceError(f"cannot load the dataset {source!r}: {e}; {LOCAL_SOURCE_HINT}.") from e
 
 
-def _read_file(path: Path):
-    """One data file as a datasets.Dataset; ValueError naming the file when it is empty or unreadable."""
-    datasets = hf_datasets()
-
-    fmt = FILE_FORMATS[path.suffix.lower()]
-    if path.stat().st_size == 0:
-        raise InputError(f"data file {str(path)!r} is empty (0 bytes); give a {fmt} file with a header/keys "
-                         "and at least one row per class")
-    builder, kwargs = _BUILDERS[fmt]
-    try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-    except Exception as e:  # noqa: BLE001  parser errors of pandas / pyarrow, "corresponds to no data", ...
-        cause = e.__cause__ or e
-        raise InputError(f"cannot read rows from data file {str(path)!r} as {fmt} ({type(cause).__name__}: "
-                         f"{str(cause)[:200]}); is it valid {fmt} with at least one row?") from e
-    if ds.num_rows == 0:
-        raise InputError(f"data file {str(path)!r} has no rows (a header only?); add rows")
-    return ds
 
 
-def _load_parts(kind: str, src, loaded=None) -> dict:
+def load_parts(kind: str, src, loaded=None) -> dict:
     """{"train": [(where, Dataset), ...], "test": [...] if the source has a test split}.
 
     Files all go to train (a test split is carved later); a Hub dataset or folder gives its train and test splits
     (other splits, e.g. validation, are not used: main.py carves validation from train).
     """
     if kind == "files":
-        return {"train": [(f"data file {str(p)!r}", _read_file(p)) for p in src]}
-    dd = loaded if loaded is not None else _load_source(src)
+        return {"train": [(f"data file {str(p)!r}", read_table(p)) for p in src]}
+    dd = loaded if loaded is not None else load_source(src)
     if "train" not in dd:
         raise InputError(f"dataset {src!r} has no 'train' split (found {sorted(dd)}); expected the Hub layout: "
                          "train.* and optionally test.* files (parquet, CSV, JSON) in the folder")
     return {split: [(f"dataset {src!r}, split {split!r}", dd[split])] for split in ("train", "test") if split in dd}
 
 
-def _check_columns(parts: dict, text_column: str, label_column: str) -> None:
+def check_columns(parts: dict, text_column: str, label_column: str) -> None:
     """ValueError naming the columns that exist when text_column or label_column is missing."""
     for where, ds in (x for ps in parts.values() for x in ps):
         missing = [c for c in (text_column, label_column) if c not in ds.column_names]
@@ -203,15 +174,12 @@ def _check_columns(parts: dict, text_column: str, label_column: str) -> None:
                              "text_column= / label_column= (main.py: --text-column / --label-column)")
 
 
-def _is_null(x) -> bool:
-    return x is None or (isinstance(x, float) and x != x)  # None, or NaN (pandas' empty CSV field)
 
-
-def _check_texts(where: str, texts: list, text_column: str) -> int:
+def check_text_column(where: str, texts: list, text_column: str) -> int:
     """ValueError on a missing (null) or non-string text; returns how many texts are empty strings."""
     empty = 0
     for row, text in enumerate(texts):
-        if _is_null(text):
+        if is_null(text):
             raise InputError(f"{where}, row {row} (data rows count from 0): the text ({text_column!r}) is missing "
                              "(null or an empty field); fill it in or drop the row")
         if not isinstance(text, str):
@@ -221,7 +189,7 @@ def _check_texts(where: str, texts: list, text_column: str) -> int:
     return empty
 
 
-def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dict]:
+def label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dict]:
     """(class names, {split: [ids per part]}).
 
     A ClassLabel column keeps its names and ids. Otherwise labels are class names: strings as they are, integers
@@ -251,7 +219,7 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
     for split, where, ds in all_parts:
         out = []
         for row, y in enumerate(ds[label_column]):
-            if _is_null(y) or (isinstance(y, str) and not y.strip()):
+            if is_null(y) or (isinstance(y, str) and not y.strip()):
                 raise InputError(f"{where}, row {row} (data rows count from 0): the label ({label_column!r}) is "
                                  "missing or empty; fill it in or drop the row")
             if isinstance(y, float):
@@ -279,10 +247,10 @@ def _label_names_and_ids(parts: dict, label_column: str) -> tuple[list[str], dic
 
 def class_names(source, text_column="text", label_column="label") -> list[str]:
     """The class names create_dataset would give this source (reads the rows, labels nothing, caches nothing)."""
-    kind, src = _resolve_source(source)
-    parts = _load_parts(kind, src)
-    _check_columns(parts, text_column, label_column)
-    return _label_names_and_ids(parts, label_column)[0]
+    kind, src = resolve_source(source)
+    parts = load_parts(kind, src)
+    check_columns(parts, text_column, label_column)
+    return label_names_and_ids(parts, label_column)[0]
 
 
 # Stratified sampling: one routine (_sample_per_label) draws each class's quota; carve_test_split and
@@ -358,4 +326,6 @@ def clean_applies(source, clean="auto", label_names=None) -> bool:
     for item in map(os.fspath, items):
         if item in AG_NEWS_HUB_IDS or any(_norm_name(Path(x).stem) == "agnews" for x in Path(item).parts[-2:]):
             return True
+    from tasks import AG_NEWS_LABELS  # the default topic task's classes; tasks loads torch, this module stays light
+
     return label_names is not None and sorted(label_names) == sorted(AG_NEWS_LABELS)

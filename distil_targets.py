@@ -23,7 +23,7 @@ from atomic_io import atomic_write_dir
 from checkpoints import CheckpointError, targets_fingerprint, weights_fingerprint
 from distillation import teacher_outputs
 from errors import InputError
-from multi_task_sentence_transformer import EMBEDDING
+from prediction import EMBEDDING
 from train_config import task_weight
 
 TARGETS_FILE = "embeddings.safetensors"

@@ -10,6 +10,8 @@
     python main.py --predict "Apple opens a store in Paris."
     python main.py --predict-file texts.txt --output preds.jsonl   # .txt (a text a line), .csv or .jsonl (--text-column)
     python main.py --export-fast outputs/fast              # ONNX Runtime copy of the model for fast CPU serving
+    python main.py --export-spacy outputs/spacy            # the model as a pip-installable spaCy pipeline package
+    python main.py --push-to-hub me/my-model --model-dir outputs/default/model   # upload the folder to the Hub
     python main.py --predict-dir CORPUS --output PREDS     # a folder / glob of shards (parquet csv jsonl txt) on Ray: resumable
     python main.py --label-dir CORPUS --output SILVER      # spaCy silver words + BIO tags per row, the same way
     python main.py --distil-from outputs/default/model --student-layers 3 \
@@ -90,7 +92,9 @@ import time
 import data_root
 import hub
 import run_info
+import spacy_package
 from atomic_io import write_text_atomic
+from batch_prediction import predict_file
 from compare_freezing import compare_freezing
 from conll import conll_table, evaluate_on_conll
 from corpus import corpus_mode
@@ -101,7 +105,6 @@ from experiment import load_data, run_distillation, run_from_model, run_schedule
 from model_card import write_model_card
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from recipe import recipe_from_args
-from serving import predict_file
 
 FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
 LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE", "TEACHERS", "DISTIL_TEXTS")  # flags taking several values (--dataset a.csv b.csv, ...)
@@ -274,6 +277,22 @@ def export_fast_mode(recipe):
     write_card(recipe.serving, model, recipe.serving.export_fast)
 
 
+def export_spacy_mode(recipe):
+    """Mode --export-spacy OUT: the saved model as a pip-installable spaCy pipeline package (a wheel under OUT)."""
+    wheel = spacy_package.export_spacy(saved_model(recipe.serving), recipe.serving.export_spacy)
+    print(f"spaCy pipeline package written to {wheel}; install and load it with:\n  pip install {wheel}\n"
+          f"  python -c \"import spacy; nlp = spacy.load('en_{spacy_package.PACKAGE_NAME}'); print(nlp('Apple opens a store in "
+          "Paris.').ents)\"")
+
+
+def push_to_hub_mode(recipe):
+    """Mode --push-to-hub REPO_ID: upload the saved model folder (--model-dir) to a Hugging Face Hub repo."""
+    s = recipe.serving
+    url = hub.push_folder(s.model_path, s.push_to_hub)
+    print(f"{s.model_path} uploaded to {url}; load it with AutoModel.from_pretrained({s.push_to_hub!r}, "
+          "trust_remote_code=True)")
+
+
 def predict_file_mode(recipe):
     """Mode --predict-file FILE: one JSON line per input text into --output."""
     s = recipe.serving
@@ -321,6 +340,11 @@ MODES = [
     ("--export-fast", dict(metavar="DIR", help="write the saved model plus its ONNX Runtime graph to DIR (load it with "
                                                "--model-dir DIR or MultiTaskSentenceTransformer.from_pretrained)"),
      export_fast_mode),
+    ("--export-spacy", dict(metavar="OUT", help="build the saved model as a spaCy pipeline package: a wheel under "
+                                                "OUT that `pip install` and spacy.load('en_multitask') take"),
+     export_spacy_mode),
+    ("--push-to-hub", dict(metavar="REPO_ID", help="upload the saved model folder to the Hugging Face Hub repo "
+                                                   "REPO_ID (where the Hub is reachable)"), push_to_hub_mode),
     ("--fetch-data", dict(action="store_true", help="download AG News, CoNLL-2003 and STS-B dev from the Hugging "
                                                     "Face Hub into the data root (--data-root, else $MTST_DATA_ROOT, "
                                                     "else data/ in the repository), in the layout main.py reads"),

@@ -12,8 +12,8 @@ import re
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-import sentence_transformer
 from atomic_io import write_text_atomic
+from sentence_transformer import packaged_model_path
 from tasks import Task
 
 CARD_NAME = "README.md"
@@ -33,7 +33,7 @@ def _base_model(flags, model=None):
         return PACKAGED_BASE if name is not None or not flags else None
     name = str(name)
     try:
-        if os.path.realpath(name) == os.path.realpath(sentence_transformer.packaged_model_path()):
+        if os.path.realpath(name) == os.path.realpath(packaged_model_path()):
             return PACKAGED_BASE
     except Exception:  # the packaged model not installed: then it is not that one
         pass
@@ -158,17 +158,23 @@ task's loss, so `predict` gives no answer for it (label None / no entities) and 
 {_sts_note(results)}
 ## Use
 
-Loading needs this project's code (`multi_task_sentence_transformer.py`):
+`MODEL` is this folder, or its Hub repo id. The folder carries its own code (`modeling_multitask.py` and the modules
+it imports), so it loads without the project that trained it:
 
 ```python
-from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+from transformers import AutoModel                        # transformers, torch
+model = AutoModel.from_pretrained("MODEL", trust_remote_code=True)
+model.predict("Apple opens a store in Paris.")           # {{task name: its output, ...}}
 
-model = MultiTaskSentenceTransformer.from_pretrained("path/to/this/folder")
-model.predict("Apple opens a store in Paris.")   # {{task name: its output, ...}}
-model.encode(["A sentence.", "Another one."])     # sentence embeddings
+from sentence_transformers import SentenceTransformer    # the shared encoder and its pooling
+SentenceTransformer("MODEL").encode(["A sentence.", "Another one."])
+
+import spacy                                              # the spaCy package built from this folder (below)
+nlp = spacy.load("en_multitask")                          # doc.cats, doc.ents, ... of nlp(text)
 ```
 
-The encoder alone is a Hugging Face model in `encoder/`.
+The spaCy package is built by the project that trained the model: `python main.py --export-spacy OUT --model-dir
+MODEL`, then `pip install` of the wheel it writes. The encoder alone is a Hugging Face model in `encoder/`.
 
 ## Training
 
@@ -201,11 +207,12 @@ def _card_data(model, flags, rows, conll):
     """The card's YAML metadata (huggingface_hub.ModelCardData) with its metric rows as eval results."""
     hub, _ = _dataset(flags)
     datasets = [d for d in (hub, CONLL_HUB_ID if conll or flags.get("ner_data") else None) if d]
+    pipelines = [t.hub_pipeline for t in model.tasks.values()]
     return ModelCardData(
-        language="en", library_name="pytorch", base_model=_base_model(flags, model), datasets=datasets or None,
-        pipeline_tag="text-classification",
-        tags=["sentence-transformers", "multi-task", "text-classification", "token-classification", "ner",
-              "feature-extraction"],
+        language="en", library_name="transformers", base_model=_base_model(flags, model), datasets=datasets or None,
+        pipeline_tag=pipelines[0],
+        tags=["custom_code", "sentence-transformers", "spacy", "multi-task", "feature-extraction",
+              *sorted(set(pipelines))],
         model_name="multi-task sentence transformer",
         # dataset_config = the task's title: the Hub groups a card's results by task type, dataset and config, so
         # two classification tasks on one dataset stay two entries

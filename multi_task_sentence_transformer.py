@@ -13,131 +13,46 @@ word (the first wordpiece of each word carries the word's tag); words come from 
 """
 import copy
 import json
-import math
 import os
-import warnings
-from typing import NamedTuple
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
-import serving
 from atomic_io import atomic_write_dir
 from errors import InputError, InputTypeError
+from fast_model import FAST_DIR, FastRunner
 from model_card import CARD_NAME, build_model_card  # the Hub's README.md; main.py adds the run's metrics
+from model_code import AUTO_MAP, HF_CONFIG_NAME, HF_ENTRY, MODEL_TYPE, write_code
 from precision import inference_weights, resolve_precision, run_in_precision
+from prediction import EMBEDDING, check_task_names, check_texts, decode_rows, head_is_trained, prepare_texts, run_words
 from sentence_transformer import (
     ModelLoadError,
     SentenceTransformer,
     apply_layers,
-    check_texts,
     length_sorted_batches,
     load_saved_tensors,
     pad_ids,
     pool,
     read_saved_json,
     require_keys,
+    write_sentence_transformers_files,
 )
-from tasks import (  # noqa: F401
-    IGNORE_INDEX,
-    TAGGING_CONTEXT,
-    TAGGING_WINDOW,
-    Task,
-    bio_to_spans,
-    check_tasks,
-    default_tasks,
-    first_of,
-)
-from text_prep import clean_text_with_spans, split_words, word_shape
+from serving import FUSE, QUANTIZE, export_onnx
+from tasks import TAGGING_CONTEXT, TAGGING_WINDOW, Task, check_tasks, default_tasks, first_of
+from text_prep import english_splitter, split_words
+from word_splitter import WordSplitter, english_rules
 
 CONFIG_NAME = "multitask_config.json"
 HEADS_NAME = "heads.safetensors"
 TASK_LAYERS_NAME = "task_layers.safetensors"  # each task's private top layers (task_layers > 0), keys "<task>.<param>"
 ENCODER_DIR = "encoder"
 SAVED_CONFIG_KEYS = ("tasks", "pooling", "max_length", "clean", "attention_dropout")  # what from_pretrained reads
-FORMAT_VERSION = 5  # 2: NER head sees word shapes; 3: so did the encoder; 4: the NER head only (+context); 5: tasks
-EMBEDDING = "sentence_embedding"  # forward()'s and run()'s key for the pooled sentence embedding
-TOKENS = "token_embeddings"      # run()'s key for the shared encoder's token embeddings
-# Long texts: a row longer than one window (max_length wordpieces) is tagged in overlapping word windows; consecutive
-# windows share up to this fraction of a window's wordpieces (whole words), so every word near a cut also lies well
-# inside a neighbouring window. Sentence tasks and the sentence embedding read the first window only (as training).
-WINDOW_OVERLAP = 0.25
-
-
-def tokenize_words(tokenizer, words_batch, max_length, tag_ids_batch=None):
-    """Wordpiece ids for pre-split words, their word shapes, and word-aligned labels when tag ids are given.
-
-    Returns a dict of per-row lists: input_ids; shape_ids (each piece carries its word's WORD_SHAPES index,
-    0 on special tokens); positions (index of each word's first wordpiece) and word_index (which word each
-    of those is: words that become zero wordpieces have none); labels (only with tag ids): the
-    word's tag id on its first wordpiece, IGNORE_INDEX on every other piece and on special tokens. Words cut
-    off by truncation at max_length have no position (training skips them; inference tags them in later windows,
-    MultiTaskSentenceTransformer._run).
-    """
-    enc = tokenizer(words_batch, is_split_into_words=True, truncation=True, max_length=max_length)
-    out = {"input_ids": enc["input_ids"], "shape_ids": [], "positions": [], "word_index": [], "labels": []}
-    for row, words in enumerate(words_batch):
-        word_ids = enc.word_ids(row)
-        shapes = [word_shape(w) for w in words]
-        firsts = [t for t, w in enumerate(word_ids) if w is not None and (t == 0 or word_ids[t - 1] != w)]
-        out["positions"].append(firsts)
-        out["word_index"].append([word_ids[t] for t in firsts])
-        out["shape_ids"].append([0 if w is None else shapes[w] for w in word_ids])
-        if tag_ids_batch is not None:
-            row_labels = [IGNORE_INDEX] * len(word_ids)
-            for t in firsts:
-                row_labels[t] = tag_ids_batch[row][word_ids[t]]
-            out["labels"].append(row_labels)
-    return out
-
-
-def plan_windows(counts, budget, overlap):
-    """[(first_word, end_word)] windows over a row whose words have `counts` wordpieces each: every window holds as
-    many whole words as fit in `budget` pieces (at least one word: a longer word is cut at the window's end), and
-    starts at the words of the previous one's last `overlap` pieces (fewer where the next word would not fit)."""
-    windows, start, n = [], 0, len(counts)
-    while True:
-        end, used = start, 0
-        while end < n and (end == start or used + counts[end] <= budget):
-            used += counts[end]
-            end += 1
-        windows.append((start, end))
-        if end >= n:
-            return windows
-        nxt, shared = end, 0  # back off over the shared words, leaving room for the next word (progress)
-        while nxt - 1 > start and shared + counts[nxt - 1] <= min(overlap, budget - counts[end]):
-            nxt -= 1
-            shared += counts[nxt]
-        start = nxt
-
-
-class Window(NamedTuple):
-    """One encoder window of a row for windowed tagging: the row's first window, or a later one of a long row."""
-    row: int              # index of the row in the batch
-    input_ids: list       # wordpiece ids with special tokens
-    shape_ids: list       # each piece's word shape
-    positions: list       # the positions of the words' first pieces
-    word_index: list      # the row's word index of each of those positions
-    at_start: bool        # the window starts at the row's start (no cut before it)
-    at_end: bool          # the window ends at the row's end (no cut after it)
-
-
-def best_windows(windows):
-    """Per row, [(word, window index, k)]: for each word of the row the window (and its k-th first wordpiece) where
-    the word lies farthest from a cut edge, pieces of context counted on the nearer cut side (a side at the text's own
-    start / end is no cut); words in order. Words with no wordpiece in any window are absent."""
-    best = {}  # (row, word) -> (edge distance, window index, k)
-    for j, window in enumerate(windows):
-        last = len(window.input_ids) - 2  # the last content piece (before [SEP])
-        for k, (t, w) in enumerate(zip(window.positions, window.word_index)):
-            edge = min(t - 1 if not window.at_start else math.inf, last - t if not window.at_end else math.inf)
-            if edge > best.get((window.row, w), (-1,))[0]:
-                best[(window.row, w)] = (edge, j, k)
-    rows = [[] for _ in range(1 + max((w.row for w in windows), default=-1))]
-    for (row, w), (_, j, k) in sorted(best.items()):
-        rows[row].append((w, j, k))
-    return rows
+FORMAT_VERSION = 6  # 2: NER head sees word shapes; 3: so did the encoder; 4: the NER head only (+context); 5: tasks;
+# 6: the folder carries its word-split rules (word_rules.json) and its code (loads without this repository)
+READABLE_FORMATS = (5, 6)
+WORD_RULES_NAME = "word_rules.json"  # spaCy's English word-split rules the model was trained on (word_splitter.py)
+TOKENS = "token_embeddings"      # run()'s key for the shared encoder's token embeddings (EMBEDDING: the pooled one)
 
 
 def pad_rows(tensors, width):
@@ -166,6 +81,28 @@ def check_task_layers(task_layers, encoder):
             raise InputError(f"task_layers={task_layers} but the encoder has {len(layers)} layers; pick 1.."
                              f"{len(layers)} (or 0: every task reads the shared encoder).")
     return task_layers
+
+
+def _read_saved_config(path):
+    """(multitask_config.json of a saved folder, its tasks rebuilt); ModelLoadError naming the fix when the folder is
+    incomplete, of another format, or its config cannot be read."""
+    missing = missing_saved_parts(path)
+    if missing:
+        raise ModelLoadError(
+            f"'{path}' is not a complete saved multi-task model (missing {', '.join(missing)}); point at a "
+            "directory written by save_pretrained() (main.py writes <output-dir>/model), or re-run training.")
+    config = read_saved_json(os.path.join(path, CONFIG_NAME), required=("format_version",))
+    if config.get("format_version") not in READABLE_FORMATS:
+        raise ModelLoadError(
+            f"'{path}' was saved in format {config.get('format_version')}, this code reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))} (format 5 saves any number of tasks); retrain it with main.py, "
+            "or load it with the code version that wrote it.")
+    require_keys(config, os.path.join(path, CONFIG_NAME), SAVED_CONFIG_KEYS)  # every key, before any load
+    try:
+        return config, [Task.from_config(t) for t in config["tasks"]]
+    except (InputError, TypeError, AttributeError) as e:
+        raise ModelLoadError(f"the tasks in {os.path.join(path, CONFIG_NAME)} cannot be rebuilt ({e}); the file "
+                             "was edited or damaged: re-save the model.") from e
 
 
 class MultiTaskSentenceTransformer(nn.Module):
@@ -206,11 +143,13 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.heads = nn.ModuleDict({t.name: t.make_head(encoder.hidden_size) for t in self.tasks.values()})
         self.task_layers = check_task_layers(task_layers, encoder)
         self.branches = nn.ModuleDict({t: self._new_branch() for t in self.tasks} if self.task_layers else {})
-        self.fast = None  # a serving.FastRunner when loaded from an export_fast() folder
+        self.fast = None  # a fast_model.FastRunner when loaded from an export_fast() folder
         # {task: bool}: which heads training has taught (set by the trainer, saved with the model); None where
         # unknown (a model built by hand): then every head answers.
         self.trained_tasks = None
         self._noted_untrained = set()
+        self.word_rules = None  # the word-split rules (word_splitter); None: spaCy's English rules as installed here
+        self._splitter = None
 
     def add_task(self, task):
         """A new task with a fresh head (e.g. on a trained model: main.py --from-model DIR); marked untrained."""
@@ -255,13 +194,7 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def check_task_names(self, names):
         """names (None = every task) as a list, refused when the model lacks one (naming the ones it has)."""
-        if names is None:
-            return list(self.tasks)
-        names = [names] if isinstance(names, str) else list(names)
-        unknown = [n for n in names if n not in self.tasks]
-        if unknown:
-            raise InputError(f"this model has no task {unknown[0]!r}; its tasks: {', '.join(self.tasks)}.")
-        return names
+        return check_task_names(names, self.tasks)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, token_embeddings=None,
                 shape_ids=None, positions=None, tasks=None, embedding=True):
@@ -318,13 +251,7 @@ class MultiTaskSentenceTransformer(nn.Module):
     # ----------------------------------------------------------------- inference
     def head_is_trained(self, task):
         """False only where the saved record says this task's head was never trained; warns once."""
-        trained = self.trained_tasks is None or bool(self.trained_tasks.get(task, True))
-        if not trained and task not in self._noted_untrained:
-            self._noted_untrained.add(task)
-            warnings.warn(f"this model's {task} head was never trained (trained_tasks={self.trained_tasks}), so "
-                          f"predictions give {self.tasks[task].untrained_note}; train it with that task's loss switched on (main.py: "
-                          f"--task-weights {task}=1, not in --freeze).", UserWarning, stacklevel=3)
-        return trained
+        return head_is_trained(task, self.tasks, self.trained_tasks, self._noted_untrained)
 
     def _forward_batch(self, input_ids, mask, shapes, precision, outputs, weights, tokens=None):
         """{name: fp32 CPU tensor} of the requested outputs of one padded batch (token embeddings from a feature cache
@@ -390,72 +317,21 @@ class MultiTaskSentenceTransformer(nn.Module):
     def run_words(self, words_batch, outputs=None, batch_size=32, precision="auto"):
         """Per row of pre-split words: each task's decision (Task.row_prediction: a sentence task's probabilities,
         a tagging task's tag per word) and the sentence embedding, for the outputs asked for (None = every task).
-
-        Sentence tasks and the embedding read the row's first window (the row truncated at max_length, as in
-        training). Per-word outputs cover the whole row: a row longer than one window is also cut into overlapping
-        word windows (plan_windows), every window runs through the same batches (run()), and each word takes its
-        tag from the window where it lies farthest from a cut edge (the most context on both sides)."""
+        Rows longer than one window are tagged in overlapping windows (prediction.run_words)."""
         outputs = list(self.tasks) if outputs is None else list(outputs)
-        per_word = [n for n in outputs if n in self.tasks and self.tasks[n].reads_words]
-        enc = tokenize_words(self.tokenizer, words_batch, self.encoder.max_length)  # first windows
-        later = self._later_windows(words_batch, enc) if per_word else []
-        cut = {w.row for w in later}  # rows whose first window is cut at its end
-        windows = [Window(i, enc["input_ids"][i], enc["shape_ids"][i], enc["positions"][i], enc["word_index"][i],
-                          at_start=True, at_end=i not in cut) for i in range(len(words_batch))] + later
-        outs = self.run({"input_ids": [w.input_ids for w in windows], "shape_ids": [w.shape_ids for w in windows],
-                         "positions": [w.positions for w in windows]}, outputs, batch_size, precision)
-        results = [{} for _ in words_batch]
-        for window, out in zip(windows, outs):
-            if window.at_start:  # the row's first window: sentence tasks and the embedding
-                results[window.row].update({n: self.tasks[n].row_prediction(v) if n in self.tasks else v
-                                            for n, v in out.items() if n not in per_word})
-        if per_word:
-            for i, chosen in enumerate(best_windows(windows)):
-                for n in per_word:
-                    logits = [outs[j][n][k] for _, j, k in chosen]
-                    logits = torch.stack(logits) if logits else torch.zeros(0, len(self.tasks[n].labels))
-                    results[i][n] = self.tasks[n].row_prediction(logits, [w for w, _, _ in chosen],
-                                                                 len(words_batch[i]))
-        return results
+        return run_words(words_batch, outputs, self.tasks, self.tokenizer, self.encoder.max_length,
+                         lambda rows, names: self.run(rows, names, batch_size, precision))
 
-    def _later_windows(self, words_batch, enc):
-        """Windows 2.. (Window) of the rows longer than one window (plan_windows); their first window is then cut at
-        its end. Rows shorter than max_length pieces were never cut, so only full-length rows are counted."""
-        max_length = self.encoder.max_length
-        budget = max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
-        full = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) >= max_length and words_batch[i]]
-        if not full:
-            return []
-        pieces = self.tokenizer([words_batch[i] for i in full], is_split_into_words=True, add_special_tokens=False,
-                                verbose=False)  # verbose=False: no 'longer than the maximum' warning
-        later, parts = [], []
-        for k, i in enumerate(full):
-            counts = [0] * len(words_batch[i])
-            for w in pieces.word_ids(k):
-                if w is not None:
-                    counts[w] += 1
-            if sum(counts) <= budget:
-                continue  # exactly one window long
-            plan = plan_windows(counts, budget, max(0, int(budget * WINDOW_OVERLAP)))
-            for start, end in plan[1:]:
-                later.append((i, start, end == len(counts)))
-                parts.append(words_batch[i][start:end])
-        enc_later = tokenize_words(self.tokenizer, parts, max_length)
-        return [Window(i, enc_later["input_ids"][k], enc_later["shape_ids"][k], enc_later["positions"][k],
-                       [start + w for w in enc_later["word_index"][k]], at_start=False, at_end=at_end)
-                for k, (i, start, at_end) in enumerate(later)]
+    @property
+    def word_splitter(self):
+        """The WordSplitter of the model's word_rules (spaCy's English rules as installed here when it has none)."""
+        if self._splitter is None:
+            self._splitter = WordSplitter(self.word_rules) if self.word_rules else english_splitter()
+        return self._splitter
 
     def _prepare(self, texts):
-        """Per text its spans: (raw_starts, raw_ends, words, word_starts); cleaning as in training, spaCy word
-        splitting."""
-        prepared = []
-        for text in texts:
-            # raw_starts[i]:raw_ends[i] is the stretch of the raw text that produced clean char i.
-            clean, raw_starts, raw_ends = clean_text_with_spans(text) if self.clean else (
-                text, range(len(text)), range(1, len(text) + 1))
-            words, starts = split_words(clean)
-            prepared.append((raw_starts, raw_ends, words, starts))
-        return prepared
+        """Per text its prediction.Prepared: cleaning as in training, the model's word splitting."""
+        return prepare_texts(texts, self.clean, lambda text: split_words(text, self.word_splitter))
 
     def predict(self, texts, batch_size=32, precision="auto", tasks=None):
         """Every task's output for raw strings, one encoder pass per window for all of them: {task name: output}.
@@ -471,10 +347,20 @@ class MultiTaskSentenceTransformer(nn.Module):
         texts, single = check_texts(texts)
         prepared = self._prepare(texts)
         trained = {n: self.head_is_trained(n) for n in names} if texts else {}
-        runs = self.run_words([p[2] for p in prepared], names, batch_size, precision) if texts else []
-        results = [{n: self.tasks[n].decode(run[n], trained[n], text, spans) for n in names}
-                   for text, spans, run in zip(texts, prepared, runs)]
+        runs = self.run_words([p.words for p in prepared], names, batch_size, precision) if texts else []
+        results = decode_rows(texts, prepared, runs, names, self.tasks, trained)
         return results[0] if single else results
+
+    def annotate(self, texts, tasks=None, batch_size=32, precision="auto"):
+        """Per text {task name: (where, value)}: each task's answer as a document annotation (Task.annotation: a score
+        per label, character spans, a value), from the same pass predict() makes (spacy_component.py sets them)."""
+        names = self.check_task_names(tasks)
+        texts, _ = check_texts(texts)
+        prepared = self._prepare(texts)
+        runs = self.run_words([p.words for p in prepared], names, batch_size, precision) if texts else []
+        trained = {n: self.head_is_trained(n) for n in names}
+        outputs = decode_rows(texts, prepared, runs, names, self.tasks, trained)
+        return [{n: self.tasks[n].annotation(run[n], out[n]) for n in names} for run, out in zip(runs, outputs)]
 
     def predict_tags(self, words_batch, batch_size=32, precision="auto", task=None):
         """One BIO tag per given word for pre-tokenised text (e.g. a CoNLL gold file), from the tagging task named
@@ -503,7 +389,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         if convert_to not in ("numpy", "tensor"):
             raise InputError(f"convert_to must be 'numpy' or 'tensor', got {convert_to!r}.")
         texts, single = check_texts(texts)
-        words = [p[2] for p in self._prepare(texts)]
+        words = [p.words for p in self._prepare(texts)]
         if texts:
             runs = self.run_words(words, (EMBEDDING,), batch_size, precision)
             emb = torch.stack([r[EMBEDDING] for r in runs])
@@ -523,11 +409,34 @@ class MultiTaskSentenceTransformer(nn.Module):
                 "trained_tasks": self.trained_tasks, "task_layers": self.task_layers}
 
     def save_pretrained(self, path):
-        """encoder/ (HF format), heads.safetensors, multitask_config.json; written to a temp dir, then renamed."""
+        """The model folder, written to a temp dir, then renamed: encoder/ (Hugging Face format), heads.safetensors,
+        task_layers.safetensors (with task layers), multitask_config.json, word_rules.json; config.json and the model's
+        code (transformers' AutoModel with trust_remote_code loads it: model_code.py), modules.json and 1_Pooling/
+        (sentence-transformers loads the shared encoder), README.md (a Hub model card)."""
         return atomic_write_dir(path, self.write_files)
 
     def write_files(self, directory):
         """What save_pretrained writes, into an existing directory (no atomicity of its own)."""
+        self._write_weights(directory)
+        self.write_config_files(directory)
+        with open(os.path.join(directory, HF_CONFIG_NAME), "w") as f:
+            json.dump({"model_type": MODEL_TYPE, "architectures": ["MultiTaskModel"], "auto_map": AUTO_MAP}, f,
+                      indent=2)
+        write_code(directory, HF_ENTRY)
+        write_sentence_transformers_files(directory, ENCODER_DIR, self.encoder.pooling, self.encoder.max_length,
+                                          self.encoder.hidden_size)
+        with open(os.path.join(directory, CARD_NAME), "w") as f:
+            f.write(str(build_model_card(self)))
+
+    def write_config_files(self, directory):
+        """multitask_config.json (what the model is) and word_rules.json (how it splits words)."""
+        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
+            json.dump(self.config_dict(), f, indent=2)
+        with open(os.path.join(directory, WORD_RULES_NAME), "w", encoding="utf-8") as f:
+            json.dump(self.word_rules or english_rules(), f, ensure_ascii=False)
+
+    def _write_weights(self, directory):
+        """encoder/, heads.safetensors and (with task layers) task_layers.safetensors."""
         os.makedirs(os.path.join(directory, ENCODER_DIR))
         self.encoder.write_files(os.path.join(directory, ENCODER_DIR))
         heads = {f"{name}.{k}": v for name, head in self.heads.items() for k, v in head.state_dict().items()}
@@ -536,48 +445,26 @@ class MultiTaskSentenceTransformer(nn.Module):
             branches = {f"{name}.{k}": v for name, b in self.branches.items() for k, v in b.state_dict().items()}
             save_file({k: v.detach().cpu().contiguous() for k, v in branches.items()},
                       os.path.join(directory, TASK_LAYERS_NAME))
-        with open(os.path.join(directory, CONFIG_NAME), "w") as f:
-            json.dump(self.config_dict(), f, indent=2)
-
-        with open(os.path.join(directory, CARD_NAME), "w") as f:
-            f.write(str(build_model_card(self)))
 
     def export_fast(self, path, quantize=None, fuse=None):
         """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX
         Runtime graph, see serving.export_onnx). from_pretrained(path) loads it and predict / predict_tags / encode
         then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
         quantize: 'none' | 'ffn' | 'encoder' (default serving.QUANTIZE); fuse: ONNX Runtime's transformer fusions
-        (default serving.FUSE). Atomic like save_pretrained."""
+        (default serving.FUSE); fast/ also carries fast_model.py, which serves it without torch. Atomic like save_pretrained."""
         def write(directory):
             self.write_files(directory)
-            serving.export_onnx(self, os.path.join(directory, serving.FAST_DIR), quantize or serving.QUANTIZE,
-                                serving.FUSE if fuse is None else fuse)
+            export_onnx(self, os.path.join(directory, FAST_DIR), quantize or QUANTIZE, FUSE if fuse is None else fuse)
 
         return atomic_write_dir(path, write)
 
     @classmethod
     def from_pretrained(cls, path, device=None):
-        """Load a directory written by save_pretrained(); a partial, damaged or mismatched directory is a clear error
-        naming the file (ModelLoadError)."""
+        """Load a directory written by save_pretrained() (format 6, or 5: written before folders carried their code
+        and word rules; it splits words with spaCy's rules as installed); a partial, damaged or mismatched directory
+        is a clear error naming the file (ModelLoadError)."""
         path = os.fspath(path)
-        missing = missing_saved_parts(path)
-        if missing:
-            raise ModelLoadError(
-                f"'{path}' is not a complete saved multi-task model (missing {', '.join(missing)}); point at a "
-                "directory written by save_pretrained() (main.py writes <output-dir>/model), or re-run training."
-            )
-        config = read_saved_json(os.path.join(path, CONFIG_NAME), required=("format_version",))
-        if config.get("format_version") != FORMAT_VERSION:
-            raise ModelLoadError(
-                f"'{path}' was saved in format {config.get('format_version')}, this code reads format "
-                f"{FORMAT_VERSION} (format 5 saves any number of tasks); retrain it with main.py, or load it with the code "
-                "version that wrote it.")
-        require_keys(config, os.path.join(path, CONFIG_NAME), SAVED_CONFIG_KEYS)  # every key, before any load
-        try:
-            tasks = [Task.from_config(t) for t in config["tasks"]]
-        except (InputError, TypeError, AttributeError) as e:
-            raise ModelLoadError(f"the tasks in {os.path.join(path, CONFIG_NAME)} cannot be rebuilt ({e}); the file "
-                                 "was edited or damaged: re-save the model.") from e
+        config, tasks = _read_saved_config(path)
         encoder = SentenceTransformer(os.path.join(path, ENCODER_DIR), pooling=config["pooling"],
                                       max_length=config["max_length"], attention_dropout=config["attention_dropout"])
         task_layers = config.get("task_layers", 0)  # absent: saved before task layers existed
@@ -590,25 +477,13 @@ class MultiTaskSentenceTransformer(nn.Module):
         except InputError as e:
             raise ModelLoadError(f"{os.path.join(path, CONFIG_NAME)} cannot be rebuilt ({e}); re-save the model.") from e
         model.trained_tasks = config.get("trained_tasks")
-        heads = load_saved_tensors(os.path.join(path, HEADS_NAME))
-        try:
-            for name, head in model.heads.items():
-                head.load_state_dict({k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")})
-            if task_layers:
-                branches = load_saved_tensors(os.path.join(path, TASK_LAYERS_NAME))
-                for name, branch in model.branches.items():
-                    branch.load_state_dict({k[len(name) + 1:]: v for k, v in branches.items()
-                                            if k.startswith(name + ".")})
-        except RuntimeError as e:
-            sizes = ", ".join(f"{t.name} {len(t.labels)} labels" for t in tasks)
-            raise ModelLoadError(
-                f"The heads{' or task layers' if task_layers else ''} in '{path}' do not match its {CONFIG_NAME} ({sizes}, hidden size {encoder.hidden_size}); "
-                f"the directory was edited or mixed from two runs — re-save the model. Detail: "
-                f"{str(e).splitlines()[0]}") from e
-        fast_dir = os.path.join(path, "fast")
+        if config["format_version"] >= 6:
+            model.word_rules = read_saved_json(os.path.join(path, WORD_RULES_NAME), required=("special_cases",))
+        model._load_weights(path)
+        fast_dir = os.path.join(path, FAST_DIR)
         if os.path.isdir(fast_dir):
             try:
-                model.fast = serving.FastRunner(fast_dir)
+                model.fast = FastRunner(fast_dir, threads=torch.get_num_threads())
             except ImportError:
                 raise
             except Exception as e:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) share no useful base class
@@ -617,22 +492,20 @@ class MultiTaskSentenceTransformer(nn.Module):
         model.eval()  # as transformers and sentence-transformers load: no dropout until .train()
         return model.to(device) if device is not None else model
 
-    def export_sentence_transformers(self, path):
-        """A folder that `sentence_transformers.SentenceTransformer(path)` loads: this encoder plus its pooling.
-
-        The encoder takes no input of its own besides token ids, so the exported embeddings are the ones
-        model.encoder.encode() gives (the shared encoder's; with task_layers the heads read their own top layers). Written by sentence-transformers' own Transformer and
-        Pooling modules."""
-        from sentence_transformers import SentenceTransformer as Reference  # optional: only for this check
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-        enc = self.encoder
-
-        def write(directory):
-            enc.encoder.save_pretrained(directory)  # the HF files Transformer() reads, then re-saves beside its own
-            enc.tokenizer.save_pretrained(directory)
-            transformer = Transformer(directory, max_seq_length=enc.max_length)
-            pooling = Pooling(enc.hidden_size, pooling_mode=enc.pooling)
-            Reference(modules=[transformer, pooling], device="cpu").save(directory)
-
-        return atomic_write_dir(path, write)
+    def _load_weights(self, path):
+        """The heads (and task layers) of a saved folder into this model; ModelLoadError when they do not fit."""
+        heads = load_saved_tensors(os.path.join(path, HEADS_NAME))
+        try:
+            for name, head in self.heads.items():
+                head.load_state_dict({k[len(name) + 1:]: v for k, v in heads.items() if k.startswith(name + ".")})
+            if self.task_layers:
+                branches = load_saved_tensors(os.path.join(path, TASK_LAYERS_NAME))
+                for name, branch in self.branches.items():
+                    branch.load_state_dict({k[len(name) + 1:]: v for k, v in branches.items()
+                                            if k.startswith(name + ".")})
+        except RuntimeError as e:
+            sizes = ", ".join(f"{t.name} {len(t.labels)} labels" for t in self.tasks.values())
+            raise ModelLoadError(
+                f"The heads{' or task layers' if self.task_layers else ''} in '{path}' do not match its {CONFIG_NAME} "
+                f"({sizes}, hidden size {self.encoder.hidden_size}); the directory was edited or mixed from two runs "
+                f"— re-save the model. Detail: {str(e).splitlines()[0]}") from e

@@ -30,7 +30,7 @@ CONLL_TAGS = ("O",) + tuple(f"{p}-{t}" for t in CONLL_TYPES for p in "BI")
 NER_TYPES = ("spacy", "conll")  # the entity types a dataset is tagged with: spaCy's OntoNotes ones, or CoNLL's
 
 
-def _kept_types(dropped_types) -> list[str]:
+def kept_types(dropped_types) -> list[str]:
     """The entity types that survive the filter, sorted; ValueError on types spaCy does not predict."""
     if isinstance(dropped_types, str):
         dropped_types = (dropped_types,)
@@ -40,7 +40,7 @@ def _kept_types(dropped_types) -> list[str]:
     return sorted(set(SPACY_ENTITY_TYPES) - set(dropped_types))
 
 
-def _check_ner_types(ner_types) -> None:
+def check_ner_types(ner_types) -> None:
     if ner_types not in NER_TYPES:
         raise InputError(f"ner_types must be one of {NER_TYPES}, got {ner_types!r}: 'spacy' tags spaCy's OntoNotes "
                          "types, 'conll' maps them onto CoNLL-2003's PER, ORG, LOC, MISC (ONTONOTES_TO_CONLL)")
@@ -49,7 +49,7 @@ def _check_ner_types(ner_types) -> None:
 def default_dropped_types(ner_types="spacy") -> tuple:
     """The spaCy types turned into O when dropped_types=None: DEFAULT_DROPPED_TYPES for 'spacy'; none for 'conll'
     (the types without a CoNLL type become O through ONTONOTES_TO_CONLL, and NORP, FAC, LAW do map)."""
-    _check_ner_types(ner_types)
+    check_ner_types(ner_types)
     return DEFAULT_DROPPED_TYPES if ner_types == "spacy" else ()
 
 
@@ -62,8 +62,8 @@ def build_tag_list(dropped_types=None, ner_types="spacy") -> list[str]:
     """
     if dropped_types is None:
         dropped_types = default_dropped_types(ner_types)
-    kept = _kept_types(dropped_types)
-    _check_ner_types(ner_types)
+    kept = kept_types(dropped_types)
+    check_ner_types(ner_types)
     if ner_types == "conll":
         return list(CONLL_TAGS)
     tags = ["O"]
@@ -114,3 +114,18 @@ def map_tags(tags, mapping) -> list[str]:
         new = mapping.get(tag[2:]) if tag != "O" else None
         out.append(f"{tag[:2]}{new}" if new else "O")
     return iob1_to_iob2(out)
+
+
+def bio_spans(tags) -> list[tuple[str, int, int]]:
+    """[(type, first_word, end_word_exclusive)] of the entities in BIO tags, by the conlleval rules seqeval follows
+    (its get_entities, whose end is inclusive): an entity ends at O, at B- and where the type changes; a stray I- (after
+    O, or of another type) starts one. Used to decode predictions and to score them, so both read tags alike."""
+    spans, start, prev_tag, prev_type = [], 0, "O", ""
+    for i, chunk in enumerate([*tags, "O"]):
+        tag, kind = chunk[0], chunk[1:].split("-", 1)[-1] or "_"
+        if prev_tag != "O" and (tag in "BO" or prev_type != kind):
+            spans.append((prev_type, start, i))
+        if tag == "B" or (tag != "O" and (prev_tag == "O" or prev_type != kind)):
+            start = i
+        prev_tag, prev_type = tag, kind
+    return spans

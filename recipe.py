@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 
 import data_root as roots
+from batch_prediction import check_predict_file_args
 from corpus import MODES as CORPUS_MODES
 from corpus import corpus_problems
 from create_ner_dataset import option_problems
@@ -33,8 +34,8 @@ from sentence_transformer import (
     read_saved_json,
     resolve_model_path,
 )
-from serving import PREDICT_FILE_FORMATS, check_predict_file_args
 from task_data import parse_task_spec, parse_task_specs, parse_task_weights, resolve_spec, spec_problems
+from texts_and_tables import TEXT_FORMATS, format_problem
 from train_config import TrainConfig
 
 CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
@@ -132,9 +133,8 @@ class DataRecipe:
         for path in self.distil_texts:
             if not os.path.isfile(path):
                 problems.append(f"--distil-texts: no file at {path}")
-            elif os.path.splitext(path)[1].lower() not in PREDICT_FILE_FORMATS:
-                problems.append(f"--distil-texts: {path} is not one of {', '.join(PREDICT_FILE_FORMATS)} (rename a "
-                                "plain text file to .txt)")
+            else:
+                problems += filter(None, [format_problem(path, "--distil-texts", TEXT_FORMATS)])
         return problems
 
     def dataset_problems(self):
@@ -392,14 +392,16 @@ class DistillationRecipe:
 
 @dataclass(frozen=True)
 class ServingRecipe:
-    """Using a saved model: --predict, --predict-file, --predict-dir, --label-dir, --eval-conll, --export-fast and
-    their options."""
+    """Using a saved model: --predict, --predict-file, --predict-dir, --label-dir, --eval-conll, --export-fast,
+    --export-spacy, --push-to-hub and their options."""
     predict: tuple
     predict_file: str
     predict_dir: str
     label_dir: str
     eval_conll: str
     export_fast: str
+    export_spacy: str
+    push_to_hub: str
     model_dir: str
     output: str
     chunk_size: int
@@ -430,6 +432,13 @@ class ServingRecipe:
         if self.eval_conll and not os.path.isfile(self.eval_conll):
             problems.append(f"--eval-conll: no file at {self.eval_conll}")
         problems += check_predict_file_args(self.predict_file, self.chunk_size)
+        if self.push_to_hub and (self.push_to_hub.count("/") != 1 or " " in self.push_to_hub):
+            problems.append(f"--push-to-hub: {self.push_to_hub!r} is not a Hub repo id (NAMESPACE/NAME, e.g. "
+                            "me/my-model)")
+        if (self.push_to_hub or self.export_spacy) and missing_saved_parts(self.model_path):
+            flag_name = "--push-to-hub" if self.push_to_hub else "--export-spacy"
+            problems.append(f"{flag_name}: {self.model_path} is not a saved model (missing "
+                            f"{', '.join(missing_saved_parts(self.model_path))}); pass --model-dir DIR")
         return problems + self.corpus_problems()
 
     def corpus_problems(self):

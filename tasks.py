@@ -17,24 +17,31 @@ Kinds:
                   saved); Spearman (main), Pearson, MSE. Row value: a number, None = no value. predict: {'score'}.
 
 What a row holds for each task lives in its `column` (the default pair keeps the dataset's `label` and `ner_tags`).
+Reading a source's values is asked of the kind with the data side's accessors (task_data.TableColumn, TaskSource),
+so this module imports no data code and a model folder can carry it; without torch it still decodes (fast_model.py).
 Nothing here loads a model or data.
 """
 import math
 import numbers
-import os
 
 import numpy as np
-import pyarrow as pa
-import torch
-from torch import nn
 
-from data_sources import AG_NEWS_LABELS, FILE_FORMATS, _is_null, _label_names_and_ids, class_names
 from errors import InputError, ProjectError
-from metrics import classification_metrics, fmt, ner_metrics, spearman
-from ner_tags import build_tag_list
-from text_prep import WORD_SHAPES
+from metrics import classification_metrics, f1_scores, fmt, ner_metrics, spearman
+from ner_tags import bio_spans, build_tag_list
+
+try:  # torch builds, trains and runs the heads; reading a task's outputs (decode) needs none of it (fast_model.py)
+    import torch
+    from torch import nn
+
+    from tagging_head import TaggingHead
+except ModuleNotFoundError as e:
+    if e.name != "torch":
+        raise
+    torch = nn = TaggingHead = None
 
 IGNORE_INDEX = -100
+AG_NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]  # the default topic task's classes (AG News's order)
 RESERVED_NAMES = ("sentence_embedding", "input_ids", "attention_mask", "shape_ids")  # model inputs / outputs
 TAGGING_WINDOW = 4   # word shapes of +-N neighbouring tokens reach the tagging head
 TAGGING_CONTEXT = 1  # the tagging head's hidden layer reads +-N neighbouring tokens (0 = the token alone)
@@ -100,8 +107,9 @@ class Task:
     stratifies = False   # a source's splits are stratified by this task's values
 
     @classmethod
-    def from_table(cls, name, parts, column, where):
-        """(task, {split: per row its value}) from column of a table's parts ({split: [(where, rows)]})."""
+    def from_column(cls, name, column):
+        """(task, {split: per row its value}) from one column of a data table: `column` (task_data.TableColumn)
+        gives its name, where it is read, values() ({split: cells, an empty cell None}) and class_names_and_ids()."""
         raise NotImplementedError
 
     @classmethod
@@ -109,12 +117,11 @@ class Task:
         """Refuse an @COLUMN this kind cannot read (InputError naming the fix)."""
 
     @classmethod
-    def source_problems(cls, source, text_column, column):
-        """[message] for a source this kind cannot read, found before any work (reading its rows is allowed). A
-        name that is neither a file nor a folder may be a Hub id, unless it has a path or a data-file suffix."""
-        if not os.path.exists(source) and ("/" in source or os.path.splitext(source)[1].lower() in FILE_FORMATS):
-            return [f"no file or folder at {source}"]
-        return []
+    def source_problems(cls, source):
+        """[message] for a source this kind cannot read, found before any work (reading its rows is allowed):
+        `source` (task_data.TaskSource) says whether it exists, and what it lacks with missing(). A name that is
+        neither a file nor a folder may be a Hub id for most kinds."""
+        return source.missing(hub_id=True)
 
     def fit(self, values):
         """Settle what the training rows' values decide (their scale, say) once the source is split; most kinds
@@ -157,6 +164,7 @@ class Task:
 
     # ----------------------------------------------------------------- inference
     reads_words = False   # its output is per word, so a row longer than one window is run in several windows
+    hub_pipeline = "text-classification"  # the Hugging Face Hub's pipeline tag of what it does (the model card)
     onnx_axes = {0: "batch"}
     untrained_note = "no label (label and score are None)"
 
@@ -169,7 +177,8 @@ class Task:
         return logits[row]
 
     def row_prediction(self, logits, word_index=(), n_words=0):
-        """A row's decision from its logits (row_output): the probabilities of a sentence task."""
+        """A row's decision from its logits (row_output; a tensor on the CPU or a numpy array): the probabilities of
+        a sentence task, as a numpy array."""
         return self.probabilities(logits)
 
     def tune(self, gold, predictions):
@@ -183,6 +192,12 @@ class Task:
         """One prediction (predict()'s output for this task) as a short phrase."""
         raise NotImplementedError
 
+    def annotation(self, decision, output):
+        """Where this task's answer goes on an annotated document (spaCy's Doc: spacy_component.py), in plain terms:
+        ("cats", {label: score}), ("spans", [(start, end, type)] with character offsets) or ("value", number).
+        decision: row_prediction's; output: decode's."""
+        raise NotImplementedError
+
     def format_metrics(self, m, rows):
         """The printed line(s) of this task's test metrics."""
         raise NotImplementedError
@@ -191,8 +206,9 @@ class Task:
         """The model card's metric rows: (pipeline tag, title, metric type, metric name, value)."""
         raise NotImplementedError
 
-    def arrow_type(self):
-        """The pyarrow type of predict()'s output for this task (corpus prediction writes it)."""
+    def output_type(self):
+        """The type of predict()'s output for this task, in plain terms (corpus prediction writes it as a column):
+        a type name ('string', 'float64', 'int64'), {field: type} for a record, [type] for a list of them."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- head and loss
@@ -235,7 +251,7 @@ class ClassificationTask(Task):
         return nn.functional.cross_entropy(logits, targets, reduction="sum", ignore_index=IGNORE_INDEX)
 
     def probabilities(self, logits):
-        return logits.float().softmax(-1)
+        return softmax(logits)
 
     def decode(self, probs, trained=True, text=None, spans=None):
         """predict()'s output: {'label', 'score'} (both None for a head training never taught)."""
@@ -251,17 +267,17 @@ class ClassificationTask(Task):
     stratifies = True
 
     @classmethod
-    def from_table(cls, name, parts, column, where):
-        names, ids = _label_names_and_ids(parts, column)
+    def from_column(cls, name, column):
+        names, ids = column.class_names_and_ids()
         return cls(name, names, column=name), {split: [y for values in per_part for y in values]
                                                for split, per_part in ids.items()}
 
     @classmethod
-    def source_problems(cls, source, text_column, column):
-        if not os.path.exists(source):
-            return super().source_problems(source, text_column, column)
+    def source_problems(cls, source):
+        if not source.exists:
+            return source.missing(hub_id=True)
         try:
-            class_names(source, text_column, column)
+            source.class_names()  # reads the rows: a missing column, unusable labels
         except ProjectError as e:
             return [str(e)]
         return []
@@ -270,16 +286,20 @@ class ClassificationTask(Task):
         return f"{output['label']} ({output['score']:.2f})" if output["label"] is not None else \
             "no label (head untrained)"
 
+    def annotation(self, decision, output):
+        """A score per class (its probability); none from an untrained head."""
+        return "cats", {} if output["label"] is None else {n: float(p) for n, p in zip(self.labels, decision)}
+
     def format_metrics(self, m, rows):
         return [f"accuracy {fmt(m['accuracy'])}  macro-F1 {fmt(m['macro_f1'])}  ({rows} rows)"]
 
     def card_rows(self, m):
         title = "Topic classification" if self.name == "topic" else f"{self.name} (classification)"
-        return [("text-classification", title, "accuracy", "Test accuracy", m["accuracy"]),
-                ("text-classification", title, "f1", "Test macro-F1", m["macro_f1"])]
+        return [(self.hub_pipeline, title, "accuracy", "Test accuracy", m["accuracy"]),
+                (self.hub_pipeline, title, "f1", "Test macro-F1", m["macro_f1"])]
 
-    def arrow_type(self):
-        return pa.struct([("label", pa.string()), ("score", pa.float64())])
+    def output_type(self):
+        return {"label": "string", "score": "float64"}
 
 
 class MultiLabelTask(Task):
@@ -336,16 +356,16 @@ class MultiLabelTask(Task):
         return kl.mean(-1).sum()
 
     def probabilities(self, logits):
-        return torch.sigmoid(logits.float())
+        return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))
 
     label_word = "labels"
     untrained_note = "no labels (labels [], scores None)"
 
     @classmethod
-    def from_table(cls, name, parts, column, where):
-        values = [(split, v) for split, ps in parts.items() for _, ds in ps for v in ds[column]]
-        names, rows = multilabel_values(where, column, [v for _, v in values])
-        by_split = {split: [] for split in parts}
+    def from_column(cls, name, column):
+        values = [(split, v) for split, cells in column.values().items() for v in cells]
+        names, rows = multilabel_values(column.where, column.name, [v for _, v in values])
+        by_split = {split: [] for split, _ in values}
         for (split, _), r in zip(values, rows):
             by_split[split].append(r)
         return cls(name, names, column=name), by_split
@@ -356,18 +376,21 @@ class MultiLabelTask(Task):
     def describe_output(self, output):
         return ", ".join(output["labels"]) or "no label over the threshold"
 
+    def annotation(self, decision, output):
+        """A score per label (its probability, independent of the others); none from an untrained head."""
+        return "cats", dict(output["scores"] or {})
+
     def format_metrics(self, m, rows):
         return [f"micro-F1 {fmt(m['micro_f1'])}  macro-F1 {fmt(m['macro_f1'])}  threshold {m['threshold']}  "
                 f"({rows} rows)"]
 
     def card_rows(self, m):
         title = f"{self.name} (multi-label classification)"
-        return [("text-classification", title, "f1", "Test micro-F1", m["micro_f1"]),
-                ("text-classification", title, "f1", "Test macro-F1", m["macro_f1"])]
+        return [(self.hub_pipeline, title, "f1", "Test micro-F1", m["micro_f1"]),
+                (self.hub_pipeline, title, "f1", "Test macro-F1", m["macro_f1"])]
 
-    def arrow_type(self):
-        return pa.struct([("labels", pa.list_(pa.string())),
-                          ("scores", pa.struct([(n, pa.float64()) for n in self.labels]))])
+    def output_type(self):
+        return {"labels": ["string"], "scores": {n: "float64" for n in self.labels}}
 
     def decode(self, probs, trained=True, text=None, spans=None):
         """predict()'s output: {'labels': [names over the threshold], 'scores': {name: probability}}."""
@@ -378,65 +401,19 @@ class MultiLabelTask(Task):
 
     def metrics(self, gold, probs, threshold=None):
         """Micro-F1 (main), macro-F1 and the threshold used."""
-        from sklearn.metrics import f1_score  # heavy: imported on first use, as metrics.py does
-
         threshold = self.threshold if threshold is None else threshold
-        y = torch.zeros(len(gold), len(self.labels), dtype=torch.long)
+        y = np.zeros((len(gold), len(self.labels)), dtype=bool)
         for i, g in enumerate(gold):
-            y[i, list(g)] = 1
-        pred = (torch.stack(list(probs)) >= threshold).long() if len(probs) else torch.zeros_like(y)
-        return {"micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
-                "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)), "threshold": threshold}
+            y[i, list(g)] = True
+        pred = np.stack([np.asarray(p) for p in probs]) >= threshold if len(probs) else np.zeros_like(y)
+        micro, macro = f1_scores(y, pred)
+        return {"micro_f1": micro, "macro_f1": macro, "threshold": threshold}
 
     def tune_threshold(self, gold, probs):
         """Set the threshold with the best validation micro-F1 (ties: the one nearest 0.5); returns it."""
         scored = [(self.metrics(gold, probs, t)["micro_f1"], -abs(t - 0.5), t) for t in THRESHOLDS]
         self.threshold = max(scored)[2]
         return self.threshold
-
-
-class TaggingHead(nn.Module):
-    """Per-token tag logits from the token embedding and the word shapes in a window around the token.
-
-    The uncased encoder cannot see capitalisation, which spaCy's teacher leans on (it reads shapes in a window
-    of +-4 tokens). Case enters the model here only: the head gets the shapes of the token and its `window`
-    neighbours on each side, and a hidden layer lets shape and meaning interact (a linear head could only add a
-    per-shape bias). With context > 0 that hidden layer is a convolution over [token embedding; shapes] of the
-    token and its `context` neighbours, so a word's tag can also depend on how its neighbours read and are cased.
-    """
-
-    def __init__(self, hidden, n_tags, dropout=0.1, shape_dim=16, window=2, context=0):
-        super().__init__()
-        self.window, self.context = window, context
-        self.dropout = nn.Dropout(dropout)
-        self.shape_embedding = nn.Embedding(len(WORD_SHAPES), shape_dim)
-        features = hidden + (2 * window + 1) * shape_dim
-        if context:
-            self.hidden = nn.Conv1d(features, hidden, kernel_size=2 * context + 1, padding=context)
-        else:
-            self.hidden = nn.Linear(features, hidden)
-        self.linear = nn.Linear(hidden, n_tags)
-
-    def forward(self, token_embeddings, shape_ids, positions=None, attention_mask=None):
-        """Logits [B, T, n_tags]; with positions (a boolean mask [B, T] or (rows, cols)), only those tokens:
-        [n_selected, n_tags], row-major. attention_mask [B, T] zeroes padding before the context layer."""
-        padded = nn.functional.pad(shape_ids, (self.window, self.window))  # shape 0 ('pad') beyond the ends
-        length = shape_ids.shape[1]
-        windows = torch.stack([padded[:, k:k + length] for k in range(2 * self.window + 1)], -1)
-        if self.context:
-            if attention_mask is not None:
-                token_embeddings = token_embeddings * attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
-            shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
-            features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
-            hidden = self.hidden(features.transpose(1, 2)).transpose(1, 2)
-            if positions is not None:
-                hidden = hidden[positions]
-            return self.linear(nn.functional.gelu(hidden))
-        if positions is not None:
-            token_embeddings, windows = token_embeddings[positions], windows[positions]
-        shapes = self.shape_embedding(windows).flatten(-2).to(token_embeddings.dtype)
-        features = torch.cat([self.dropout(token_embeddings), shapes], dim=-1)
-        return self.linear(nn.functional.gelu(self.hidden(features)))
 
 
 class TaggingTask(Task):
@@ -491,8 +468,8 @@ class TaggingTask(Task):
             raise InputError(f"--tasks {spec}: a {cls.kind} task reads a CoNLL file's last column; drop '@{column}'")
 
     @classmethod
-    def source_problems(cls, source, text_column, column):
-        return [] if os.path.exists(source) else [f"no file or folder at {source}"]
+    def source_problems(cls, source):
+        return source.missing(hub_id=False)
 
     def read_values(self, column, words):
         self.check_values(column, words)
@@ -540,6 +517,7 @@ class TaggingTask(Task):
 
     # ----------------------------------------------------------------- head, loss, inference
     reads_words = True
+    hub_pipeline = "token-classification"
     onnx_axes = {0: "batch", 1: "tokens"}
     untrained_note = "no entities (every tag is 'O')"
 
@@ -557,7 +535,7 @@ class TaggingTask(Task):
         """One tag per word of the row: the argmax at each word given (word_index), 'O' for the others (truncated
         words, words with no wordpiece)."""
         tags = ["O"] * n_words
-        for w, t in zip(word_index, logits.argmax(-1).tolist()):
+        for w, t in zip(word_index, np.asarray(logits).argmax(-1).tolist()):
             tags[w] = self.labels[t]
         return tags
 
@@ -565,7 +543,7 @@ class TaggingTask(Task):
         return nn.functional.cross_entropy(logits, targets, reduction="sum", ignore_index=IGNORE_INDEX)
 
     def probabilities(self, logits):
-        return logits.float().softmax(-1)
+        return softmax(logits)
 
     def decode(self, word_tags, trained=True, text=None, spans=None):
         """predict()'s output: [{'text', 'type', 'start', 'end'}] with offsets into the text as given; spans: the
@@ -574,7 +552,7 @@ class TaggingTask(Task):
             return []
         raw_starts, raw_ends, words, starts = spans
         entities = []
-        for kind, first, end in bio_to_spans(word_tags):
+        for kind, first, end in bio_spans(word_tags):
             s, e = starts[first], starts[end - 1] + len(words[end - 1])
             start, stop = raw_starts[s], raw_ends[e - 1]
             entities.append({"text": text[start:stop], "type": kind, "start": start, "end": stop})
@@ -587,6 +565,9 @@ class TaggingTask(Task):
     def describe_output(self, output):
         return ", ".join(f"{e['text']} [{e['type']}]" for e in output) or "no entities"
 
+    def annotation(self, decision, output):
+        return "spans", [(e["start"], e["end"], e["type"]) for e in output]
+
     def format_metrics(self, m, rows):
         lines = [f"entity P/R/F1 {m['precision']:.4f} / {m['recall']:.4f} / {m['f1']:.4f}  ({rows} rows)"]
         for kind, per in sorted(m["per_type"].items()):
@@ -596,13 +577,12 @@ class TaggingTask(Task):
 
     def card_rows(self, m):
         if self.name == "ner":
-            return [("token-classification", "NER (spaCy silver labels)", "f1",
+            return [(self.hub_pipeline, "NER (spaCy silver labels)", "f1",
                      "Entity micro-F1 vs spaCy silver labels", m["f1"])]
-        return [("token-classification", f"{self.name} (tagging)", "f1", "Entity micro-F1", m["f1"])]
+        return [(self.hub_pipeline, f"{self.name} (tagging)", "f1", "Entity micro-F1", m["f1"])]
 
-    def arrow_type(self):
-        return pa.list_(pa.struct([("text", pa.string()), ("type", pa.string()), ("start", pa.int64()),
-                                   ("end", pa.int64())]))
+    def output_type(self):
+        return [{"text": "string", "type": "string", "start": "int64", "end": "int64"}]
 
 
 class RegressionTask(Task):
@@ -626,9 +606,9 @@ class RegressionTask(Task):
         return f"a number per text (mean {self.mean:.3g}, std {self.std:.3g} on its training rows)"
 
     @classmethod
-    def from_table(cls, name, parts, column, where):
-        by_split = {split: [_number(where, column, v) for _, ds in ps for v in ds[column]]
-                    for split, ps in parts.items()}
+    def from_column(cls, name, column):
+        by_split = {split: [_number(column.where, column.name, v) for v in cells]
+                    for split, cells in column.values().items()}
         return cls(name, column=name), by_split
 
     def fit(self, values):
@@ -641,7 +621,7 @@ class RegressionTask(Task):
         self.std = math.sqrt(sum((v - self.mean) ** 2 for v in train) / len(train)) or 1.0
 
     def has_label(self, value):
-        return not _is_null(value)
+        return value is not None
 
     def check_values(self, values):
         for i, y in enumerate(values):
@@ -650,7 +630,7 @@ class RegressionTask(Task):
                                  f"{self.column!r} must hold a number per row (or None: no value).")
 
     def read_values(self, column, words):
-        column = [None if _is_null(y) else float(y) if isinstance(y, numbers.Real) and not isinstance(y, bool) else y
+        column = [None if y is None or (isinstance(y, float) and math.isnan(y)) else float(y) if isinstance(y, numbers.Real) and not isinstance(y, bool) else y
                   for y in column]
         self.check_values(column)
         return column
@@ -673,8 +653,8 @@ class RegressionTask(Task):
         return ((logits - teacher_logits) ** 2).sum()
 
     def probabilities(self, logits):
-        """The value in the column's units (a row's [1] logits give a 0-d tensor; a batch's [B, 1] give [B])."""
-        return logits.float()[..., 0] * self.std + self.mean
+        """The value in the column's units (a row's [1] logits give a 0-d array; a batch's [B, 1] give [B])."""
+        return np.asarray(logits, dtype=np.float32)[..., 0] * np.float32(self.std) + np.float32(self.mean)
 
     def decode(self, value, trained=True, text=None, spans=None):
         """predict()'s output: {'score': the number} (None for a head training never taught)."""
@@ -692,21 +672,24 @@ class RegressionTask(Task):
     def describe_output(self, output):
         return "no value (head untrained)" if output["score"] is None else f"{output['score']:.3f}"
 
+    def annotation(self, decision, output):
+        return "value", output["score"]
+
     def format_metrics(self, m, rows):
         return [f"Spearman {fmt(m['spearman'])}  Pearson {fmt(m['pearson'])}  MSE {m['mse']:.4g}  ({rows} rows)"]
 
     def card_rows(self, m):
         title = f"{self.name} (regression)"
-        return [("text-classification", title, "spearmanr", "Test Spearman", m["spearman"]),
-                ("text-classification", title, "pearsonr", "Test Pearson", m["pearson"])]
+        return [(self.hub_pipeline, title, "spearmanr", "Test Spearman", m["spearman"]),
+                (self.hub_pipeline, title, "pearsonr", "Test Pearson", m["pearson"])]
 
-    def arrow_type(self):
-        return pa.struct([("score", pa.float64())])
+    def output_type(self):
+        return {"score": "float64"}
 
 
 def _number(where, column, value):
     """A table cell as a float (None when empty); InputError naming the row's value otherwise."""
-    if _is_null(value):
+    if value is None:
         return None
     try:
         number = float(value)
@@ -722,7 +705,7 @@ def multilabel_values(where, column, values):
     """(label names, per row a list of ids or None) from lists or '|'-joined strings."""
     rows = []
     for row, v in enumerate(values):
-        if _is_null(v):
+        if v is None:
             rows.append(None)
         elif isinstance(v, str):
             rows.append([x.strip() for x in v.split(MULTILABEL_SEPARATOR) if x.strip()])
@@ -743,12 +726,11 @@ def first_of(tasks, kind):
     return next((t for t in (tasks.values() if isinstance(tasks, dict) else tasks) if t.kind == kind), None)
 
 
-def bio_to_spans(tags):
-    """[(type, first_word, end_word_exclusive)] from BIO tags; a stray I- (or an I- of another type) starts a span
-    (seqeval's get_entities, whose end is inclusive)."""
-    from seqeval.metrics.sequence_labeling import get_entities  # seqeval: loaded on first use
-
-    return [(kind, first, last + 1) for kind, first, last in get_entities(list(tags))]
+def softmax(logits):
+    """Softmax over the last axis of logits (a CPU tensor or an array), as a float32 numpy array."""
+    x = np.asarray(logits, dtype=np.float32)
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 KINDS = {cls.kind: cls for cls in (ClassificationTask, MultiLabelTask, TaggingTask, RegressionTask)}

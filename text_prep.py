@@ -2,12 +2,13 @@
 
     clean_text(raw)                 # AG News escapes undone: " #39;s" -> "'s", "&lt;b&gt;" -> " ", "\\$" -> "$"
     clean_text_with_spans(raw)      # the same, plus where in `raw` each clean char came from
-    split_words(text)               # (words, char offsets): spaCy's English tokenizer (no model), BERT-safe words
+    split_words(text)               # (words, char offsets): spaCy's English tokenization (word_splitter), BERT-safe
     word_shape(word)                # index into WORD_SHAPES ("lower", "Title", "UPPER", ...) of a word's casing
 
 The silver labels (create_ner_dataset) and the model's predict (multi_task_sentence_transformer) both go through
 these, so a word at predict time is the word the labels were made on. Importing this module loads neither spaCy
-nor a model: spaCy's blank tokenizer is built on the first split_words call.
+nor a model: spaCy's English rules are read on the first split_words call without a splitter (a saved model brings
+its own, so predict needs no spaCy).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import html
 import re
 import unicodedata
 from functools import lru_cache
+
+from word_splitter import WordSplitter, english_rules
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Cleaning
@@ -52,7 +55,7 @@ def _replacement(m) -> str:
     decoded = html.unescape(f"&{name};")  # knows cp1252 for &#128;..&#159; (#151; -> an em dash)
     if decoded == f"&{name};":
         return m.group(0)  # not an entity
-    return decoded if _keep_word(decoded) else " "
+    return decoded if keep_word(decoded) else " "
 
 
 def clean_text(text: str) -> str:
@@ -147,7 +150,7 @@ def _char_survives_bert(c: str) -> bool:
 _ASCII_DROPPED = "".join(map(chr, range(33))) + "\x7f"  # ASCII whitespace and control chars
 
 
-def _keep_word(word: str) -> bool:
+def keep_word(word: str) -> bool:
     """A token worth a word: not whitespace and not zero wordpieces under a BERT uncased tokenizer."""
     if word.isascii():
         return bool(word.strip(_ASCII_DROPPED))
@@ -155,22 +158,23 @@ def _keep_word(word: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _blank_tokenizer():
-    import spacy  # spaCy: heavy, only when labelling / splitting
+def english_splitter():
+    """The WordSplitter of spaCy's English rules as installed here (spaCy read once): the words the silver labels and
+    the training rows are made of. A saved model splits with the rules it was saved with (its word_rules.json)."""
+    return WordSplitter(english_rules())
 
-    return spacy.blank("en").tokenizer
 
-
-def split_words(text: str) -> tuple[list[str], list[int]]:
-    """Predict-time word segmentation: spaCy's English tokenizer (no model), same filter as the labelled data.
+def split_words(text: str, splitter=None) -> tuple[list[str], list[int]]:
+    """Word segmentation: spaCy's English tokenizer (its rules run without spaCy by word_splitter.WordSplitter;
+    splitter: a model's own, default english_splitter()), the same filter as the labelled data (keep_word).
 
     Returns the words and their char offsets in `text`.
     """
     words, starts = [], []
-    for tok in _blank_tokenizer()(text):
-        if _keep_word(tok.text):
-            words.append(tok.text)
-            starts.append(tok.idx)
+    for token, start in (splitter or english_splitter()).tokens(text):
+        if keep_word(token):
+            words.append(token)
+            starts.append(start)
     return words, starts
 
 

@@ -24,7 +24,8 @@ BBC = in_data_root("bbc_sport_politics/bbc-text.csv")
 def silver_entities_past_the_first_window(model, max_train_rows, max_test_rows):
     """(entities starting past the first window, all entities, rows) in the cached silver BBC rows."""
     from create_ner_dataset import create_dataset
-    from multi_task_sentence_transformer import bio_to_spans, tokenize_words
+    from ner_tags import bio_spans as bio_to_spans
+    from prediction import tokenize_words
 
     ds, _ = create_dataset(BBC, label_column="category", max_train_rows=max_train_rows, max_test_rows=max_test_rows,
                            show_progress=False)

@@ -22,7 +22,8 @@ def seed_style_epoch(model, rows, tags, batch_size, seed):
     """One epoch the way the seed trained: pad to 128, shuffled batches, fp32, no length grouping."""
     import torch
 
-    from multi_task_sentence_transformer import IGNORE_INDEX, tokenize_words
+    from prediction import tokenize_words
+    from tasks import IGNORE_INDEX
 
     tag_to_id = {t: i for i, t in enumerate(tags)}
     enc = tokenize_words(model.tokenizer, list(rows["words"]), 128,

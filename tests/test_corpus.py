@@ -15,7 +15,7 @@ from helpers import flag_error, tag_capitalised_words, tiny_multitask
 
 import corpus
 import main
-import serving
+import texts_and_tables
 
 WORDS = ["Apple", "opens", "a", "store", "in", "Paris", "while", "Barack", "Obama", "visits", "Berlin", "and", "the",
          "United", "Nations", "meets", "Reuters", "reported", "on", "Friday", "Google", "buys", "London"]
@@ -243,9 +243,9 @@ def test_main_predict_dir_and_its_flag_errors(ray_session, models, tmp_path, mon
 
 def test_read_texts_reads_parquet_and_extra_columns(tmp_path):
     pq.write_table(pa.table({"text": ["one", None, "three"], "id": [7, 8, 9]}), tmp_path / "t.parquet")
-    assert list(serving.read_texts(str(tmp_path / "t.parquet"))) == [(1, "one", None), (2, None, "'text' is null"),
+    assert list(texts_and_tables.read_texts(str(tmp_path / "t.parquet"))) == [(1, "one", None), (2, None, "'text' is null"),
                                                                      (3, "three", None)]
-    assert list(serving.read_texts(str(tmp_path / "t.parquet"), extra_columns=["id"]))[2] == (3, "three", None,
+    assert list(texts_and_tables.read_texts(str(tmp_path / "t.parquet"), extra_columns=["id"]))[2] == (3, "three", None,
                                                                                               {"id": 9})
     with pytest.raises(ValueError, match="--text-column"):
-        list(serving.read_texts(str(tmp_path / "t.parquet"), "body"))
+        list(texts_and_tables.read_texts(str(tmp_path / "t.parquet"), "body"))

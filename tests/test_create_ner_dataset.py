@@ -13,6 +13,7 @@ from helpers import dead_pid, zero_piece_words
 import create_ner_dataset as cnd
 import data_sources
 import ner_tags
+import tasks
 import text_prep
 from atomic_io import recover_interrupted_writes
 
@@ -92,7 +93,7 @@ def check_labelled_rows(dd, tags, bert_tokenizer):
     """Every labelled row well formed: words on the text, valid BIO of the tag list, entities mapping back onto the
     raw text, label-time words == predict-time words, at least one entity a row on average, no zero-piece word."""
     assert tags == ner_tags.build_tag_list()
-    assert dd["test"].features["label"].names == data_sources.AG_NEWS_LABELS
+    assert dd["test"].features["label"].names == tasks.AG_NEWS_LABELS
     allowed = set(tags)
     all_words, n_entities = [], 0
     for split in ("train", "test"):
@@ -156,7 +157,7 @@ def test_cache_key_repeatable(ag_news_dir, monkeypatch):
               cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS, dropped_types=("DATE",))]
     monkeypatch.setattr(cnd, "DATASET_VERSION", cnd.DATASET_VERSION + 1)
     others.append(cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS))
-    monkeypatch.setattr(cnd, "_spacy_model_version", lambda name: "9.9.9")
+    monkeypatch.setattr(cnd, "spacy_model_version", lambda name: "9.9.9")
     others.append(cnd.dataset_cache_key(ag_news_dir, max_train_rows=TRAIN_ROWS))
     assert len({key, *others}) == len(others) + 1
 
@@ -278,7 +279,7 @@ def test_label_out_of_range(tmp_path, monkeypatch):
     tests/test_data_sources.py)."""
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
     src = _write_source(tmp_path / "src", {"train": (["a", "b", "c"], [0, 3, 7]), "test": (["d"], [1])},
-                        class_names=data_sources.AG_NEWS_LABELS)
+                        class_names=tasks.AG_NEWS_LABELS)
     with pytest.raises(ValueError, match=r"'train', row 2: label 7"):
         cnd.create_dataset(str(src), cache_dir=None, show_progress=False)
 

@@ -51,7 +51,7 @@ def test_heads_cut_short(copy):
     ("{\"format_version\": 5, \"tasks\": [", r"multitask_config\.json' is not valid JSON \(.*line 1"),
     ("[1, 2]", r"multitask_config\.json' holds a JSON list, not an object"),
     ("{\"format_version\": 5}", r"multitask_config\.json' lacks tasks, pooling, max_length"),
-    ("{\"format_version\": 4}", r"saved in format 4, this code reads format 5"),
+    ("{\"format_version\": 4}", r"saved in format 4, this code reads formats 5, 6"),
     ("\udcff".encode("utf-8", "surrogateescape").decode("latin-1"), r"multitask_config\.json' is not valid JSON"),
 ])
 def test_config_not_json_or_edited(copy, text, message):

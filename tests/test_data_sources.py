@@ -225,10 +225,11 @@ def test_bad_sources(tmp_path, monkeypatch):
     monkeypatch.setattr(cnd, "load_spacy", _no_spacy)
     good = write_rows(tmp_path / "a.csv", {"text": TEXTS, "label": LABELS})
     (tmp_path / "a.txt").write_text("text,label\nx,y\n")
-    with pytest.raises(ValueError, match=r"unknown data file extension '.txt'.*\.csv, \.tsv, \.json, \.jsonl, \.parquet"):
+    with pytest.raises(ValueError, match=r"holds texts only, no label column; .* reads \.csv, \.tsv, \.json, "
+                                         r"\.jsonl, \.parquet"):
         make(tmp_path, str(tmp_path / "a.txt"))
     other = write_rows(tmp_path / "b.jsonl", {"text": TEXTS, "label": LABELS})
-    with pytest.raises(ValueError, match=r"mix formats \(CSV, JSON\); pass files of one format"):
+    with pytest.raises(ValueError, match=r"mix formats \(CSV, JSON lines\); pass files of one format"):
         make(tmp_path, [str(good), str(other)])
     with pytest.raises(data_sources.DatasetSourceError, match=r"data file '.*missing.csv' not found"):
         make(tmp_path, str(tmp_path / "missing.csv"))

@@ -131,7 +131,7 @@ def test_encoder_family(family, bert_vocab, roberta_tokenizer_dir, ag_texts, tmp
 
     from sentence_transformers import SentenceTransformer as Reference
 
-    exported = Reference(str(model.export_sentence_transformers(tmp_path / "st")), device="cpu")
+    exported = Reference(str(model.save_pretrained(tmp_path / "st")), device="cpu")
     assert np.abs(exported.encode(texts) - model.encoder.encode(texts)).max() < 1e-5
 
 
@@ -147,7 +147,7 @@ def test_byte_level_bpe_needs_prefix_space(roberta_tokenizer_dir, bert_vocab, tm
     st = SentenceTransformer(str(tmp_path / "enc"))  # loading by path turns it on
     assert st.tokenizer.add_prefix_space is True
     # A pre-split word gets the same pieces as inside running text.
-    from multi_task_sentence_transformer import tokenize_words
+    from prediction import tokenize_words
 
     ids = tokenize_words(st.tokenizer, [["Oil", "prices", "rose"]], 64)["input_ids"][0]
     assert ids == st.tokenizer("Oil prices rose")["input_ids"]

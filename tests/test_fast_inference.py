@@ -7,9 +7,12 @@ import pytest
 import torch
 from helpers import tiny_multitask
 
+import batch_prediction
 import main
+import multi_task_sentence_transformer
 import precision
 import serving
+import texts_and_tables
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from precision import cpu_has_fast_bf16, resolve_precision
 from sentence_transformer import ModelLoadError
@@ -150,7 +153,7 @@ def test_export_fast_is_atomic(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("export failed")
 
-    monkeypatch.setattr(serving, "export_onnx", broken)
+    monkeypatch.setattr(multi_task_sentence_transformer, "export_onnx", broken)
     with pytest.raises(RuntimeError, match="export failed"):
         tiny_multitask().export_fast(tmp_path / "fast")
     assert os.listdir(tmp_path) == []  # no half-written folder, no temp left
@@ -211,7 +214,7 @@ def test_predict_file_txt_csv_jsonl(tmp_path):
     model = tiny_multitask()
     txt, csv, jsonl = write_inputs(tmp_path)
     out = tmp_path / "out.jsonl"
-    serving.predict_file(model, str(txt), str(out), chunk_size=2, show_progress=False)
+    batch_prediction.predict_file(model, str(txt), str(out), chunk_size=2, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[1] == {"row": 2, "error": "empty text"} and "UTF-8" in rows[3]["error"]
@@ -219,13 +222,13 @@ def test_predict_file_txt_csv_jsonl(tmp_path):
     expected = model.predict("Apple opens a store in Paris.")
     assert {k: rows[0][k] for k in expected} == expected and rows[4]["topic"]["label"] in model.label_names
 
-    serving.predict_file(model, str(csv), str(out), chunk_size=2, show_progress=False)
+    batch_prediction.predict_file(model, str(csv), str(out), chunk_size=2, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["topic"]["label"] in model.label_names and rows[1]["error"] == "empty text"
     assert rows[2]["topic"]["label"] in model.label_names and "no 'text' column" in rows[3]["error"]
 
-    serving.predict_file(model, str(jsonl), str(out), chunk_size=3, show_progress=False)
+    batch_prediction.predict_file(model, str(jsonl), str(out), chunk_size=3, show_progress=False)
     rows = read_records(out)
     assert [r["row"] for r in rows] == list(range(1, 9))
     assert set(rows[0]) == set(rows[7]) == {"row", "topic", "ner"}
@@ -239,7 +242,7 @@ def test_predict_file_streams_in_chunks(tmp_path, monkeypatch):
     path = tmp_path / "many.txt"
     path.write_text("".join(f"Text number {i} from Paris.\n" for i in range(23)))
     sizes, reads = [], []
-    predict, read_texts = model.predict, serving.read_texts
+    predict, read_texts = model.predict, texts_and_tables.read_texts
 
     def spy_read(*args):
         for item in read_texts(*args):
@@ -251,8 +254,8 @@ def test_predict_file_streams_in_chunks(tmp_path, monkeypatch):
         return predict(texts, **kwargs)
 
     monkeypatch.setattr(model, "predict", spy_predict)
-    monkeypatch.setattr(serving, "read_texts", spy_read)
-    counts = serving.predict_file(model, str(path), str(tmp_path / "out.jsonl"), chunk_size=5, show_progress=False)
+    monkeypatch.setattr(batch_prediction, "read_texts", spy_read)
+    counts = batch_prediction.predict_file(model, str(path), str(tmp_path / "out.jsonl"), chunk_size=5, show_progress=False)
     assert counts == {"rows": 23, "errors": 0} and len(read_records(tmp_path / "out.jsonl")) == 23
     assert [n for n, _ in sizes] == [5, 5, 5, 5, 3]
     assert [r for _, r in sizes] == [5, 10, 15, 20, 23]  # each chunk predicted before the next is read
@@ -294,7 +297,7 @@ def test_predict_file_isolates_a_failing_row(tmp_path, monkeypatch):
         return predict(texts, **kwargs)
 
     monkeypatch.setattr(model, "predict", fragile)
-    serving.predict_file(model, str(path), str(tmp_path / "out.jsonl"), show_progress=False)
+    batch_prediction.predict_file(model, str(path), str(tmp_path / "out.jsonl"), show_progress=False)
     rows = read_records(tmp_path / "out.jsonl")
     assert set(rows[0]) == set(rows[2]) == {"row", "topic", "ner"}
     assert rows[1] == {"row": 2, "error": "prediction failed: RuntimeError: cannot handle this one"}
@@ -317,7 +320,7 @@ def test_predict_file_leaves_nothing_half_written(tmp_path, monkeypatch):
 
     monkeypatch.setattr(model, "predict", killed)
     with pytest.raises(KeyboardInterrupt):
-        serving.predict_file(model, str(path), str(out), chunk_size=2, show_progress=False)
+        batch_prediction.predict_file(model, str(path), str(out), chunk_size=2, show_progress=False)
     assert out.read_text() == "previous results\n"  # the old output is untouched, no torn new one
     assert sorted(os.listdir(tmp_path)) == ["in.txt", "out.jsonl"]  # and no temp file left
 
@@ -326,7 +329,7 @@ def test_csv_without_the_text_column_names_the_flag(tmp_path):
     path = tmp_path / "in.csv"
     path.write_text("id,body\n1,hello\n")
     with pytest.raises(ValueError, match="--text-column"):
-        serving.predict_file(tiny_multitask(), str(path), str(tmp_path / "out.jsonl"), show_progress=False)
+        batch_prediction.predict_file(tiny_multitask(), str(path), str(tmp_path / "out.jsonl"), show_progress=False)
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -342,7 +345,7 @@ def test_main_flags_export_fast_and_predict_file(tmp_path, capsys):
     assert len(rows) == 8 and sum("error" in r for r in rows) == 6
     assert "8 rows" in capsys.readouterr().out
     for bad, message in ((["--predict-file", str(tmp_path / "nope.txt")], "no file at"),
-                         (["--predict-file", str(tmp_path / "model" / "heads.safetensors")], "is not one of"),
+                         (["--predict-file", str(tmp_path / "model" / "heads.safetensors")], "reads .txt, .csv"),
                          (["--predict-file", str(jsonl), "--chunk-size", "0"], "--chunk-size must be >= 1")):
         with pytest.raises(SystemExit):
             main.main(["--model-dir", model_dir, *bad])

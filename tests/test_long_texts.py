@@ -7,7 +7,8 @@ import torch
 from helpers import tag_capitalised_words, tiny_multitask
 
 from batching import prepare_features
-from multi_task_sentence_transformer import MultiTaskSentenceTransformer, plan_windows, tokenize_words
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+from prediction import plan_windows, tokenize_words
 from trainer_sentence_transformer import evaluate
 
 MAX_LENGTH = 16  # 14 wordpieces per window besides [CLS] and [SEP]

@@ -1,11 +1,13 @@
-"""metrics.py against hand-computed values: a class never predicted, ties in Spearman ranks, JSON-ready outputs."""
+"""metrics.py against hand-computed values (a class never predicted, ties in Spearman ranks, JSON-ready outputs) and,
+to the bit, against the libraries it stands in for (scikit-learn, seqeval, scipy), so a model folder can carry it."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from metrics import classification_metrics, ner_metrics, spearman
+from metrics import classification_metrics, f1_scores, ner_metrics, spearman
+from ner_tags import bio_spans
 
 
 def test_metrics():
@@ -76,5 +78,58 @@ def test_spearman_of_float32_cosines_and_a_constant_sequence():
     cosines = np.array([0.5, 0.25, 0.75, 0.25], dtype=np.float32)  # encode() gives float32
     assert spearman(cosines, [2.0, 1.0, 3.0, 1.0]) == pytest.approx(1.0)
     assert spearman(cosines, [3.0, 4.0, 1.0, 4.0]) == pytest.approx(-1.0)
-    with pytest.warns(Warning):
-        assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # undefined: NaN, as numpy's corrcoef gives
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))  # undefined: NaN, as scipy gives
+    assert math.isnan(spearman([1.0], [2.0])) and math.isnan(spearman([1.0, float("nan")], [2.0, 3.0]))
+
+
+def test_classification_and_multilabel_scores_equal_scikit_learns_to_the_bit():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n, rows = int(rng.integers(1, 8)), int(rng.integers(1, 60))
+        y, p = rng.integers(0, n, rows), rng.integers(0, n, rows)
+        m = classification_metrics(y.tolist(), p.tolist(), n)
+        assert m["accuracy"] == float(accuracy_score(y, p))
+        assert m["macro_f1"] == float(f1_score(y, p, labels=list(range(n)), average="macro", zero_division=0))
+        assert m["confusion_matrix"] == confusion_matrix(y, p, labels=list(range(n))).tolist()
+        gold, pred = rng.integers(0, 2, (rows, n + 1)), rng.integers(0, 2, (rows, n + 1))  # multi-label: >= 2 labels
+        assert f1_scores(gold, pred) == (float(f1_score(gold, pred, average="micro", zero_division=0)),
+                                         float(f1_score(gold, pred, average="macro", zero_division=0)))
+
+
+def test_entity_scores_equal_seqevals_to_the_bit():
+    from seqeval.metrics import classification_report
+
+    rng = np.random.default_rng(2)
+    pool = ["O", "O", "O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    for _ in range(300):
+        gold = [[str(t) for t in rng.choice(pool, int(rng.integers(0, 12)))] for _ in range(int(rng.integers(1, 6)))]
+        pred = [[str(t) for t in rng.choice(pool, len(row))] for row in gold]
+        report = classification_report(gold, pred, output_dict=True, zero_division=0)
+        m = ner_metrics(gold, pred)
+        micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+        assert (m["precision"], m["recall"], m["f1"]) == (micro["precision"], micro["recall"], micro["f1-score"])
+        assert m["per_type"] == {k: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"],
+                                     "support": v["support"]} for k, v in report.items() if not k.endswith("avg")}
+
+
+def test_bio_spans_equal_seqevals_get_entities():
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rng = np.random.default_rng(3)
+    pool = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "I-LOC"]
+    for _ in range(3000):
+        tags = [str(t) for t in rng.choice(pool, int(rng.integers(0, 12)))]
+        assert bio_spans(tags) == [(kind, first, last + 1) for kind, first, last in get_entities(tags)]
+
+
+def test_spearman_equals_scipys_to_the_bit():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        x, y = rng.integers(0, 6, n).astype(float), rng.normal(size=n).astype(np.float32)
+        expected = float(spearmanr(x, y).statistic)
+        assert spearman(x, y) == expected or (math.isnan(expected) and math.isnan(spearman(x, y)))

@@ -3,9 +3,12 @@ import pytest
 import torch
 from helpers import tag_capitalised_words, tiny_multitask
 
-from multi_task_sentence_transformer import IGNORE_INDEX, MultiTaskSentenceTransformer, bio_to_spans, tokenize_words
+from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+from ner_tags import bio_spans as bio_to_spans
 from ner_tags import build_tag_list
+from prediction import tokenize_words
 from sentence_transformer import ModelLoadError
+from tasks import IGNORE_INDEX
 from text_prep import WORD_SHAPES, word_shape
 
 TEXTS = ["Apple buys Google in Paris", "", "   ", "naïve café in 東京 😀 " * 3, "word " * 3000,
@@ -139,12 +142,12 @@ def test_partial_or_mismatched_model_dir(tmp_path):
         MultiTaskSentenceTransformer.from_pretrained(path)
 
 
-def test_export_sentence_transformers(tmp_path):
+def test_the_saved_folder_loads_in_sentence_transformers(tmp_path):
     from sentence_transformers import SentenceTransformer as Reference
 
     model = tiny_multitask()
     model.encoder.pooling = "max"
-    path = model.export_sentence_transformers(tmp_path / "st")
+    path = model.save_pretrained(tmp_path / "st")  # the model folder is a sentence-transformers folder too
     ref = Reference(path, device="cpu")
     texts = ["a short one", "a somewhat longer sentence for padding", ""]
     assert np.abs(ref.encode(texts) - model.encoder.encode(texts)).max() < 1e-5
@@ -166,7 +169,7 @@ def test_export_after_training_is_what_the_heads_read(tmp_path):
     assert all(not torch.equal(before[n], p) for n, p in model.encoder.named_parameters())  # the encoder trained
     texts = [" ".join(words) for words in TOY_ROWS["words"][:6]] + ["NASA and the European Union meet in Geneva"]
     ours = model.encoder.encode(texts)
-    exported = Reference(str(model.export_sentence_transformers(tmp_path / "st")), device="cpu").encode(texts)
+    exported = Reference(str(model.save_pretrained(tmp_path / "st")), device="cpu").encode(texts)
     assert np.abs(exported - ours).max() < 1e-5
     model.eval()
     with torch.no_grad():
