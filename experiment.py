@@ -29,7 +29,6 @@ from distillation import (
 from distributed import distributed_state
 from errors import InputError
 from evaluation import main_score
-from model_card import write_model_card
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from plots import plot_confusion
 from precision import resolve_mixed_precision
@@ -121,21 +120,9 @@ def new_model(recipe, tasks):
     """A fresh model for the flags: the encoder, the tasks (their labels from the data), pooling, cleaning."""
     m = recipe.model
 
-    def build(task_layers):
-        return MultiTaskSentenceTransformer(m.model_name, tasks=tasks, pooling=m.pooling, max_length=m.max_length,
-                                            clean=new_model_clean(recipe, tasks),
-                                            attention_dropout=m.attention_dropout, task_layers=task_layers)
-
-    try:
-        return build(m.task_layers)
-    except InputError as e:
-        # main.py's TASK_LAYERS, not given as --task-layers, on a Hub encoder it cannot split (main.py checks a local
-        # one before any work): the run goes on without task layers rather than fail for a flag nobody set (the
-        # model's task_layers, 0, is what results.json records)
-        if not m.task_layers or m.task_layers_given or not str(e).startswith("task_layers"):
-            raise
-        print(f"task layers: none for this run (TASK_LAYERS = {m.task_layers} does not apply: {e})")
-        return build(0)
+    return MultiTaskSentenceTransformer(m.model_name, tasks=tasks, pooling=m.pooling, max_length=m.max_length,
+                                        clean=new_model_clean(recipe, tasks), attention_dropout=m.attention_dropout,
+                                        task_layers=m.task_layers)  # settled by the recipe (with_default_task_layers)
 
 
 def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None, model=None, teacher=None,
@@ -144,7 +131,8 @@ def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None
 
     start_from: a saved model folder to train on from (a stage-2 run: a fresh optimizer and schedule); None builds a
     new model from the flags (unless `model` is given: e.g. a student). teacher: a trained model to distil from
-    (trainer_sentence_transformer). extra_results: more keys for results.json. config_overrides: TrainConfig fields (e.g.
+    (trainer_sentence_transformer). extra_results: more keys for results.json (a dict, or a function of the results
+    and the best model giving them). config_overrides: TrainConfig fields (e.g.
     task_weights={"ner": 0.0}, freeze_tasks=("topic",)).
     Returns (results, best model) on the main process, None on the others (DDP)."""
     train, val, test, tasks = data
@@ -164,7 +152,6 @@ def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None
     test_metrics = evaluate(best, test, precision=trainer.precision, accelerator=trainer.accelerator)  # sharded
     if not trainer.accelerator.is_main_process:
         return None
-    best.save_pretrained(os.path.join(output_dir, "model"))
     for name, task in best.tasks.items():  # one confusion matrix per task that has one (classification)
         if "confusion_matrix" in (test_metrics["tasks"][name] or {}):
             plot_confusion(test_metrics["tasks"][name]["confusion_matrix"], task.labels,
@@ -175,21 +162,13 @@ def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None
                "train_seconds": train_seconds, "rows": {"train": len(train), "val": len(val), "test": len(test)},
                "precision": trainer.precision, "num_processes": trainer.accelerator.num_processes,
                "trained_tasks": best.trained_tasks, "tasks": [t.config() for t in best.tasks.values()],
-               "task_sources": recipe.tasks.sources(), "flags": flags_record(recipe, best), "run": run_info()}
+               "task_sources": recipe.tasks.sources(), "flags": recipe.flags_record(), "run": run_info()}
     if start_from:
         results["start"] = start_from
-    results.update(extra_results or {})
+    results.update((extra_results(results, best) if callable(extra_results) else extra_results) or {})
+    best.save_pretrained(os.path.join(output_dir, "model"), results)  # its Hub card with the metrics above
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
-    write_model_card(os.path.join(output_dir, "model"), best, results)  # the Hub card, with the metrics above
     return results, best
-
-
-def flags_record(recipe, model):
-    """results.json's "flags": the recipe's, with the task layers of a new model as built (0 where a Hub encoder
-    could not take TASK_LAYERS; a student or a --from-model model keeps its own, which the flags do not set)."""
-    if recipe.distillation.distil_from or recipe.distillation.from_model:
-        return recipe.flags_record()
-    return recipe.flags_record(task_layers=model.task_layers)
 
 
 def run_from_model(recipe, data, output_dir):
@@ -216,22 +195,21 @@ def run_from_model(recipe, data, output_dir):
     before = evaluate(teacher, test, precision=resolve_mixed_precision(recipe.training.mixed_precision)) if old else {"tasks": {}}
     print(f"--from-model {from_model}: its tasks {', '.join(teacher.tasks)} distilled from it; new: "
           f"{', '.join(t.name for t in new) or 'none'}")
-    out = run_experiment(recipe, data, output_dir, model=model, teacher=teacher)
+
+    def from_model_record(results, best):
+        record = {"path": os.path.abspath(from_model), "new_tasks": [t.name for t in new], "old_tasks": {}}
+        for n in old:
+            task = best.tasks[n]
+            record["old_tasks"][n] = {"metric": task.main_metric,
+                                      "before": main_score(task, before["tasks"].get(n)),
+                                      "after": main_score(task, results["test"]["tasks"].get(n))}
+        return {"from_model": record}
+
+    out = run_experiment(recipe, data, output_dir, model=model, teacher=teacher, extra_results=from_model_record)
     if out is None:
         return None
     results, best = out
-
-    record = {"path": os.path.abspath(from_model), "new_tasks": [t.name for t in new], "old_tasks": {}}
-    for n in old:
-        task = best.tasks[n]
-        record["old_tasks"][n] = {"metric": task.main_metric,
-                                  "before": main_score(task, before["tasks"].get(n)),
-                                  "after": main_score(task, results["test"]["tasks"].get(n))}
-    results["from_model"] = record
-
-    write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
-    write_model_card(os.path.join(output_dir, "model"), best, results)
-    for n, v in record["old_tasks"].items():
+    for n, v in results["from_model"]["old_tasks"].items():
         if v["before"] is not None and v["after"] is not None:
             print(f"  {n}: {v['metric']} {v['before']:.4f} before -> {v['after']:.4f} after "
                   f"({v['after'] - v['before']:+.4f})")

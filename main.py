@@ -239,16 +239,13 @@ def saved_model(serving):
     return MultiTaskSentenceTransformer.from_pretrained(serving.model_path)
 
 
-def write_card(serving, model, model_dir, conll=None):
-    """The model card of model_dir with the run's results.json (OUTPUT_DIR) and CoNLL scores where they exist."""
-    def read(name):
-        path = os.path.join(serving.output_dir, name)
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
-
-    write_model_card(model_dir, model, read("results.json"), conll or read("conll_eval.json"))
+def run_record(serving, name):
+    """The run's results.json / conll_eval.json (in OUTPUT_DIR), or None: what a model card reports."""
+    path = os.path.join(serving.output_dir, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def eval_conll_mode(recipe):
@@ -262,7 +259,7 @@ def eval_conll_mode(recipe):
     scores = {"model": result["model"], "spacy": result["spacy"]}
     os.makedirs(serving.output_dir, exist_ok=True)
     write_text_atomic(os.path.join(serving.output_dir, "conll_eval.json"), json.dumps(scores, indent=2))
-    write_card(serving, model, serving.model_path, conll=scores)
+    write_model_card(serving.model_path, model, run_record(serving, "results.json"), scores)
 
 
 def predict_mode(recipe):
@@ -272,9 +269,10 @@ def predict_mode(recipe):
 
 def export_fast_mode(recipe):
     """Mode --export-fast DIR: the saved model plus its ONNX Runtime graph, loadable with from_pretrained(DIR)."""
-    model = saved_model(recipe.serving)
-    print(f"fast model written to {model.export_fast(recipe.serving.export_fast)}")
-    write_card(recipe.serving, model, recipe.serving.export_fast)
+    s = recipe.serving
+    folder = saved_model(s).export_fast(s.export_fast, results=run_record(s, "results.json"),
+                                        conll=run_record(s, "conll_eval.json"))
+    print(f"fast model written to {folder}")
 
 
 def export_spacy_mode(recipe):

@@ -27,6 +27,7 @@ from model_code import AUTO_MAP, HF_CONFIG_NAME, HF_ENTRY, MODEL_TYPE, write_cod
 from precision import inference_weights, resolve_precision, run_in_precision
 from prediction import EMBEDDING, check_task_names, check_texts, decode_rows, head_is_trained, prepare_texts, run_words
 from sentence_transformer import (
+    ENCODER_FAMILIES,
     ModelLoadError,
     SentenceTransformer,
     apply_layers,
@@ -51,6 +52,7 @@ SAVED_CONFIG_KEYS = ("tasks", "pooling", "max_length", "clean", "attention_dropo
 FORMAT_VERSION = 6  # 2: NER head sees word shapes; 3: so did the encoder; 4: the NER head only (+context); 5: tasks;
 # 6: the folder carries its word-split rules (word_rules.json) and its code (loads without this repository)
 READABLE_FORMATS = (5, 6)
+TASK_LAYERS = 1  # task_layers=None: each task's own copy of this many top layers, where the encoder can be split
 WORD_RULES_NAME = "word_rules.json"  # spaCy's English word-split rules the model was trained on (word_splitter.py)
 TOKENS = "token_embeddings"      # run()'s key for the shared encoder's token embeddings (EMBEDDING: the pooled one)
 
@@ -69,17 +71,32 @@ def missing_saved_parts(path):
     return [n for n in (CONFIG_NAME, HEADS_NAME, ENCODER_DIR) if not os.path.exists(os.path.join(os.fspath(path), n))]
 
 
-def check_task_layers(task_layers, encoder):
-    """task_layers as an int in 0..the encoder's layer count (InputError naming the fix otherwise)."""
+def task_layers_problem(task_layers, model_type, n_layers):
+    """Why `task_layers` private top layers per task cannot go on an encoder of this family (a Hugging Face
+    model_type) and layer count (None when they can, or when task_layers is 0). The one rule: the model checks its
+    encoder with it, main.py's recipe the --model-name's config before any work."""
     if isinstance(task_layers, bool) or not isinstance(task_layers, int) or task_layers < 0:
-        raise InputError(f"task_layers must be a whole number >= 0 (0 = every task reads the shared encoder), got "
-                         f"{task_layers!r}.")
-    if task_layers:
-        encoder.check_splittable()
-        _, layers = encoder.embeddings_and_layers()
-        if task_layers > len(layers):
-            raise InputError(f"task_layers={task_layers} but the encoder has {len(layers)} layers; pick 1.."
-                             f"{len(layers)} (or 0: every task reads the shared encoder).")
+        return "must be a whole number >= 0 (0 = every task reads the shared encoder)"
+    family = ENCODER_FAMILIES.get(model_type)
+    if task_layers and not (family and family["split"]):
+        split = ", ".join(k for k, v in ENCODER_FAMILIES.items() if v["split"])
+        return (f"private top layers per task run the encoder layer by layer, which this code does for {split} "
+                f"encoders, not '{model_type}'; use one of those, or 0")
+    if task_layers and isinstance(n_layers, int) and task_layers > n_layers:
+        return f"the encoder has {n_layers} layers; pick 1..{n_layers} (or 0: every task reads the shared encoder)"
+    return None
+
+
+def check_task_layers(task_layers, encoder):
+    """task_layers as an int in 0..the encoder's layer count (InputError naming the fix otherwise); None: TASK_LAYERS
+    where the encoder can take them, else 0."""
+    config = encoder.encoder.config
+    layers = getattr(config, "num_hidden_layers", None)
+    if task_layers is None:
+        return 0 if task_layers_problem(TASK_LAYERS, config.model_type, layers) else TASK_LAYERS
+    problem = task_layers_problem(task_layers, config.model_type, layers)
+    if problem:
+        raise InputError(f"task_layers={task_layers!r}: {problem}.")
     return task_layers
 
 
@@ -115,12 +132,13 @@ class MultiTaskSentenceTransformer(nn.Module):
     clean: apply text_prep.clean_text to raw text in predict() (as the training data was cleaned).
     task_layers: K > 0 gives every task a private copy of the encoder's top K layers (started from the shared ones):
     the shared encoder runs its lower layers once, each task's copy continues from there and its head reads the
-    result. The shared encoder (all its layers) stays the sentence embedding of encode(). BERT and RoBERTa encoders.
+    result. The shared encoder (all its layers) stays the sentence embedding of encode(). BERT and RoBERTa encoders;
+    None (the default, as main.py's TASK_LAYERS): TASK_LAYERS where the encoder can be split, else 0.
     """
 
     def __init__(self, encoder=None, label_names=None, tags=None, classifier_dropout=0.1, ner_dropout=0.1,
-                 pooling="mean", max_length=256, clean=True, attention_dropout=0.0, ner_window=TAGGING_WINDOW,
-                 ner_context=TAGGING_CONTEXT, tasks=None, task_layers=0):
+                 pooling="mean", max_length=128, clean=True, attention_dropout=0.0, ner_window=TAGGING_WINDOW,
+                 ner_context=TAGGING_CONTEXT, tasks=None, task_layers=None):
         super().__init__()
         if not isinstance(encoder, SentenceTransformer):
             encoder = SentenceTransformer(encoder, pooling=pooling, max_length=max_length,
@@ -408,14 +426,15 @@ class MultiTaskSentenceTransformer(nn.Module):
                 "attention_dropout": self.encoder.attention_dropout, "hidden_size": self.encoder.hidden_size,
                 "trained_tasks": self.trained_tasks, "task_layers": self.task_layers}
 
-    def save_pretrained(self, path):
+    def save_pretrained(self, path, results=None, conll=None):
         """The model folder, written to a temp dir, then renamed: encoder/ (Hugging Face format), heads.safetensors,
         task_layers.safetensors (with task layers), multitask_config.json, word_rules.json; config.json and the model's
         code (transformers' AutoModel with trust_remote_code loads it: model_code.py), modules.json and 1_Pooling/
-        (sentence-transformers loads the shared encoder), README.md (a Hub model card)."""
-        return atomic_write_dir(path, self.write_files)
+        (sentence-transformers loads the shared encoder), README.md (a Hub model card, with the metrics of the run's
+        results.json / conll_eval.json where given)."""
+        return atomic_write_dir(path, lambda directory: self.write_files(directory, results, conll))
 
-    def write_files(self, directory):
+    def write_files(self, directory, results=None, conll=None):
         """What save_pretrained writes, into an existing directory (no atomicity of its own)."""
         self._write_weights(directory)
         self.write_config_files(directory)
@@ -426,7 +445,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         write_sentence_transformers_files(directory, ENCODER_DIR, self.encoder.pooling, self.encoder.max_length,
                                           self.encoder.hidden_size)
         with open(os.path.join(directory, CARD_NAME), "w") as f:
-            f.write(str(build_model_card(self)))
+            f.write(str(build_model_card(self, results, conll)))
 
     def write_config_files(self, directory):
         """multitask_config.json (what the model is) and word_rules.json (how it splits words)."""
@@ -446,14 +465,14 @@ class MultiTaskSentenceTransformer(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in branches.items()},
                       os.path.join(directory, TASK_LAYERS_NAME))
 
-    def export_fast(self, path, quantize=None, fuse=None):
+    def export_fast(self, path, quantize=None, fuse=None, results=None, conll=None):
         """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX
         Runtime graph, see serving.export_onnx). from_pretrained(path) loads it and predict / predict_tags / encode
         then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
         quantize: 'none' | 'ffn' | 'encoder' (default serving.QUANTIZE); fuse: ONNX Runtime's transformer fusions
         (default serving.FUSE); fast/ also carries fast_model.py, which serves it without torch. Atomic like save_pretrained."""
         def write(directory):
-            self.write_files(directory)
+            self.write_files(directory, results, conll)
             export_onnx(self, os.path.join(directory, FAST_DIR), quantize or QUANTIZE, FUSE if fuse is None else fuse)
 
         return atomic_write_dir(path, write)

@@ -24,10 +24,10 @@ from create_ner_dataset import option_problems
 from data_sources import class_names, unavailable_hub_source
 from distillation import parse_teachers, saved_labels, teacher_problems, teachers_problems
 from errors import InputError, ProjectError
-from multi_task_sentence_transformer import CONFIG_NAME, missing_saved_parts
+from hub import hub_reachable
+from multi_task_sentence_transformer import CONFIG_NAME, missing_saved_parts, task_layers_problem
 from ner_tags import NER_TYPES, build_tag_list
 from sentence_transformer import (
-    ENCODER_FAMILIES,
     POOLING_MODES,
     ModelLoadError,
     check_pooling,
@@ -50,6 +50,27 @@ FLAG_HINTS = {"epochs": "must be >= 1 (to use a saved model without training: --
 def flag(name):
     """The command-line form of a field: "max_length" -> "--max-length"."""
     return "--" + name.replace("_", "-")
+
+
+def encoder_config(model_name):
+    """The Hugging Face config (a dict) of --model-name: a local folder's config.json, else a Hub encoder's (from the
+    cache, or the Hub where it answers); None where none can be read (the load says why, later)."""
+    try:
+        path = resolve_model_path(model_name)
+    except ModelLoadError:
+        return None  # --model-name's own problem is reported
+    if os.path.isdir(path):
+        try:
+            with open(os.path.join(path, "config.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+    try:
+        from transformers import AutoConfig  # transformers: heavy, only for a Hub encoder's config
+
+        return AutoConfig.from_pretrained(path, local_files_only=not hub_reachable()).to_dict()
+    except Exception:  # not cached and no Hub, or no such model: the load reports it
+        return None
 
 
 def saved_task_names(model_dir):
@@ -230,7 +251,8 @@ class ModelRecipe:
     def task_layers_problems(self, teacher_flag="", frozen_flag=""):
         """--task-layers N: a new model's (not under teacher_flag: --distil-from's student, --from-model's saved
         model), not under a frozen encoder (frozen_flag: --freeze-encoder, or --compare-freezing, whose rows include
-        one), and within a local encoder's layers (read from its config; a Hub encoder is checked when it loads)."""
+        one), and fitting the encoder (its config, local or from the Hub: multi_task_sentence_transformer's
+        task_layers_problem, the rule the model itself applies)."""
         if self.task_layers < 0:
             return ["--task-layers must be >= 0 (0 = every task reads the shared encoder)"]
         problems = []
@@ -243,19 +265,11 @@ class ModelRecipe:
                 " (its encoder-frozen row)" if frozen_flag == "--compare-freezing" else "") +
                 ": the tasks' own top layers would be frozen too; freeze the shared lower layers with "
                 "--freeze-layers N instead, or --task-layers 0")
-        try:
-            config_path = os.path.join(resolve_model_path(self.model_name), "config.json")
-        except ModelLoadError:
-            return problems  # --model-name's own problem is reported
-        if os.path.isfile(config_path):
-            with open(config_path) as f:
-                config = json.load(f)
-            family, layers = ENCODER_FAMILIES.get(config.get("model_type")), config.get("num_hidden_layers")
-            if not (family and family["split"]):
-                split = ", ".join(k for k, v in ENCODER_FAMILIES.items() if v["split"])
-                problems.append(f"--task-layers needs a {split} encoder, not '{config.get('model_type')}'; drop it")
-            elif isinstance(layers, int) and self.task_layers > layers:
-                problems.append(f"--task-layers {self.task_layers}: the encoder has {layers} layers; pick 1..{layers}")
+        config = encoder_config(self.model_name)
+        problem = config and task_layers_problem(self.task_layers, config.get("model_type"),
+                                                 config.get("num_hidden_layers"))
+        if problem:
+            problems.append(f"--task-layers {self.task_layers}: {problem}")
         return problems
 
 
@@ -494,8 +508,6 @@ class Recipe:
                     for part in (self.training, self.tasks, self.distillation) if hasattr(part, f.name)}
         settings["task_weights"] = {**self.tasks.weights(), **overrides.pop("task_weights", {})}
         settings["freeze_tasks"] = tuple(dict.fromkeys([*self.tasks.freeze, *overrides.pop("freeze_tasks", ())]))
-        if not self.distillation.has_teacher():
-            settings["distil_weight"] = 0.0  # DISTIL_WEIGHT applies to --distil-from / --from-model / --teachers runs
         settings.update(output_dir=output_dir or self.training.output_dir, **overrides)
         return settings
 

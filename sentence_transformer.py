@@ -307,7 +307,7 @@ class SentenceTransformer(nn.Module):
         must then already carry the attention dropout (or pass attention_dropout=None).
     """
 
-    def __init__(self, model_name_or_path=None, pooling="mean", max_length=256, device=None,
+    def __init__(self, model_name_or_path=None, pooling="mean", max_length=128, device=None,
                  display_token_embeddings=False, *, attention_dropout=0.0, encoder=None, tokenizer=None):
         super().__init__()
         self.pooling = check_pooling(pooling)

@@ -1,4 +1,5 @@
 """TrainConfig: every setting of a training run in one dataclass, checked once when it is made (problems()).
+Its defaults are main.py's flags (tests/test_defaults.py holds them equal), so TrainConfig() trains the default run.
 
     config = TrainConfig(epochs=3, batch_size=32, task_weights={"topic": 1, "ner": 3}, output_dir="outputs/run")
 
@@ -6,7 +7,7 @@ main.py's recipe builds one from the flags and reports problems() under the flag
 (trainer_sentence_transformer.MultiTaskTrainer) reads it and never changes it. Nothing here loads a model or data.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from batching import SAMPLINGS
 from errors import InputError
@@ -19,27 +20,27 @@ REPORT_TO = ("none", "tensorboard")  # experiment trackers (accelerate's); metri
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 32
     lr: float = 1e-4                 # encoder learning rate
-    head_lr: float = None            # heads' learning rate (None = lr)
+    head_lr: float = 1e-3            # heads' learning rate (None = lr)
     weight_decay: float = 0.01       # not applied to biases and LayerNorm weights
     warmup_ratio: float = 0.06       # linear warm-up over this fraction of steps, then linear decay to 0
     max_grad_norm: float = 1.0       # gradient clipping (0 = off)
-    task_weights: dict = None        # {task name: loss weight}; tasks not named weigh 1 (0 freezes the head)
+    task_weights: dict = field(default_factory=lambda: {"ner": 5.0})  # {task: loss weight}; others 1 (0 freezes)
     sampling: str = "proportional"   # which rows an epoch sees: proportional | temperature | round-robin (by row group)
     sampling_temperature: float = 2.0  # T of "temperature": group g's share of an epoch ~ n_g^(1/T)
     select_on: str = "mean"          # model selection on validation: mean of the trained tasks' main scores, or a task
     loss_weighting: str = "fixed"    # fixed (task_weights) | uncertainty (learned, started at task_weights)
-    keep_embedding: float = 0.0      # weight of the distillation towards the starting encoder's sentence embeddings
-    distil_weight: float = 0.0       # with a teacher: weight a of its softened topic / tag distributions (tasks: 1 - a)
+    keep_embedding: float = 3.0      # weight of the distillation towards the starting encoder's sentence embeddings
+    distil_weight: float = 0.5       # with a teacher: weight a of its softened topic / tag distributions (tasks: 1 - a)
     distil_temperature: float = 2.0  # softening temperature T of those distributions
     distil_schedule: str = "constant"  # constant a | anneal: a falls linearly from distil_weight to 0 over training
     freeze_encoder: bool = False     # the whole encoder (embeddings + all layers)
     freeze_layers: int = 0           # the encoder's embeddings plus its lowest N layers
     freeze_tasks: tuple = ()         # task names whose heads stay as they are (no loss, no gradient)
     feature_cache: bool = True       # with a frozen encoder, compute its outputs once and train heads on the cache
-    mixed_precision: str = "no"      # fp32 ("no": the same) | bf16 | fp16 (CUDA only) | auto (bf16 where fast)
+    mixed_precision: str = "auto"    # fp32 ("no": the same) | bf16 | fp16 (CUDA only) | auto (bf16 where fast)
     seed: int = 42
     output_dir: str = "outputs/run"
     save_every_steps: int = 0        # also checkpoint mid-epoch every N steps (0 = off) ...
@@ -62,7 +63,8 @@ class TrainConfig:
     def problems(settings):
         """[(field, what is wrong)] for TrainConfig settings (a dict of fields; missing ones take their defaults):
         the one place these values are checked. main.py reports them under the flags' names (--batch-size ...)."""
-        c = {**{f.name: f.default for f in fields(TrainConfig)}, **settings}
+        defaults = {f.name: f.default_factory() if f.default is MISSING else f.default for f in fields(TrainConfig)}
+        c = {**defaults, **settings}
 
         def number(x):
             return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -207,9 +207,6 @@ class MultiTaskTrainer:
 
     def __init__(self, model, train_rows, val_rows=None, config=None, teacher=None):
         self.config = config = config or TrainConfig()
-        if config.distil_weight > 0 and teacher is None:
-            raise InputError(f"distil_weight={config.distil_weight} needs a teacher to distil from: "
-                             "MultiTaskTrainer(..., teacher=trained_model), or distil_weight=0.")
         self.precision = resolve_mixed_precision(config.mixed_precision)  # "no" | "bf16" | "fp16", this trainer's own
         distributed_state()  # joins the launcher's process group (cpu=True without CUDA), or says why not
         self.accelerator = make_accelerator(config.report_to, config.output_dir)

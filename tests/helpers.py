@@ -44,11 +44,13 @@ def zero_piece_words(tokenizer, words):
 
 
 def quiet_config(output_dir, **kwargs):
-    """A TrainConfig for tests: one epoch of batch 8, fp32, no progress bars, plots, checkpoints or resume."""
+    """A TrainConfig for tests: one epoch of batch 8, fp32, no progress bars, plots, checkpoints or resume, and the
+    plain loop (equal task weights, one learning rate, no embedding or teacher distillation) unless asked."""
     from trainer_sentence_transformer import TrainConfig
 
     settings = dict(epochs=1, batch_size=8, output_dir=str(output_dir), show_progress=False, plots=False,
-                    save_every_steps=0, resume=False, mixed_precision="no")
+                    save_every_steps=0, resume=False, mixed_precision="no", task_weights=None, head_lr=None,
+                    keep_embedding=0.0, distil_weight=0.0)
     return TrainConfig(**{**settings, **kwargs})
 
 
@@ -83,9 +85,11 @@ def flag_error(args, cwd, monkeypatch, capsys):
 
 
 def tiny_multitask(seed=0, tags=None, **kwargs):
+    """The default pair on a tiny random encoder; every head reads the shared encoder unless task_layers= is given."""
     from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 
-    return MultiTaskSentenceTransformer(tiny_sentence_transformer(seed=seed), tags=tags, **kwargs)
+    return MultiTaskSentenceTransformer(tiny_sentence_transformer(seed=seed), tags=tags,
+                                        **{"task_layers": 0, **kwargs})
 
 
 def tag_capitalised_words(model, kind="ORG"):

@@ -252,19 +252,20 @@ def test_the_default_task_layers_step_aside_where_they_cannot_apply(tmp_path, mo
     assert main.parse_args(["--task-layers", "2"]).model.task_layers == 2
 
 
-def test_a_hub_encoder_that_cannot_split_trains_without_the_default_task_layers(tmp_path, capsys):
-    """main.py cannot read a Hub encoder's config before it loads: new_model builds it without TASK_LAYERS (one line
-    says so) unless --task-layers was given, which stays an error naming the fix."""
-    from dataclasses import replace
+def test_a_hub_encoder_that_cannot_split_trains_without_the_default_task_layers(tmp_path, monkeypatch):
+    """The recipe reads a Hub encoder's config (from the cache, or the Hub) before any work, as it reads a local
+    one: TASK_LAYERS steps aside there with one line, --task-layers given is refused naming the fix. The model
+    applies the same rule (task_layers_problem) when it is built."""
+    import transformers
 
     import main
-    from experiment import new_model
+    import recipe as recipe_module
 
-    recipe = main.parse_args(["--model-name", distilbert_dir(tmp_path / "distilbert")])
-    tasks = list(tiny_multitask().tasks.values())
-    hub = replace(recipe, model=replace(recipe.model, task_layers=1, task_layers_given=False))  # a Hub encoder's run
-    assert new_model(hub, tasks).task_layers == 0  # results.json's flags record the model's 0 (experiment.flags_record)
-    assert "TASK_LAYERS = 1 does not apply" in capsys.readouterr().out
-    given = replace(recipe, model=replace(recipe.model, task_layers=1, task_layers_given=True))
-    with pytest.raises(ValueError, match="task_layers.*'distilbert'"):
-        new_model(given, tasks)
+    local = distilbert_dir(tmp_path / "distilbert")
+    monkeypatch.setattr(recipe_module, "resolve_model_path", lambda name: name)  # a Hub id: no local folder
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained",
+                        lambda name, **kwargs: transformers.DistilBertConfig.from_pretrained(local))
+    recipe = main.parse_args(["--model-name", "some-org/distilbert"])
+    assert recipe.model.task_layers == 0 and "TASK_LAYERS = 1 does not apply" in recipe.model.task_layers_note
+    with pytest.raises(SystemExit):
+        main.parse_args(["--model-name", "some-org/distilbert", "--task-layers", "1"])

@@ -43,7 +43,7 @@ def rows(repeat=4):
 
 
 def model(seed=0):
-    return MultiTaskSentenceTransformer(tiny_sentence_transformer(seed=seed), tasks=three_tasks())
+    return MultiTaskSentenceTransformer(tiny_sentence_transformer(seed=seed), tasks=three_tasks(), task_layers=0)
 
 
 def config(path, **kwargs):
