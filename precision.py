@@ -3,8 +3,8 @@
 One resolver for training and inference. Precisions are named as the user names them:
   inference (encode / predict): auto | fp32 | bf16 | fp16 (CUDA only) | fast (an exported ONNX Runtime model, CPU)
   training (TrainConfig.mixed_precision, main.py --mixed-precision): auto | no | bf16 | fp16 (CUDA only)
-'auto' picks bf16 on a CUDA GPU that supports it (fp16 on an older one) and on a CPU with native bf16 matrix
-instructions (AVX512-BF16 or AMX); elsewhere fp32, since bf16 without those instructions is several times slower.
+'auto' picks bf16 on a CUDA GPU that supports it (fp16 on an older one) and on the CPU kinds where bf16 measured faster
+than fp32 (FAST_BF16: AMX, or an AMD EPYC with AVX512-BF16); elsewhere fp32.
 
     with autocast("bf16", device):   # torch.autocast for bf16 / fp16, nothing for fp32
         out = model(...)
@@ -35,8 +35,17 @@ CPU_BF16_ENV = "MTST_CPU_BF16"
 CPU_AMX_ENV = "MTST_CPU_AMX"
 
 
-def _cpu_has(flags, env, what, cpuinfo):
-    """True where /proc/cpuinfo lists any of flags; the environment variable env (1 / 0) overrides the reading."""
+# Where bf16 runs faster than fp32, as measured on the CPU kinds of run_info.CPU_KINDS (docs/benchmarks.md): a CPU with
+# AMX tiles (Xeon-AMX: predict 1.15-1.19x, weights cast once) and an AMD EPYC with avx512_bf16 (EPYC-bf16: predict about
+# 2x fp32 under autocast). On an Intel Xeon with avx512_bf16 but no AMX (Xeon-bf16) bf16 ran at 0.62x fp32 (predict of
+# the default model) and 0.56x (a Linear alone), 2026-12-07, so `auto` stays fp32 there. Each entry: words that must
+# all be in /proc/cpuinfo (its vendor and flags).
+FAST_BF16 = (("amx_bf16",), ("AuthenticAMD", "avx512_bf16"))
+
+
+def _cpu_has(word_sets, env, what, cpuinfo):
+    """True where /proc/cpuinfo holds every word of any of word_sets; the environment variable env (1 / 0) overrides
+    the reading."""
     forced = os.environ.get(env, "").strip().lower()
     if forced:
         if forced not in ("1", "true", "yes", "0", "false", "no"):
@@ -48,18 +57,18 @@ def _cpu_has(flags, env, what, cpuinfo):
             listed = f.read()
     except OSError:
         return False
-    return any(flag in listed for flag in flags)
+    return any(all(word in listed for word in words) for words in word_sets)
 
 
 def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):
-    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is slower.
-    MTST_CPU_BF16=1/0 overrides the detection."""
-    return _cpu_has(("avx512_bf16", "amx_bf16"), CPU_BF16_ENV, "bf16", cpuinfo)
+    """True on the CPU kinds where bf16 was measured faster than fp32 (FAST_BF16: AMX, or an AMD EPYC with
+    AVX512-BF16); elsewhere bf16 is slower. MTST_CPU_BF16=1/0 overrides the detection."""
+    return _cpu_has(FAST_BF16, CPU_BF16_ENV, "fast bf16", cpuinfo)
 
 
 def cpu_has_amx(cpuinfo="/proc/cpuinfo"):
     """True where the CPU has AMX bf16 tiles (amx_bf16). MTST_CPU_AMX=1/0 overrides the detection."""
-    return _cpu_has(("amx_bf16",), CPU_AMX_ENV, "AMX", cpuinfo)
+    return _cpu_has((("amx_bf16",),), CPU_AMX_ENV, "AMX", cpuinfo)
 
 
 def resolve_precision(precision, device, fast_available=False):
@@ -67,7 +76,7 @@ def resolve_precision(precision, device, fast_available=False):
 
     Takes the inference names and the training name 'no' (= fp32). 'auto' -> 'fast' when an exported fast model is
     loaded and the model is on the CPU; else bf16 on a CUDA GPU with bf16 support (fp16 on an older one) or on a CPU
-    with bf16 matrix instructions (cpu_has_fast_bf16); else fp32.
+    where bf16 measured faster than fp32 (cpu_has_fast_bf16); else fp32.
     """
     if precision == "no":
         precision = "fp32"

@@ -11,6 +11,19 @@ import torch
 
 from precision import cpu_has_fast_bf16
 
+# The CPU kinds measurements are made on, named so in docs/*.md (their machine table describes each; the docs
+# name no other): what bf16 and int8 do differs by kind, so every CPU figure says which kind gave it.
+CPU_KINDS = {
+    "Xeon-AMX": "Intel Xeon with AVX-512, `avx512_bf16` and AMX (`amx_bf16`): `auto` = bf16, weights cast once",
+    "Xeon-bf16": "Intel Xeon with AVX-512, `avx512_bf16` and VNNI, no AMX: `auto` = bf16 (autocast)",
+    "Xeon": "Intel Xeon with AVX-512, no bf16 instructions: `auto` = fp32",
+    "EPYC-bf16": "AMD EPYC with `avx512_bf16` and VNNI, no AMX: `auto` = bf16 (autocast)",
+    "EPYC": "AMD EPYC with AVX2 only, no bf16 instructions: `auto` = fp32",
+}
+# (vendor_id, the flags that tell the kind) of each, most specific first (cpu_kind).
+CPU_FLAGS = {"Xeon-AMX": ("GenuineIntel", ("avx512_bf16", "amx_bf16")), "Xeon-bf16": ("GenuineIntel", ("avx512_bf16",)),
+             "Xeon": ("GenuineIntel", ("avx512f",)), "EPYC-bf16": ("AuthenticAMD", ("avx512_bf16",)),
+             "EPYC": ("AuthenticAMD", ())}
 _AT_START = {}  # record_start(): the commit and date when the run began, before any file could change under it
 
 
@@ -44,11 +57,25 @@ def cpu_model(cpuinfo="/proc/cpuinfo"):
     return platform.processor() or platform.machine()
 
 
+def cpu_kind(cpuinfo="/proc/cpuinfo"):
+    """Which of CPU_KINDS this CPU is (read from its vendor and flags, not from the MTST_CPU_* overrides), or None."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        return None
+    vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return next((name for name, (v, needed) in CPU_FLAGS.items() if v == vendor and set(needed) <= flags), None)
+
+
 def machine():
-    """'<n> x <GPU name>' on CUDA, else '<CPU model>, <n> cores, bf16 instructions: yes|no'."""
+    """'<n> x <GPU name>' on CUDA, else '<CPU model> (<CPU kind>), <n> cores, auto = bf16|fp32' (what `auto` precision
+    runs there)."""
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return f"{cpu_model()}, {os.cpu_count()} cores, bf16 instructions: {'yes' if cpu_has_fast_bf16() else 'no'}"
+    return (f"{cpu_model()} ({cpu_kind() or 'another CPU kind'}), {os.cpu_count()} cores, auto = "
+            f"{'bf16' if cpu_has_fast_bf16() else 'fp32'}")
 
 
 def run_info():

@@ -46,7 +46,11 @@ RESERVED_NAMES = ("sentence_embedding", "input_ids", "attention_mask", "shape_id
 TAGGING_WINDOW = 4   # word shapes of +-N neighbouring tokens reach the tagging head
 TAGGING_CONTEXT = 1  # the tagging head's hidden layer reads +-N neighbouring tokens (0 = the token alone)
 THRESHOLDS = [round(0.05 * k, 2) for k in range(1, 20)]  # a multi-label task's threshold is chosen among these
-MULTILABEL_SEPARATOR = "|"  # a multi-label CSV field joins its labels with this ('sport|politics')
+MULTILABEL_SEPARATOR = "|"
+# What a faster copy of a model (an int8 export) must keep of each kind's answers against the fp32 model (agreement):
+SAME_LABELS = 0.995   # classification / multi-label: the share of texts given the same label(s)
+SAME_ENTITIES = 0.98  # tagging: entity F1 against the fp32 entities
+SAME_NUMBER = 0.05    # regression: mean absolute difference, in training standard deviations  # a multi-label CSV field joins its labels with this ('sport|politics')
 
 
 class Task:
@@ -192,6 +196,11 @@ class Task:
         """One prediction (predict()'s output for this task) as a short phrase."""
         raise NotImplementedError
 
+    def agreement(self, reference, candidate):
+        """How far a faster copy of the model (an int8 export) keeps this task's answers: (measure, value, whether
+        it keeps them), from predict()'s outputs of the reference (fp32) and the candidate on the same texts."""
+        raise NotImplementedError
+
     def annotation(self, decision, output):
         """Where this task's answer goes on an annotated document (spaCy's Doc: spacy_component.py), in plain terms:
         ("cats", {label: score}), ("spans", [(start, end, type)] with character offsets) or ("value", number).
@@ -286,6 +295,11 @@ class ClassificationTask(Task):
         return f"{output['label']} ({output['score']:.2f})" if output["label"] is not None else \
             "no label (head untrained)"
 
+    def agreement(self, reference, candidate):
+        """The share of texts given the same label: at least SAME_LABELS."""
+        same = float(np.mean([r["label"] == c["label"] for r, c in zip(reference, candidate)])) if reference else 1.0
+        return "same label", same, same >= SAME_LABELS
+
     def annotation(self, decision, output):
         """A score per class (its probability); none from an untrained head."""
         return "cats", {} if output["label"] is None else {n: float(p) for n, p in zip(self.labels, decision)}
@@ -375,6 +389,11 @@ class MultiLabelTask(Task):
 
     def describe_output(self, output):
         return ", ".join(output["labels"]) or "no label over the threshold"
+
+    def agreement(self, reference, candidate):
+        """The share of texts given the same set of labels: at least SAME_LABELS."""
+        same = float(np.mean([r["labels"] == c["labels"] for r, c in zip(reference, candidate)])) if reference else 1.0
+        return "same labels", same, same >= SAME_LABELS
 
     def annotation(self, decision, output):
         """A score per label (its probability, independent of the others); none from an untrained head."""
@@ -565,6 +584,16 @@ class TaggingTask(Task):
     def describe_output(self, output):
         return ", ".join(f"{e['text']} [{e['type']}]" for e in output) or "no entities"
 
+    def agreement(self, reference, candidate):
+        """Entity F1 of the candidate's entities against the reference's (the same span and type): at least
+        SAME_ENTITIES."""
+        def spans(outputs):
+            return {(i, e["start"], e["end"], e["type"]) for i, entities in enumerate(outputs) for e in entities}
+
+        ref, got = spans(reference), spans(candidate)
+        f1 = 2 * len(ref & got) / (len(ref) + len(got)) if ref or got else 1.0
+        return "entity F1", f1, f1 >= SAME_ENTITIES
+
     def annotation(self, decision, output):
         return "spans", [(e["start"], e["end"], e["type"]) for e in output]
 
@@ -671,6 +700,13 @@ class RegressionTask(Task):
 
     def describe_output(self, output):
         return "no value (head untrained)" if output["score"] is None else f"{output['score']:.3f}"
+
+    def agreement(self, reference, candidate):
+        """The mean absolute difference of the numbers, in the training rows' standard deviations: at most
+        SAME_NUMBER."""
+        gap = float(np.mean([abs(r["score"] - c["score"]) for r, c in zip(reference, candidate)
+                             if r["score"] is not None])) / self.std if reference else 0.0
+        return "mean |difference| / std", gap, gap <= SAME_NUMBER
 
     def annotation(self, decision, output):
         return "value", output["score"]

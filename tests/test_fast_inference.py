@@ -39,12 +39,18 @@ def test_precision_is_validated():
             call()
 
 
-def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind, fast", [("Xeon-AMX", True), ("EPYC-bf16", True), ("Xeon-bf16", False),
+                                        ("Xeon", False), ("EPYC", False)])
+def test_cpu_bf16_detection_keeps_bf16_where_it_was_measured_faster(tmp_path, monkeypatch, kind, fast):
+    """bf16 only on the CPU kinds where it measured faster than fp32 (precision.FAST_BF16): AMX tiles, or an EPYC
+    with avx512_bf16; an Intel Xeon with avx512_bf16 but no AMX ran it at 0.6x fp32."""
+    from run_info import CPU_FLAGS
+
     monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)  # the flags alone decide
-    with_bf16, without = tmp_path / "a", tmp_path / "b"
-    with_bf16.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
-    without.write_text("flags\t\t: fpu avx avx2 fma\n")
-    assert cpu_has_fast_bf16(str(with_bf16)) and not cpu_has_fast_bf16(str(without))
+    vendor, flags = CPU_FLAGS[kind]
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"vendor_id\t: {vendor}\nflags\t\t: fpu avx2 avx512f {' '.join(flags)}\n")
+    assert cpu_has_fast_bf16(str(cpuinfo)) == fast
     assert not cpu_has_fast_bf16(str(tmp_path / "missing"))  # unreadable: assume no bf16
 
 
@@ -81,11 +87,11 @@ def test_auto_precision_follows_the_cpu(monkeypatch, fast_bf16):
     assert (scores == [p["topic"]["score"] for p in model.predict(TEXTS, precision="fp32")]) != fast_bf16
 
 
-def test_this_machine_resolves_auto_from_its_own_flags(monkeypatch):
+def test_this_machine_resolves_auto_from_its_own_kind(monkeypatch):
+    from run_info import cpu_kind
+
     monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)
-    with open("/proc/cpuinfo") as f:
-        flags = f.read()
-    expected = "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+    expected = "bf16" if cpu_kind() in ("Xeon-AMX", "EPYC-bf16") else "fp32"
     assert resolve_precision("auto", "cpu") == expected
 
 

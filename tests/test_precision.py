@@ -116,7 +116,7 @@ def test_cpu_amx_detection_reads_cpuinfo_flags_and_a_bad_override_names_the_valu
     monkeypatch.delenv(precision.CPU_AMX_ENV, raising=False)
     amx, avx512_bf16 = tmp_path / "a", tmp_path / "b"
     amx.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
-    avx512_bf16.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    avx512_bf16.write_text("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")  # EPYC-bf16
     assert precision.cpu_has_amx(str(amx)) and not precision.cpu_has_amx(str(avx512_bf16))
     assert precision.cpu_has_fast_bf16(str(avx512_bf16)) and not precision.cpu_has_amx(str(tmp_path / "missing"))
     monkeypatch.setenv(precision.CPU_AMX_ENV, "sometimes")
