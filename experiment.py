@@ -33,6 +33,7 @@ from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from plots import plot_confusion
 from precision import resolve_mixed_precision
 from run_info import run_info
+from serving import VALIDATION_TEXTS
 from sts_benchmark import sts_pairs, sts_spearman
 from task_data import load_distil_texts, load_task_source, merge_rows, sources
 from tasks import ClassificationTask, TaggingTask
@@ -168,6 +169,8 @@ def run_experiment(recipe, data, output_dir, start_from=None, extra_results=None
     results.update((extra_results(results, best) if callable(extra_results) else extra_results) or {})
     best.save_pretrained(os.path.join(output_dir, "model"), results)  # its Hub card with the metrics above
     write_text_atomic(os.path.join(output_dir, "results.json"), json.dumps(results, indent=2))
+    write_text_atomic(os.path.join(output_dir, VALIDATION_TEXTS),  # held out from training: --export-fast checks on them
+                      "".join(" ".join(words) + "\n" for words in val["words"]))
     return results, best
 
 

@@ -43,6 +43,7 @@ QUANTIZE = "none"
 # fusion applies (another encoder family) the graph is kept as exported; fast_config.json lists what was fused.
 FUSE = True
 INSTALL_HINT = "pip install onnx==1.23.2 onnxruntime==1.32.0"
+VALIDATION_TEXTS = "validation_texts.txt"  # a run's held-out texts (OUTPUT_DIR): what --export-fast measures int8 on
 FAST_ENTRY = "fast_model"  # the code fast/ carries (model_code.write_code, flat: put fast/ on sys.path)
 
 
