@@ -43,11 +43,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+import fast_model
 from atomic_io import kill_point, open_atomic
 from batch_prediction import predict_chunk
 from create_ner_dataset import label_texts, load_spacy, resolve_spacy_model, spacy_model_version
 from errors import InputError, ProjectError
-from fast_model import FAST_DIR, FastRunner
+from fast_model import FAST_DIR
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer, missing_saved_parts
 from texts_and_tables import TEXT_FORMATS, is_unreadable, read_texts
 
@@ -267,13 +268,15 @@ class _ShardWorker:
 
 
 class Predictor(_ShardWorker):
-    """predict() of a saved model (a PyTorch folder or an --export-fast ONNX folder) over shards."""
+    """predict() of a saved model over shards: an --export-fast folder through fast_model.py (ONNX Runtime, no torch
+    model loaded) where the precision is auto or fast, else the PyTorch model."""
 
     def setup(self):
-        self.model = MultiTaskSentenceTransformer.from_pretrained(self.settings["model_dir"])
-        if self.model.fast is not None:  # its ONNX Runtime session took torch's thread count at load: set it here
-
-            self.model.fast = FastRunner(os.path.join(self.settings["model_dir"], FAST_DIR), threads=self.threads)
+        folder = self.settings["model_dir"]
+        if os.path.isdir(os.path.join(folder, FAST_DIR)) and self.settings["precision"] in ("auto", "fast"):
+            self.model = fast_model.load(folder, threads=self.threads)
+        else:
+            self.model = MultiTaskSentenceTransformer.from_pretrained(folder)
 
     def schema(self, extra_types):
         fields = [("shard", pa.string()), ("row", pa.int64())] + list(extra_types.items()) + [("error", pa.string())]

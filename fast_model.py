@@ -61,7 +61,7 @@ def onnxruntime_module():
 class FastRunner:
     """An ONNX Runtime session over a fast/ folder; run(ids, mask, shapes) -> {output name: numpy array}."""
 
-    def __init__(self, directory, threads=None):
+    def __init__(self, directory, threads=None, onnx_name=ONNX_NAME):
         ort = onnxruntime_module()
         self.config = _read_json(os.path.join(directory, FAST_CONFIG_NAME))
         options = ort.SessionOptions()
@@ -71,7 +71,7 @@ class FastRunner:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(os.path.join(directory, ONNX_NAME), options,
+        self.session = ort.InferenceSession(os.path.join(directory, onnx_name), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}  # a graph without a tagging head reads no shapes
 
@@ -93,10 +93,10 @@ class FastModel:
     """predict / encode of an exported folder through ONNX Runtime, with the PyTorch model's own pre- and
     post-processing (prediction.py)."""
 
-    def __init__(self, directory, threads=None):
+    def __init__(self, directory, threads=None, onnx_name=ONNX_NAME):
         import tokenizers  # the fast path's tokenizer (transformers' fast tokenizers are built on it)
 
-        self.runner = FastRunner(directory, threads)
+        self.runner = FastRunner(directory, threads, onnx_name)
         config = _read_json(os.path.join(directory, COPIED[0]))
         self.tasks = {t["name"]: Task.from_config(t) for t in config["tasks"]}
         self.max_length, self.clean = config["max_length"], config["clean"]
@@ -127,9 +127,13 @@ class FastModel:
     def _prepare(self, texts):
         return prepare_texts(texts, self.clean, lambda text: split_words(text, self.splitter))
 
-    def predict(self, texts, tasks=None, batch_size=32):
+    def predict(self, texts, tasks=None, batch_size=32, precision="fast"):
         """Every task's output for raw strings, as MultiTaskSentenceTransformer.predict gives it: a single string
-        gives one dict, a list a list of dicts; tasks: the names to run (None = all)."""
+        gives one dict, a list a list of dicts; tasks: the names to run (None = all). precision: 'fast' or 'auto'
+        (this runner serves the exported graph only)."""
+        if precision not in ("fast", "auto"):
+            raise InputError(f"precision={precision!r}: fast_model serves the exported graph ('fast' / 'auto'); load "
+                             "the folder with MultiTaskSentenceTransformer.from_pretrained for another precision.")
         names = check_task_names(tasks, self.tasks)
         texts, single = check_texts(texts)
         prepared = self._prepare(texts)

@@ -1,18 +1,18 @@
 """The whole experiment: silver-labelled AG News -> multi-task sentence transformer -> test results.
 
     python main.py                                         # the default run (README.md: its cost on CPUs and a GPU)
-    python main.py --all-rows --output-dir outputs/all     # every row of the data (the Hub's AG News: ~17x longer)
+    python main.py --all-rows --output-dir outputs/all     # every row of the data, not the default sample
     python main.py --fetch-data                            # fill the data root (data/) from the Hugging Face Hub
     python main.py --dataset my.csv --label-column category --output-dir outputs/my_data   # your own labelled texts
     python main.py --help                                  # every flag below, with its default
     python main.py --compare-freezing                      # the freezing strategies side by side
     python main.py --eval-conll conll2003/valid.txt        # model vs spaCy teacher on human labels (in the data root)
     python main.py --predict "Apple opens a store in Paris."
-    python main.py --predict-file texts.txt --output preds.jsonl   # .txt (a text a line), .csv or .jsonl (--text-column)
-    python main.py --export-fast outputs/fast              # ONNX Runtime copy of the model for fast CPU serving
+    python main.py --predict-file texts.txt --output preds.jsonl   # .txt .csv .tsv .json .jsonl .parquet
+    python main.py --export-fast outputs/fast              # ONNX Runtime copy for CPU serving (int8 where it agrees)
     python main.py --export-spacy outputs/spacy            # the model as a pip-installable spaCy pipeline package
     python main.py --push-to-hub me/my-model --model-dir outputs/default/model   # upload the folder to the Hub
-    python main.py --predict-dir CORPUS --output PREDS     # a folder / glob of shards (parquet csv jsonl txt) on Ray: resumable
+    python main.py --predict-dir CORPUS --output PREDS     # a folder / glob of text shards, on Ray: resumable
     python main.py --label-dir CORPUS --output SILVER      # spaCy silver words + BIO tags per row, the same way
     python main.py --distil-from outputs/default/model --student-layers 3 \
         --output-dir outputs/student3                      # a 3-layer student of the trained model, distilled
@@ -23,11 +23,11 @@ Edit the flags below, or override any of them on the command line (--epochs 1, -
 # ------------------------------------------------------------------------------------------------ flags
 MODEL_NAME = "all-MiniLM-L6-v2"   # encoder: packaged all-MiniLM-L6-v2 (offline); "bert-base-uncased" is the GPU setting
 POOLING = "mean"                  # sentence embedding pooling: mean | cls | max
-MAX_LENGTH = 128                  # wordpieces per text (AG News: mean 54, p95 87)
-TASKS = ["topic", "ner"]          # tasks on the encoder: topic + ner (the default pair, from DATASET) and NAME=KIND:SOURCE[@COLUMN], kinds classification | multilabel | tagging (e.g. conll=tagging:conll2003/train.txt)
+MAX_LENGTH = 128                  # wordpieces per text (longer texts: topic reads the first window, NER every word)
+TASKS = ["topic", "ner"]          # tasks on the encoder: topic + ner (the default pair, from DATASET) and NAME=KIND:SOURCE[@COLUMN], kinds classification | multilabel | tagging | regression, e.g. conll=tagging:conll2003/train.txt
 DATASET = "ag_news"               # the data root's ag_news/ (else the Hub's), a folder in the Hub layout, or data file(s): csv tsv json jsonl parquet
 DATA_ROOT = "auto"                # folder of ag_news/ conll2003/ stsbenchmark/; auto: $MTST_DATA_ROOT, else data/ here, else the development copy beside the repo
-TEXT_COLUMN = "text"              # column holding the text (the dataset's, and --predict-file's .csv / .jsonl)
+TEXT_COLUMN = "text"              # column holding the text (the dataset's, and the text files' of --predict-file and the corpus modes)
 LABEL_COLUMN = "label"            # column holding the class: ints with ClassLabel names, or strings (the class names)
 TEST_FRACTION = 0.2               # stratified test split carved (seeded) when the data has none
 NER_DATA = []                     # gold NER files (CoNLL format, IOB1 or IOB2) added as NER-only training rows
@@ -46,14 +46,14 @@ LR = 1e-4                         # encoder learning rate (MiniLM; use ~3e-5 for
 HEAD_LR = 1e-3                    # learning rate of the task heads
 WARMUP_RATIO = 0.06               # linear warm-up fraction, then linear decay
 WEIGHT_DECAY = 0.01               # AdamW weight decay (not on biases / LayerNorm)
-TASK_WEIGHTS = "ner=5"            # loss weight per task, NAME=W,... (others 1); ner 5 with TASK_LAYERS 1: the best joint model of docs/distillation.md
+TASK_WEIGHTS = "ner=5"            # loss weight per task, NAME=W,... (others 1; 0 freezes that head); why ner=5: docs/distillation.md
 LOSS_WEIGHTING = "fixed"          # task balancing: fixed (TASK_WEIGHTS) | uncertainty (learned, started at TASK_WEIGHTS)
 SAMPLING = "proportional"         # rows an epoch sees per data source: proportional (every row once) | temperature | round-robin
 SAMPLING_TEMPERATURE = 2.0        # temperature sampling: a source's share of an epoch ~ its size^(1/T)
 SELECT_ON = "mean"                # model selection on validation: mean of the trained tasks' main scores, or one task's name
-KEEP_EMBEDDING = 3.0              # distil the sentence embedding towards the untouched encoder's (0 = off); 3: STS-B 78.9 -> 85.6, tasks kept
+KEEP_EMBEDDING = 3.0              # distil the sentence embedding towards the untouched encoder's (0 = off): keeps STS-B (docs/experiments.md)
 DROPOUT = 0.1                     # dropout before each head
-ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0: ~19% faster CPU steps)
+ATTENTION_DROPOUT = 0.0           # encoder attention-probability dropout, set at load (0 skips SDPA's slow masked-dropout path)
 FREEZE_ENCODER = False            # freeze the whole encoder (heads train on cached encoder outputs)
 FREEZE_LAYERS = 0                 # freeze the encoder's embeddings plus its lowest N layers
 TASK_LAYERS = 1                   # each task gets a private copy of the encoder's top N layers (0 = all tasks read the shared encoder; encode() stays the shared one); not given: 0 where it cannot apply (a student, --from-model, a frozen encoder, --compare-freezing, an encoder that cannot be split)
@@ -66,9 +66,9 @@ STUDENT_LAYERS = 3                # --distil-from: encoder layers of the student
 DISTIL_WEIGHT = 0.5               # --distil-from / --from-model / --teachers: weight of the teacher's softened topic / tag distributions (task losses: 1 - it)
 DISTIL_TEMPERATURE = 2.0          # --distil-from / --teachers: temperature softening those distributions
 TEACHERS = []                     # a teacher per task, NAME=DIR: task NAME also learns the distribution of the saved model in DIR (e.g. a single-task run's)
-DISTIL_TEXTS = []                 # unlabelled texts (.txt a line each, .csv / .jsonl TEXT_COLUMN) added as training rows that learn only the teachers' outputs (with --teachers, --distil-from or --from-model)
+DISTIL_TEXTS = []                 # unlabelled texts (any text file: .txt a line each, else TEXT_COLUMN) added as training rows that learn only the teachers' outputs (with --teachers, --distil-from or --from-model)
 DISTIL_SCHEDULE = "constant"      # constant: the teachers' weight stays DISTIL_WEIGHT | anneal: it falls linearly to 0 over training (BAM: with DISTIL_WEIGHT 1)
-MIXED_PRECISION = "auto"          # training and prediction: fp32 (or no) | bf16 | fp16 | auto (bf16 on GPUs and CPUs that have it, fp16 on older GPUs; an --export-fast folder: ONNX Runtime)
+MIXED_PRECISION = "auto"          # training and prediction: fp32 (or no) | bf16 | fp16 | auto (bf16 on GPUs and the CPU kinds where it is faster, fp16 on older GPUs, else fp32; an --export-fast folder: ONNX Runtime)
 SEED = 42                         # one seed for data order, splits and initialisation
 SAVE_EVERY_STEPS = 0              # mid-epoch checkpoint every N steps (0 = off; resume continues from the last one)
 SAVE_EVERY_MINUTES = 5.0          # ... or every N minutes, whichever comes first (0 = off); epoch ends always save
@@ -81,6 +81,7 @@ EXAMPLES = [                      # printed with their predictions after trainin
     "The United Nations Security Council met in New York to discuss the crisis in Sudan.",
 ]
 # ------------------------------------------------------------------------------------------------ end of flags
+FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name != "EXAMPLES"]  # the block above only
 
 import argparse
 import json
@@ -102,11 +103,12 @@ from data_sources import DatasetSourceError
 from distributed import distributed_state
 from errors import ProjectError
 from experiment import load_data, run_distillation, run_from_model, run_schedule, run_with_teachers
+from fast_model import FAST_CONFIG_NAME, FAST_DIR
 from model_card import write_model_card
 from multi_task_sentence_transformer import MultiTaskSentenceTransformer
 from recipe import recipe_from_args
+from serving import VALIDATION_TEXTS
 
-FLAG_NAMES = [name for name in list(globals()) if name.isupper() and name not in ("EXAMPLES", "FLAG_NAMES")]
 LIST_FLAGS = ("TASKS", "DATASET", "NER_DATA", "FREEZE", "TEACHERS", "DISTIL_TEXTS")  # flags taking several values (--dataset a.csv b.csv, ...)
 
 
@@ -162,6 +164,8 @@ def build_parser():
         parser.add_argument(option, **settings)
     parser.add_argument("--model-dir", help="saved model for the modes above (default OUTPUT_DIR/model; a folder from "
                         "--export-fast predicts through ONNX Runtime)")
+    parser.add_argument("--export-texts", metavar="FILE", default="", help="--export-fast: held-out texts (any text "
+                        "format) its int8 candidates are measured on (default: the run's OUTPUT_DIR/validation_texts.txt)")
     parser.add_argument("--output", metavar="PATH", help="where --predict-file writes (default OUTPUT_DIR/predictions.jsonl"
                         "); the folder --predict-dir / --label-dir write (default OUTPUT_DIR/predictions, /silver)")
     parser.add_argument("--chunk-size", type=int, default=1000, help="--predict-file / --predict-dir / --label-dir read "
@@ -270,9 +274,14 @@ def predict_mode(recipe):
 def export_fast_mode(recipe):
     """Mode --export-fast DIR: the saved model plus its ONNX Runtime graph, loadable with from_pretrained(DIR)."""
     s = recipe.serving
-    folder = saved_model(s).export_fast(s.export_fast, results=run_record(s, "results.json"),
+    texts = s.held_out_texts()
+    if not texts:
+        print(f"no held-out texts (--export-texts FILE, or the run's {VALIDATION_TEXTS}): the export stays fp32")
+    folder = saved_model(s).export_fast(s.export_fast, texts, results=run_record(s, "results.json"),
                                         conll=run_record(s, "conll_eval.json"))
-    print(f"fast model written to {folder}")
+    with open(os.path.join(folder, FAST_DIR, FAST_CONFIG_NAME)) as f:
+        chosen = json.load(f)["quantize"]
+    print(f"fast model written to {folder} ({chosen}; the model card says what each candidate measured)")
 
 
 def export_spacy_mode(recipe):
@@ -347,8 +356,9 @@ MODES = [
                                                     "Face Hub into the data root (--data-root, else $MTST_DATA_ROOT, "
                                                     "else data/ in the repository), in the layout main.py reads"),
      fetch_data_mode),
-    ("--predict-file", dict(metavar="FILE", help="predict every text of FILE (.txt: one text a line; .csv / .jsonl: "
-                                                 "the --text-column field) into --output, one JSON line per input"),
+    ("--predict-file", dict(metavar="FILE", help="predict every text of FILE (.txt: one text a line; .csv .tsv .json "
+                                                 ".jsonl .parquet: the --text-column field) into --output, one JSON line "
+                                                 "per input"),
      predict_file_mode),
     ("--predict-dir", dict(metavar="INPUT", help="predict every text of a folder or glob of shards (.parquet .csv "
                                                  ".jsonl .txt) on Ray into --output, a parquet file per shard; "

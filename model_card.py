@@ -7,6 +7,7 @@ accuracy and macro-F1, NER F1 against the silver labels, STS-B Spearman, CoNLL F
 what the model does, how it was trained (the flags), how to load and use it, the silver-label caveat, limitations.
 Written with huggingface_hub's ModelCard / ModelCardData; from_pretrained never reads it.
 """
+import json
 import os
 import re
 
@@ -125,8 +126,27 @@ def _sts_note(results):
     return ""
 
 
-def build_model_card(model, results=None, conll=None):
-    """A huggingface_hub.ModelCard for the model (and its run's results.json / conll_eval.json when given)."""
+def fast_section(fast):
+    """The card's section on the fast/ folder (an export_fast folder's fast_config.json), or ""."""
+    if not fast:
+        return ""
+    lines = [f"\n## Fast CPU serving (`fast/`)\n\n`fast/` holds an ONNX Runtime graph ({fast['quantize']}) and "
+             "`fast_model.py`, which serves it with onnxruntime, tokenizers and numpy alone (`import fast_model; "
+             "fast_model.load(folder).predict(texts)`, with `fast/` on `sys.path`)."]
+    if fast.get("candidates"):
+        lines.append(f" It is the fastest of the candidates below that keeps every task's answers against the fp32 "
+                     f"model on {fast['measured_on']} held-out texts:\n\n| candidate | kept | texts/s | agreement with "
+                     "fp32 |\n|---|---|---|---|")
+        for name, c in fast["candidates"].items():
+            agree = "; ".join(f"{t} {v['measure']} {v['value']:.4f}" for t, v in c["tasks"].items())
+            lines.append(f"\n| {name} | {'yes' if c['keeps'] else 'no'} | {c['texts_per_second']} | {agree}; "
+                         f"embedding cosine {c['embedding_cosine']['mean']:.4f} |")
+    return "".join(lines) + "\n"
+
+
+def build_model_card(model, results=None, conll=None, fast=None):
+    """A huggingface_hub.ModelCard for the model (and its run's results.json / conll_eval.json, and an export's
+    fast_config.json, when given)."""
     flags = (results or {}).get("flags") or {}
     _, data_name = _dataset(flags)
     rows = card_metrics(results, conll, model.tasks)
@@ -176,7 +196,7 @@ nlp = spacy.load("en_multitask")                          # doc.cats, doc.ents, 
 The spaCy package is built by the project that trained the model: `python main.py --export-spacy OUT --model-dir
 MODEL`, then `pip install` of the wheel it writes. The encoder alone is a Hugging Face model in `encoder/`.
 
-## Training
+{fast_section(fast)}## Training
 
 {f"Trained with `python main.py` on {data_name}" if flags else "Saved outside a main.py run: no training record"}{
 " plus gold CoNLL NER rows" if flags.get("ner_data") else ""}.{_distilled((results or {}).get("teacher"), flags)}{_task_teachers(results)} The flags of the run:
@@ -273,7 +293,13 @@ def _task_teachers(results):
 
 
 def write_model_card(model_dir, model, results=None, conll=None):
-    """Write (or rewrite) model_dir/README.md atomically; returns its path."""
+    """Write (or rewrite) model_dir/README.md atomically (with the fast export's measurements where model_dir has a
+    fast/ folder); returns its path."""
+    fast_config = os.path.join(os.fspath(model_dir), "fast", "fast_config.json")
+    fast = None
+    if os.path.isfile(fast_config):
+        with open(fast_config) as f:
+            fast = json.load(f)
     path = os.path.join(os.fspath(model_dir), CARD_NAME)
-    write_text_atomic(path, str(build_model_card(model, results, conll)))
+    write_text_atomic(path, str(build_model_card(model, results, conll, fast)))
     return path

@@ -438,6 +438,11 @@ class MultiTaskSentenceTransformer(nn.Module):
         """What save_pretrained writes, into an existing directory (no atomicity of its own)."""
         self._write_weights(directory)
         self.write_config_files(directory)
+        self._write_portable_files(directory, results, conll)
+
+    def _write_portable_files(self, directory, results=None, conll=None, fast=None):
+        """config.json and the code (transformers), modules.json and 1_Pooling/ (sentence-transformers), README.md (the
+        Hub card, with the run's metrics and the fast export's measurements where given)."""
         with open(os.path.join(directory, HF_CONFIG_NAME), "w") as f:
             json.dump({"model_type": MODEL_TYPE, "architectures": ["MultiTaskModel"], "auto_map": AUTO_MAP}, f,
                       indent=2)
@@ -445,7 +450,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         write_sentence_transformers_files(directory, ENCODER_DIR, self.encoder.pooling, self.encoder.max_length,
                                           self.encoder.hidden_size)
         with open(os.path.join(directory, CARD_NAME), "w") as f:
-            f.write(str(build_model_card(self, results, conll)))
+            f.write(str(build_model_card(self, results, conll, fast)))
 
     def write_config_files(self, directory):
         """multitask_config.json (what the model is) and word_rules.json (how it splits words)."""
@@ -465,15 +470,22 @@ class MultiTaskSentenceTransformer(nn.Module):
             save_file({k: v.detach().cpu().contiguous() for k, v in branches.items()},
                       os.path.join(directory, TASK_LAYERS_NAME))
 
-    def export_fast(self, path, quantize=None, fuse=None, results=None, conll=None):
+    def export_fast(self, path, texts=None, quantize=None, fuse=None, results=None, conll=None):
         """A folder for fast CPU serving: everything save_pretrained writes plus fast/ (the whole forward as an ONNX
-        Runtime graph, see serving.export_onnx). from_pretrained(path) loads it and predict / predict_tags / encode
-        then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32' etc. still use the torch weights).
-        quantize: 'none' | 'ffn' | 'encoder' (default serving.QUANTIZE); fuse: ONNX Runtime's transformer fusions
-        (default serving.FUSE); fast/ also carries fast_model.py, which serves it without torch. Atomic like save_pretrained."""
+        Runtime graph, and fast_model.py, which serves it without torch: serving.export_onnx). from_pretrained(path)
+        loads it and predict / predict_tags / encode then run through ONNX Runtime (precision='auto' or 'fast'; 'fp32'
+        etc. still use the torch weights).
+
+        texts: held-out texts (not trained on): with quantize 'auto' (the default, serving.QUANTIZE) the fastest of
+        serving.CANDIDATES (int8 ones) that keeps every task's answers on them is kept, fp32 without texts; or name
+        a candidate. fuse: ONNX Runtime's transformer fusions (default serving.FUSE). The model card records the
+        export kept and what each candidate measured. Atomic like save_pretrained."""
         def write(directory):
-            self.write_files(directory, results, conll)
-            export_onnx(self, os.path.join(directory, FAST_DIR), quantize or QUANTIZE, FUSE if fuse is None else fuse)
+            self._write_weights(directory)
+            self.write_config_files(directory)
+            fast = export_onnx(self, os.path.join(directory, FAST_DIR), quantize or QUANTIZE,
+                               FUSE if fuse is None else fuse, texts)
+            self._write_portable_files(directory, results, conll, fast)
 
         return atomic_write_dir(path, write)
 

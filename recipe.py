@@ -34,8 +34,9 @@ from sentence_transformer import (
     read_saved_json,
     resolve_model_path,
 )
+from serving import VALIDATION_TEXTS
 from task_data import parse_task_spec, parse_task_specs, parse_task_weights, resolve_spec, spec_problems
-from texts_and_tables import TEXT_FORMATS, format_problem
+from texts_and_tables import TEXT_FORMATS, format_problem, read_texts
 from train_config import TrainConfig
 
 CLEAN_MODES = {"auto": "auto", "true": True, "false": False}
@@ -416,6 +417,7 @@ class ServingRecipe:
     export_fast: str
     export_spacy: str
     push_to_hub: str
+    export_texts: str
     model_dir: str
     output: str
     chunk_size: int
@@ -433,6 +435,15 @@ class ServingRecipe:
         """--model-dir, else OUTPUT_DIR/model."""
         return self.model_dir or os.path.join(self.output_dir, "model")
 
+    def held_out_texts(self):
+        """The texts --export-fast measures its candidates on: --export-texts, else the run's validation texts (in
+        OUTPUT_DIR, or beside --model-dir), else none."""
+        candidates = [self.export_texts] if self.export_texts else [
+            os.path.join(self.output_dir, VALIDATION_TEXTS),
+            os.path.join(os.path.dirname(os.path.normpath(self.model_path)), VALIDATION_TEXTS)]
+        path = next((p for p in candidates if os.path.isfile(p)), None)
+        return [t for _, t, error in read_texts(path, self.text_column) if error is None and t.strip()] if path else []
+
     def predictions_path(self):
         """Where --predict-file writes: --output, else OUTPUT_DIR/predictions.jsonl."""
         return self.output or os.path.join(self.output_dir, "predictions.jsonl")
@@ -446,6 +457,9 @@ class ServingRecipe:
         if self.eval_conll and not os.path.isfile(self.eval_conll):
             problems.append(f"--eval-conll: no file at {self.eval_conll}")
         problems += check_predict_file_args(self.predict_file, self.chunk_size)
+        if self.export_texts:
+            problems += [f"--export-texts: no file at {self.export_texts}"] if not os.path.isfile(self.export_texts) \
+                else list(filter(None, [format_problem(self.export_texts, "--export-texts", TEXT_FORMATS)]))
         if self.push_to_hub and (self.push_to_hub.count("/") != 1 or " " in self.push_to_hub):
             problems.append(f"--push-to-hub: {self.push_to_hub!r} is not a Hub repo id (NAMESPACE/NAME, e.g. "
                             "me/my-model)")

@@ -15,7 +15,7 @@ from precision import cpu_has_fast_bf16
 # name no other): what bf16 and int8 do differs by kind, so every CPU figure says which kind gave it.
 CPU_KINDS = {
     "Xeon-AMX": "Intel Xeon with AVX-512, `avx512_bf16` and AMX (`amx_bf16`): `auto` = bf16, weights cast once",
-    "Xeon-bf16": "Intel Xeon with AVX-512, `avx512_bf16` and VNNI, no AMX: `auto` = bf16 (autocast)",
+    "Xeon-bf16": "Intel Xeon with AVX-512, `avx512_bf16` and VNNI, no AMX: `auto` = fp32 (bf16 measured slower)",
     "Xeon": "Intel Xeon with AVX-512, no bf16 instructions: `auto` = fp32",
     "EPYC-bf16": "AMD EPYC with `avx512_bf16` and VNNI, no AMX: `auto` = bf16 (autocast)",
     "EPYC": "AMD EPYC with AVX2 only, no bf16 instructions: `auto` = fp32",
@@ -67,6 +67,19 @@ def cpu_kind(cpuinfo="/proc/cpuinfo"):
     vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
     return next((name for name, (v, needed) in CPU_FLAGS.items() if v == vendor and set(needed) <= flags), None)
+
+
+def cpu_flags_line(cpuinfo="/proc/cpuinfo"):
+    """One line naming the CPU, its kind and the flags that decide its precisions (bf16, AMX, VNNI), for benchmarks."""
+    try:
+        with open(cpuinfo) as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    flags = " ".join(f"{flag} {'yes' if flag in text else 'no'}" for flag in ("avx512_bf16", "amx_bf16", "avx512_vnni",
+                                                                             "avx_vnni"))
+    return (f"CPU: {cpu_model(cpuinfo)} ({cpu_kind(cpuinfo) or 'another CPU kind'}), {os.cpu_count()} cores; {flags}; "
+            f"auto = {'bf16' if cpu_has_fast_bf16(cpuinfo) else 'fp32'}")
 
 
 def machine():

@@ -79,8 +79,7 @@ from batching import (
     prepare_features,
     to_device,
 )
-from checkpoints import (  # noqa: F401  (CheckpointError: raised through the trainer, imported from here by users)
-    CheckpointError,
+from checkpoints import (
     check_resumable,
     data_fingerprint,
     load_checkpoint_weights,
@@ -90,13 +89,12 @@ from checkpoints import (  # noqa: F401  (CheckpointError: raised through the tr
     set_rng_state,
     write_checkpoint,
 )
-from distil_targets import (  # noqa: F401  (sentence_embeddings, distil_weight_at: importable from here, as they were)
+from distil_targets import (
     batch_targets,
     compute_targets,
     distil_weight_at,
     embedding_loss,
     load_targets,
-    sentence_embeddings,
     soft_counts,
     soft_loss,
     store_targets,
@@ -105,13 +103,13 @@ from distil_targets import (  # noqa: F401  (sentence_embeddings, distil_weight_
 )
 from distributed import check_joined, distributed_state, make_accelerator, process_share
 from errors import InputError, ProjectError
-from evaluation import evaluate, main_score  # noqa: F401  (evaluate: importable from here, as it always was)
+from evaluation import evaluate, main_score
 from freezing import apply_freezing, trained_task_names
 from metrics import fmt
 from multi_task_sentence_transformer import TOKENS
 from plots import plot_history
 from precision import autocast, resolve_mixed_precision
-from train_config import TrainConfig, task_weight  # noqa: F401  (TrainConfig: importable from here, as it was)
+from train_config import TrainConfig, task_weight
 
 TRACKER_DIR = "tensorboard"          # <output_dir>/tensorboard: the event files
 

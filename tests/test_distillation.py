@@ -228,7 +228,8 @@ def test_each_task_learns_from_its_own_teacher(tmp_path):
     """teacher={task: model}: each task's targets are its own teacher's outputs; the embedding targets stay the
     starting encoder's (no teacher's)."""
     from batching import collate
-    from trainer_sentence_transformer import MultiTaskTrainer, sentence_embeddings
+    from distil_targets import sentence_embeddings
+    from trainer_sentence_transformer import MultiTaskTrainer
 
     topic_teacher, ner_teacher, model = tiny_multitask(seed=5).eval(), tiny_multitask(seed=9).eval(), tiny_multitask(3)
     trainer = MultiTaskTrainer(model, TOY_ROWS, None, quiet_config(tmp_path, distil_weight=0.5, keep_embedding=1.0),

@@ -134,7 +134,7 @@ def test_killed_two_process_run_resumes_exactly_and_refuses_one_process(tmp_path
     assert strip(results(cwd)) == strip(results(one_and_two[2][0]))  # same processes: bit for bit
 
     import main
-    from trainer_sentence_transformer import CheckpointError
+    from checkpoints import CheckpointError
 
     monkeypatch.chdir(cwd)  # one process on the 2-process checkpoint: refused, naming the setting
     with pytest.raises(CheckpointError, match="num_processes differ"):

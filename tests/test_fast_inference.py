@@ -102,7 +102,7 @@ def tiny_pair(tmp_path_factory):
     model = tiny_multitask(seed=3)
     torch.nn.init.normal_(model.heads["ner"].shape_embedding.weight, std=0.5)  # make the word shapes matter
     path = tmp_path_factory.mktemp("fast") / "tiny_fast"
-    model.export_fast(path, quantize="none")
+    model.export_fast(path, quantize="fp32")
     return model, MultiTaskSentenceTransformer.from_pretrained(path), path
 
 
@@ -139,8 +139,9 @@ def test_export_fuses_the_transformer_ops_and_keeps_the_outputs(tiny_pair, tmp_p
     fused_out, plain_out = fast.fast.run(ids, mask, shapes), plain.fast.run(ids, mask, shapes)
     for name in fused_out:
         assert np.abs(fused_out[name] - plain_out[name]).max() < 1e-4, name
-    again = MultiTaskSentenceTransformer.from_pretrained(fast.export_fast(tmp_path / "again", quantize="ffn"))
-    assert again.fast.config["int8_matmuls"] == 4 and again.fast.config["fusions"]["Attention"] == 2
+    again = MultiTaskSentenceTransformer.from_pretrained(fast.export_fast(tmp_path / "again", quantize="int8"))
+    # int8: each layer's fused attention, its attention output and its two feed-forward MatMuls
+    assert again.fast.config["int8_matmuls"] == 8 and again.fast.config["fusions"]["Attention"] == 2
 
 
 def test_fast_model_runs_through_onnx_runtime(tiny_pair, monkeypatch):
@@ -166,7 +167,7 @@ def test_export_fast_is_atomic(tmp_path, monkeypatch):
 
 
 def test_broken_fast_folder_is_a_clear_error(tmp_path):
-    path = tiny_multitask().export_fast(tmp_path / "fast", quantize="none")
+    path = tiny_multitask().export_fast(tmp_path / "fast", quantize="fp32")
     with open(os.path.join(path, "fast", "model.onnx"), "wb") as f:
         f.write(b"not an onnx graph")
     with pytest.raises(ModelLoadError, match="re-export it"):
@@ -177,7 +178,7 @@ def test_broken_fast_folder_is_a_clear_error(tmp_path):
 def minilm_pair(tmp_path_factory, packaged_model_path):
     """The packaged MiniLM with seeded heads and its default export."""
     torch.manual_seed(0)
-    model = MultiTaskSentenceTransformer(packaged_model_path, max_length=128)
+    model = MultiTaskSentenceTransformer(packaged_model_path, max_length=128, task_layers=0)
     path = tmp_path_factory.mktemp("minilm_fast") / "fast"
     model.export_fast(path)
     return model, MultiTaskSentenceTransformer.from_pretrained(path)
@@ -189,7 +190,7 @@ def test_default_export_keeps_minilm_parity_on_ag_news(minilm_pair, ag_news_dir)
 
     model, fast = minilm_pair
     texts = list(load_dataset(ag_news_dir, split="test")["text"][:96])
-    assert fast.fast.config["quantize"] == "none"  # int8 was measured to lose quality (serving.QUANTIZE)
+    assert fast.fast.config["quantize"] == "fp32"  # no held-out texts given: nothing to measure int8 on
     assert fast.fast.config["fusions"]["Attention"] == 6  # every layer's attention is one fused op
     ref, got = model.predict(texts, precision="fp32"), fast.predict(texts)
     cosine = (model.encode(texts, normalize=True, precision="fp32") * fast.encode(texts, normalize=True)).sum(1)
@@ -356,3 +357,26 @@ def test_main_flags_export_fast_and_predict_file(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main.main(["--model-dir", model_dir, *bad])
         assert message in capsys.readouterr().err
+
+
+def test_export_keeps_the_fastest_candidate_that_keeps_every_task(tmp_path, monkeypatch):
+    """quantize='auto' with held-out texts: every candidate built and measured (agreement per task, embedding cosine,
+    speed), the fastest that keeps them all kept as model.onnx, the others removed; none keeps: fp32."""
+    model = tiny_multitask(seed=3).eval()
+    texts = [f"{a} met {b} in {c} on Monday." for a in ("Anna", "IBM", "the UN") for b in ("Bob", "Apple")
+             for c in ("Paris", "Rome", "Oslo", "Lima")]
+    config = model.export_fast(tmp_path / "a", texts)
+    with open(os.path.join(config, "fast", "fast_config.json")) as f:
+        config = json.load(f)
+    report = config["candidates"]
+    assert set(report) == set(serving.CANDIDATES) and config["measured_on"] == len(texts) - len(texts) // 3
+    kept = [n for n, c in report.items() if c["keeps"]]
+    assert config["quantize"] == max(kept, key=lambda n: report[n]["texts_per_second"])
+    assert all(set(c["tasks"]) == {"topic", "ner"} and "mean" in c["embedding_cosine"] for c in report.values())
+    assert sorted(os.listdir(tmp_path / "a" / "fast")).count("model.onnx") == 1
+    assert not [f for f in os.listdir(tmp_path / "a" / "fast") if f.startswith("model.") and f != "model.onnx"]
+    assert "## Fast CPU serving" in (tmp_path / "a" / "README.md").read_text()
+    monkeypatch.setattr(type(model.tasks["ner"]), "agreement", lambda self, r, c: ("entity F1", 0.5, False))
+    folder = model.export_fast(tmp_path / "b", texts)
+    with open(os.path.join(folder, "fast", "fast_config.json")) as f:
+        assert json.load(f)["quantize"] == "fp32"  # no int8 candidate kept the entities

@@ -131,7 +131,7 @@ def test_topic_and_embedding_read_the_first_window_only():
 
 def test_fast_path_finds_the_same_entities_on_a_long_text(tmp_path):
     model = short_window_model(seed=3)
-    path = model.export_fast(tmp_path / "fast", quantize="none")
+    path = model.export_fast(tmp_path / "fast", quantize="fp32")
     fast = MultiTaskSentenceTransformer.from_pretrained(path)
     assert fast.fast is not None and fast.encoder.max_length == MAX_LENGTH
     texts = [" ".join(filler(25)) + " Barack Obama " + " ".join(filler(25, 25)) + " New York Times",

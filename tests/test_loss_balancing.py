@@ -14,7 +14,9 @@ import torch
 from helpers import TOY_ROWS, crash_after_saves, quiet_config, save_tiny_encoder, tiny_multitask
 
 from batching import prepare_features
-from trainer_sentence_transformer import CheckpointError, MultiTaskTrainer, TrainConfig, sentence_embeddings
+from checkpoints import CheckpointError
+from distil_targets import sentence_embeddings
+from trainer_sentence_transformer import MultiTaskTrainer, TrainConfig
 
 
 def config(tmp_path, **kw):

@@ -1,5 +1,6 @@
 """main.py end to end: the real packaged encoder, real spaCy and the tests' data root, on a few dozen rows."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -157,3 +158,32 @@ def test_too_few_rows_for_a_validation_split(tmp_path, ag_news_dir):
                      "--output-dir", "out"], tmp_path, check=False)
     assert proc.returncode == 1 and "--max-train-rows" in proc.stderr.splitlines()[-2]
 
+
+
+@pytest.mark.slow
+def test_a_run_writes_its_results_and_its_model_card_once(tiny_model_dir, ag_news_dir, tmp_path, monkeypatch):
+    """results.json and the model folder (with its card, the run's metrics in it) are written once per run, a
+    --from-model run too (its before / after scores are in both); the card is never rewritten after."""
+    import experiment
+    import main
+    import model_card
+    from multi_task_sentence_transformer import MultiTaskSentenceTransformer
+
+    writes = []
+    save, atomic = MultiTaskSentenceTransformer.save_pretrained, experiment.write_text_atomic
+    monkeypatch.setattr(MultiTaskSentenceTransformer, "save_pretrained", lambda self, path, *a, **k: writes.append(
+        os.path.basename(str(path))) or save(self, path, *a, **k))
+    monkeypatch.setattr(experiment, "write_text_atomic", lambda path, text: writes.append(os.path.basename(path))
+                        or atomic(path, text))
+    monkeypatch.setattr(model_card, "write_model_card", lambda *a, **k: writes.append("card rewritten"))
+    monkeypatch.chdir(tmp_path)
+    base = ["--model-name", str(tiny_model_dir), "--dataset", ag_news_dir, "--max-train-rows", "60",
+            "--max-test-rows", "20", "--epochs", "1", "--save-every-steps", "0"]
+    main.main(base + ["--output-dir", "first"])
+    first, writes[:] = list(writes), []
+    main.main(base + ["--output-dir", "second", "--from-model", "first/model"])
+    for run in (first, writes):  # the model folder, then results.json, each once (best_model is the trainer's)
+        assert [w for w in run if w in ("model", "results.json", "card rewritten")] == ["model", "results.json"], run
+    results = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert results["from_model"]["old_tasks"]["topic"]["before"] is not None
+    assert "Added to the trained model" in (tmp_path / "second" / "model" / "README.md").read_text()

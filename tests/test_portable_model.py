@@ -220,3 +220,67 @@ def test_the_packaged_encoder_model_loads_every_way(tmp_path):
     """, blocked=ST_NOT_NEEDED)
     ours, theirs = model.encode(TEXTS, precision="fp32", normalize=True), np.asarray(st["emb"])
     assert (np.sum(ours * theirs, axis=1) / np.linalg.norm(theirs, axis=1) >= 0.999).all()
+
+
+def test_push_to_hub_offline_says_so_in_one_line_and_changes_nothing(saved, tmp_path):
+    """Where the Hub is not reachable (HF_HUB_OFFLINE=1 here) --push-to-hub stops at once in one line, and the folder
+    is left as it was."""
+    from main_runs import env
+
+    path, _ = saved
+    before = {p: p.stat().st_mtime_ns for p in path.rglob("*")}
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--push-to-hub", "me/model", "--model-dir",
+                           str(path)], cwd=tmp_path, capture_output=True, text=True, env={**env(), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 2  # the error and the traceback hint
+    assert "--push-to-hub me/model: the Hugging Face Hub is not reachable" in done.stderr and "nothing was uploaded" \
+        in done.stderr
+    assert {p: p.stat().st_mtime_ns for p in path.rglob("*")} == before
+
+
+def test_push_to_hub_uploads_the_folder_to_the_repo(saved, monkeypatch):
+    """Where the Hub answers: the repo is created (or kept) and the whole folder uploaded to it (huggingface_hub's
+    HfApi, its calls recorded here instead of sent)."""
+    import hub
+
+    path, _ = saved
+    calls = []
+
+    class Api:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(self, **kwargs):
+            calls.append(("upload_folder", kwargs["repo_id"], kwargs))
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(hub.huggingface_hub, "HfApi", Api)
+    assert hub.push_folder(path, "me/model") == "https://huggingface.co/me/model"
+    assert [c[:2] for c in calls] == [("create_repo", "me/model"), ("upload_folder", "me/model")]
+    assert calls[0][2]["exist_ok"] and calls[1][2]["folder_path"] == str(path)
+
+
+@pytest.mark.slow
+def test_main_export_spacy_builds_a_wheel_and_says_how_to_install_and_load_it(saved, tmp_path):
+    from main_runs import env
+
+    path, _ = saved
+    done = subprocess.run([sys.executable, str(ROOT / "main.py"), "--export-spacy", str(tmp_path / "spacy"),
+                           "--model-dir", str(path)], cwd=tmp_path, capture_output=True, text=True, env=env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    wheels = list((tmp_path / "spacy").glob("*.whl"))
+    assert len(wheels) == 1 and f"pip install {wheels[0]}" in done.stdout and "spacy.load('en_multitask')" in done.stdout
+
+
+def test_requirements_serve_pins_what_the_project_runs_with():
+    """requirements-serve.txt (a server without torch) pins the versions requirements.txt and this environment use."""
+    from importlib.metadata import version
+
+    def pins(name):
+        lines = (ROOT / name).read_text().splitlines()
+        return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+
+    serve, full = pins("requirements-serve.txt"), pins("requirements.txt")
+    assert set(serve) == {"onnxruntime", "tokenizers", "numpy"}
+    for package, pinned in serve.items():
+        assert full.get(package, pinned) == pinned and version(package) == pinned, package

@@ -91,3 +91,23 @@ def test_no_import_circle():
 
     circles = [c for c in map(circle_from, graph) if c]
     assert not circles, f"import circle: {' -> '.join(circles[0])}"
+
+
+def test_rooms_import_only_each_others_public_names():
+    """What another module needs is public under a name that says what it is: at most 5 imports of a _name across
+    modules."""
+    private = [f"{m} imports {node.module}.{a.name}" for m, tree in MODULES.items() for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom) and node.module in MODULES for a in node.names
+               if a.name.startswith("_")]
+    assert len(private) <= 5, f"{len(private)} private names imported across modules: {private}"
+
+
+def test_one_reader_per_file_format():
+    """Every file ending is read in texts_and_tables.py (its FORMATS): no other module branches on an ending, and
+    serving.py, the ONNX export, reads no files of texts."""
+    endings = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
+    found = [f"{m}:{node.lineno}" for m, tree in MODULES.items() if m != "texts_and_tables" for node in ast.walk(tree)
+             if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value in endings
+                                                       for c in ast.walk(node))]
+    assert not found, f"branches on a file ending outside texts_and_tables.py: {found}"
+    assert "texts_and_tables" not in {n.module for n in ast.walk(MODULES["serving"]) if isinstance(n, ast.ImportFrom)}

@@ -120,7 +120,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
 
 
 def test_resume_refuses_other_training_settings_only(tmp_path):
-    from trainer_sentence_transformer import CheckpointError
+    from checkpoints import CheckpointError
 
     MultiTaskTrainer(tiny_multitask(), TOY_ROWS, TOY_ROWS, config(tmp_path)).train()
     for change in ({"lr": 2e-3}, {"bucket_batches": 7}, {"feature_cache": False}):  # not listed: must match
