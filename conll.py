@@ -9,6 +9,7 @@ topic rows. Importing this module loads neither spaCy, nor a model, nor data.
 from __future__ import annotations
 
 import os
+import random
 import re
 from pathlib import Path
 
@@ -29,6 +30,15 @@ from text_prep import keep_word
 from texts_and_tables import hf_datasets
 
 _TAG_RE = re.compile(r"O|[BI]-\S+")
+
+
+def sentence_texts(path, n=0, min_words=5, seed=0) -> list[str]:
+    """A CoNLL file's sentences as texts (words joined by spaces), those of at least min_words words, a seeded sample
+    of n of them (0: all, in the file's order). Only the words are read, never the tags: unlabelled text."""
+    sentences = [" ".join(words) for words, _ in read_conll(path) if len(words) >= min_words]
+    if n:
+        random.Random(seed).shuffle(sentences)
+    return sentences[:n] if n else sentences
 
 
 def read_conll(path) -> list[tuple[list[str], list[str]]]:

@@ -135,11 +135,11 @@ def fast_section(fast):
              "fast_model.load(folder).predict(texts)`, with `fast/` on `sys.path`)."]
     if fast.get("candidates"):
         lines.append(f" It is the fastest of the candidates below that keeps every task's answers against the fp32 "
-                     f"model on {fast['measured_on']} held-out texts:\n\n| candidate | kept | texts/s | agreement with "
+                     f"model on {fast['measured_on']} held-out texts (texts/s: of those that keep them, when several do):\n\n| candidate | kept | texts/s | agreement with "
                      "fp32 |\n|---|---|---|---|")
         for name, c in fast["candidates"].items():
             agree = "; ".join(f"{t} {v['measure']} {v['value']:.4f}" for t, v in c["tasks"].items())
-            lines.append(f"\n| {name} | {'yes' if c['keeps'] else 'no'} | {c['texts_per_second']} | {agree}; "
+            lines.append(f"\n| {name} | {'yes' if c['keeps'] else 'no'} | {c.get('texts_per_second', '—')} | {agree}; "
                          f"embedding cosine {c['embedding_cosine']['mean']:.4f} |")
     return "".join(lines) + "\n"
 

@@ -341,4 +341,9 @@ def load_distil_texts(paths, text_column="text", clean=False, group=0):
                 texts.append(text)
     if not texts:
         raise InputError(f"--distil-texts {', '.join(map(str, paths))}: no text in the file(s)")
+    return distil_rows(texts, clean, group)
+
+
+def distil_rows(texts, clean=False, group=0):
+    """Training rows of unlabelled texts: {"words", "group"}, split into words as predict() splits them."""
     return {"words": _words(texts, clean), "group": [group] * len(texts)}

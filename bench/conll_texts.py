@@ -17,23 +17,6 @@ sys.path.insert(0, ROOT)
 from data_root import in_data_root  # noqa: E402  (after the path: the project's modules)
 
 
-def conll_sentences(path):
-    """The sentences of a CoNLL file as strings (first column of each line, blank lines between sentences)."""
-    sentences, words = [], []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                if words:
-                    sentences.append(" ".join(words))
-                words = []
-            elif not line.startswith("-DOCSTART-"):
-                words.append(line.split()[0])
-    if words:
-        sentences.append(" ".join(words))
-    return sentences
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conll", default=in_data_root(os.path.join("conll2003", "train.txt")))
@@ -45,12 +28,14 @@ def main():
     a = parser.parse_args()
     if not a.conll or not os.path.isfile(a.conll):
         sys.exit(f"error: no CoNLL file at {a.conll}; pass --conll FILE (e.g. conll2003/train.txt of the data root)")
-    sentences = [s for s in conll_sentences(a.conll) if len(s.split()) >= a.min_words]
+    from conll import sentence_texts
+
+    sentences = sentence_texts(a.conll, 0, a.min_words)
     if a.unique:
         sentences = list(dict.fromkeys(sentences))
     if a.n:
         random.Random(a.seed).shuffle(sentences)
-    keep = sentences[:a.n] if a.n else sentences
+    keep = sentences[:a.n] if a.n else sentences  # as conll.sentence_texts samples (a student's own texts)
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
     with open(a.output, "w", encoding="utf-8") as f:
         f.write("\n".join(keep) + "\n")

@@ -172,7 +172,7 @@ def main():
             fast = entry["served"].runner.config
             print(f"{name}: export kept {fast['quantize']} ({entry['export_seconds']:.0f} s); candidates on "
                   f"{fast['measured_on']} held-out texts: " + "; ".join(
-                      f"{c} {'kept' if m['keeps'] else 'not kept'} {m['texts_per_second']} texts/s, " + ", ".join(
+                      f"{c} {'kept' if m['keeps'] else 'not kept'} {m.get('texts_per_second', '-')} texts/s, " + ", ".join(
                           f"{t} {v['measure']} {v['value']:.4f}" for t, v in m["tasks"].items()) +
                       f", cosine {m['embedding_cosine']['mean']:.4f}" for c, m in (fast["candidates"] or {}).items()))
         nlp = load_spacy("en_core_web_sm")

@@ -434,3 +434,24 @@ def test_every_kind_is_stored_as_units_and_older_targets_still_resume(tmp_path):
     assert batch_targets(loaded, rows, ["topic", "ner"], False)["teacher.topic"].equal(targets["topic"][rows])
     assert batch_targets(loaded, rows, ["ner"], False)["teacher.ner"].equal(
         batch_targets(targets, rows, ["ner"], False)["teacher.ner"])
+
+
+def test_a_student_without_distil_texts_reads_the_data_roots_conll_sentences(teacher_dir, data_root_dir, ag_news_dir,
+                                                                            monkeypatch, capsys):
+    """--distil-from alone: the student learns its teacher's outputs on the data root's CoNLL-2003 train sentences
+    as well (experiment.STUDENT_TEXTS, words only), in a group of their own without labels; --distil-texts replaces
+    them; a data root without the file: the labelled rows alone."""
+    import experiment
+    import main
+    from conll import sentence_texts
+
+    recipe = main.parse_args(["--distil-from", str(teacher_dir), "--student-layers", "1", "--dataset", ag_news_dir,
+                              "--data-root", str(data_root_dir)])
+    train, val, test, tasks = experiment.load_data(recipe)
+    expected = sentence_texts(data_root_dir / "conll2003" / "train.txt", experiment.STUDENT_TEXTS[1])
+    extra = [i for i, g in enumerate(train["group"]) if g == 1]
+    assert len(extra) == len(expected) > 0 and all(train["label"][i] == -1 for i in extra)
+    assert "sentences of conll2003/train.txt" in capsys.readouterr().out
+    monkeypatch.setattr(experiment, "STUDENT_TEXTS", ("conll2003/missing.txt", 5000))
+    alone, *_ = experiment.load_data(recipe)
+    assert alone.num_rows == train.num_rows - len(expected)  # the labelled rows alone
