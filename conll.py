@@ -32,12 +32,13 @@ from texts_and_tables import hf_datasets
 _TAG_RE = re.compile(r"O|[BI]-\S+")
 
 
-def sentence_texts(path, n=0, min_words=5, seed=0) -> list[str]:
+def sentence_texts(path, n=0, min_words=5, sample_seed=0) -> list[str]:
     """A CoNLL file's sentences as texts (words joined by spaces), those of at least min_words words, a seeded sample
-    of n of them (0: all, in the file's order). Only the words are read, never the tags: unlabelled text."""
+    of n of them (0: all, in the file's order; sample_seed fixes the sample whatever a run's seed). Only the words are
+    read, never the tags: unlabelled text."""
     sentences = [" ".join(words) for words, _ in read_conll(path) if len(words) >= min_words]
     if n:
-        random.Random(seed).shuffle(sentences)
+        random.Random(sample_seed).shuffle(sentences)
     return sentences[:n] if n else sentences
 
 

@@ -195,7 +195,7 @@ nlp = spacy.load("en_multitask")                          # doc.cats, doc.ents, 
 
 The spaCy package is built by the project that trained the model: `python main.py --export-spacy OUT --model-dir
 MODEL`, then `pip install` of the wheel it writes. The encoder alone is a Hugging Face model in `encoder/`.
-
+{_as_given(model)}
 {fast_section(fast)}## Training
 
 {f"Trained with `python main.py` on {data_name}" if flags else "Saved outside a main.py run: no training record"}{
@@ -253,6 +253,16 @@ def _reads(model):
     return (f"{start}. Each task has its own copy of the encoder's top {k} layer{'s' if k > 1 else ''} (task layers): "
             f"`predict` runs the shared lower layers once per text, then each task's own top layers and its head "
             f"(sentence heads read their layers' pooled output, tagging heads their token outputs).")
+
+
+def _as_given(model):
+    """The one place the loaders differ: the model's own encode()/predict() clean text first, sentence-transformers
+    does not."""
+    if not getattr(model, "clean", False):
+        return ""
+    return ("`predict` and `encode` first undo AG News escapes (`\" #39;s\"` -> `\"'s\"`, `\"AT amp;T\"` -> "
+            "`\"AT&T\"`) as training did; sentence-transformers embeds a text as given, so the two agree on clean "
+            "text.\n")
 
 
 def _added_note(results):

@@ -57,9 +57,15 @@ class MultiTaskComponent:
                 self.set_annotations(doc, annotation)
                 yield doc
 
+    def shared_labels(self):
+        """The labels more than one task has (namespaced in doc.cats), worked out once per model."""
+        if getattr(self, "_shared_for", None) is not self.model:
+            labels = [label for task in self.model.tasks.values() for label in task.labels]
+            self._shared, self._shared_for = {label for label in labels if labels.count(label) > 1}, self.model
+        return self._shared
+
     def set_annotations(self, doc, annotation):
-        labels = [label for task in self.model.tasks.values() for label in task.labels]
-        shared = {label for label in labels if labels.count(label) > 1}
+        shared = self.shared_labels()
         first_spans = True
         for name, (where, value) in annotation.items():
             if where == "cats":

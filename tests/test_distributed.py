@@ -24,8 +24,14 @@ from helpers import save_tiny_encoder
 from main_runs import ROOT, env
 
 LOSS_RTOL = 2e-6     # measured at most 1.7e-7 (table above)
-DISTIL_RTOL = 3e-5   # measured at most 2.4e-6 (Adam amplifies the summation-order noise of the gathered targets)
+# measured at most 2.4e-6 on AMD EPYC; 2.4e-6, 1.6e-5 (epochs 1, 2) on an Intel Xeon with bf16, at today's default flags
+# (2026-12-07). Adam amplifies the summation-order noise of the gathered targets.
+DISTIL_RTOL = 1.5e-4
 WEIGHT_ATOL = 5e-4   # measured at most 2.3e-5 (Adam amplifies summation-order noise on near-zero gradients)
+# The default student also learns on 400 unlabelled sentences: twice the steps, and noise that grows with them. Measured
+# 8.6e-4, 1.6e-3 (epochs 1, 2; Intel Xeon with bf16, 2026-12-07), where one process alone, run with 1 thread and with 2,
+# moved the same losses 8.7e-4 and 9.3e-3: the 2-process run is inside one process's own noise.
+TEXTS_RTOL = 3e-2
 TASKS_RTOL = 1e-3    # three tasks, temperature sampling: measured 3.9e-5, 9.3e-5 (epochs 1, 2; Intel Xeon with bf16)
 ARGS = ["--max-train-rows", "300", "--max-test-rows", "80", "--epochs", "3", "--batch-size", "8", "--lr", "3e-3",
         "--head-lr", "1e-2", "--dropout", "0", "--mixed-precision", "no", "--save-every-steps", "5",
@@ -164,28 +170,36 @@ def test_a_nan_on_one_process_stops_every_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_distil_like_one(tmp_path_factory, one_and_two, dropout_free_model_dir, ag_news_dir, reference):
+def test_two_processes_distil_like_one(tmp_path_factory, one_and_two, dropout_free_model_dir, ag_news_dir, reference,
+                                       data_root_dir):
     """--distil-from under DDP: each process computes its share of the teacher's outputs and the shares are gathered,
-    so the soft and embedding losses, validation and test match the 1-process distillation."""
+    so the soft and embedding losses, validation and test match the 1-process distillation: to rounding noise on the
+    teacher's rows alone (a data root without CoNLL-2003 train sentences), and within the wider noise of the default
+    student, which learns on those sentences too (experiment.STUDENT_TEXTS)."""
     teacher = one_and_two[1][0] / "out" / "model"
-    students = {}
-    for processes in (1, 2):
-        cwd = fresh_dir(tmp_path_factory, f"distil{processes}", reference)
-        proc = subprocess.run(main_command(dropout_free_model_dir, ag_news_dir, processes) +
-                              ["--distil-from", str(teacher), "--student-layers", "1", "--epochs", "2"],
-                              cwd=cwd, capture_output=True, text=True, env=dict(env(), OMP_NUM_THREADS="1"),
-                              timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        students[processes] = results(cwd)
-    a, b = students[1], students[2]
-    assert (a["num_processes"], b["num_processes"]) == (1, 2) and a["teacher"]["kept_layers"] == [2]
-    print("measured: distillation losses", spread(a, b, DISTIL_KEYS))
-    for ra, rb in zip(a["history"], b["history"]):
-        for key in DISTIL_KEYS:
-            assert value(rb, key) == pytest.approx(value(ra, key), rel=DISTIL_RTOL), (ra["epoch"], key)
-        assert rb["val"]["accuracy"] == pytest.approx(ra["val"]["accuracy"], abs=0.01)
-        assert rb["val"]["ner"]["f1"] == pytest.approx(ra["val"]["ner"]["f1"], abs=0.01)
-    assert b["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=0.01)
+    no_texts = tmp_path_factory.mktemp("root_without_student_texts")
+    shutil.copytree(data_root_dir, no_texts, dirs_exist_ok=True, ignore=shutil.ignore_patterns("train.txt"))
+    for name, root, rtol in (("teacher's rows", no_texts, DISTIL_RTOL), ("student texts", data_root_dir, TEXTS_RTOL)):
+        students = {}
+        for processes in (1, 2):
+            cwd = fresh_dir(tmp_path_factory, f"distil{processes}", reference)
+            proc = subprocess.run(main_command(dropout_free_model_dir, ag_news_dir, processes) +
+                                  ["--distil-from", str(teacher), "--student-layers", "1", "--epochs", "2",
+                                   "--data-root", str(root)],
+                                  cwd=cwd, capture_output=True, text=True, env=dict(env(), OMP_NUM_THREADS="1"),
+                                  timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            assert ("a student learns its teacher's outputs on" in proc.stdout) == (root == data_root_dir)
+            students[processes] = results(cwd)
+        a, b = students[1], students[2]
+        assert (a["num_processes"], b["num_processes"]) == (1, 2) and a["teacher"]["kept_layers"] == [2]
+        print(f"measured: distillation losses ({name})", spread(a, b, DISTIL_KEYS))
+        for ra, rb in zip(a["history"], b["history"]):
+            for key in DISTIL_KEYS:
+                assert value(rb, key) == pytest.approx(value(ra, key), rel=rtol), (name, ra["epoch"], key)
+            assert rb["val"]["accuracy"] == pytest.approx(ra["val"]["accuracy"], abs=0.01)
+            assert rb["val"]["ner"]["f1"] == pytest.approx(ra["val"]["ner"]["f1"], abs=0.01)
+        assert b["test"]["accuracy"] == pytest.approx(a["test"]["accuracy"], abs=0.01)
 
 
 @pytest.mark.slow

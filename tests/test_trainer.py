@@ -6,6 +6,7 @@ import torch
 from helpers import TOY_ROWS, crash_after_saves, quiet_config, tiny_multitask
 
 from batching import length_grouped_batches, prepare_features
+from checkpoints import CheckpointError
 from ner_tags import build_tag_list
 from trainer_sentence_transformer import MultiTaskTrainer, TrainingDiverged, evaluate
 
@@ -225,7 +226,6 @@ def test_a_bad_step_never_reaches_a_checkpoint(tmp_path):
 
 
 def test_resume_refuses_other_pooling_dropout_or_precision(tmp_path):
-    import trainer_sentence_transformer as tst
 
     MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, config(tmp_path)).train()
     again = config(tmp_path, resume=True)
@@ -234,11 +234,11 @@ def test_resume_refuses_other_pooling_dropout_or_precision(tmp_path):
     # the topic head's dropout is part of the run's tasks (their kinds, names, labels and dropouts)
     for model, pattern in ((cls_pooled, "pooling differ"),
                            (tiny_multitask(classifier_dropout=0.3), r"tasks differ .*now .*'dropout': 0\.3")):
-        with pytest.raises(tst.CheckpointError, match=pattern):
+        with pytest.raises(CheckpointError, match=pattern):
             MultiTaskTrainer(model, TOY_ROWS, None, again).train()
     elsewhere = MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, again)
     elsewhere.precision = "bf16"  # what 'auto' resolves to on another machine (one process holds one precision)
-    with pytest.raises(tst.CheckpointError, match="precision differ"):
+    with pytest.raises(CheckpointError, match="precision differ"):
         elsewhere.train()
 
 
@@ -255,14 +255,13 @@ class _Planted:
 
 
 def test_training_state_loads_weights_only(tmp_path):
-    import trainer_sentence_transformer as tst
 
     MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, config(tmp_path)).train()
     state_file = tmp_path / "run" / "checkpoints" / "last" / "training_state.pt"
     state = torch.load(state_file, weights_only=True)  # RNG, optimizer, scheduler: plain types and tensors
     marker = tmp_path / "code_ran"
     torch.save({**state, "planted": _Planted(str(marker))}, state_file)
-    with pytest.raises(tst.CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="does not fit"):
         MultiTaskTrainer(tiny_multitask(), TOY_ROWS, None, config(tmp_path, resume=True)).train()
     assert not marker.exists()
 
