@@ -15,6 +15,10 @@ outputs equal --predict-file's (topic labels, entity sets) row for row.
     python bench/corpus.py --model-dir outputs/quick/model [--rows 20000] [--shards 4] [--repeats 2]
         [--configs 1x2,2x1] [--skip-label]
     python bench/corpus.py --model-dir outputs/quick/model --check-fp32 --rows 4000   # outputs vs predict(), no timing
+    python bench/corpus.py --model-dir M --fast-dir F --skip-label   # also the Ray actors serving M's export F
+
+--fast-dir: an --export-fast folder of the same model; the Ray runs are repeated with it (fast_model.py actors, no
+torch model), as "fast AxT" contenders beside the torch "ray AxT" ones.
 
 --check-fp32: the Ray path (2 actors) with the model in fp32 and with its --export-fast ONNX folder against
 model.predict(texts, precision="fp32") in this process: rows, topic labels equal, entity sets equal.
@@ -146,6 +150,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of the in-process runs")
     ap.add_argument("--skip-label", action="store_true")
     ap.add_argument("--check-fp32", action="store_true", help="compare outputs with predict() in fp32; no timing")
+    ap.add_argument("--fast-dir", help="an --export-fast folder of --model-dir: Ray runs with it too")
     args = ap.parse_args()
     configs = [tuple(int(x) for x in c.split("x")) for c in args.configs.split(",")]
     folder = tempfile.mkdtemp(prefix="bench_corpus_")
@@ -155,25 +160,29 @@ def main():
         return check_fp32(folder, args.model_dir, texts)
     print(f"{args.rows} texts in {args.shards} parquet shards under {folder}; in-process threads {args.threads}")
     kinds = ["predict"] + ([] if args.skip_label else ["label"])
-    contenders = ["in-process"] + [f"ray {a}x{t}" for a, t in configs]
-    results = {(k, c): [] for k in kinds for c in contenders}
+    contenders = ["in-process"] + [f"{way} {a}x{t}" for way in ("ray", "fast")[:1 + bool(args.fast_dir)]
+                                   for a, t in configs]
+    of_kind = {k: [c for c in contenders if k == "predict" or not c.startswith("fast")] for k in kinds}
+    results = {(k, c): [] for k in kinds for c in of_kind[k]}
     outs = {}
     for kind in kinds:
         for r in range(args.repeats):
-            order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+            mine = of_kind[kind]
+            order = mine[r % len(mine):] + mine[:r % len(mine)]
             for c in order:
                 if c == "in-process":
                     seconds, rss = in_process(kind, folder, args.model_dir, args.threads)
                 else:
                     a, t = (int(x) for x in c.split()[1].split("x"))
-                    seconds, rss, outs[(kind, c)] = on_ray(kind, folder, args.model_dir, a, t, c.split()[1])
+                    model_dir = args.fast_dir if c.startswith("fast") else args.model_dir
+                    seconds, rss, outs[(kind, c)] = on_ray(kind, folder, model_dir, a, t, c.replace(" ", "-"))
                 results[(kind, c)].append((args.rows / seconds, rss))
                 print(f"{kind:8s} {c:12s} run {r + 1}: {seconds:7.1f} s  {args.rows / seconds:7.1f} rows/s  peak RSS "
                       f"{rss:.0f} MiB{' per actor' if c != 'in-process' else ''}", flush=True)
     print("\nbest of each (rows/s; overhead = 1 - ray / in-process best):")
     for kind in kinds:
         base = max(x for x, _ in results[(kind, "in-process")])
-        for c in contenders:
+        for c in of_kind[kind]:
             best = max(x for x, _ in results[(kind, c)])
             rss = max(m for _, m in results[(kind, c)])
             print(f"  {kind:8s} {c:12s} {best:7.1f} rows/s  ratio {best / base:.3f}  overhead {1 - best / base:+.1%}"
