@@ -256,13 +256,13 @@ def _reads(model):
 
 
 def _as_given(model):
-    """The one place the loaders differ: the model's own encode()/predict() clean text first, sentence-transformers
-    does not."""
-    if not getattr(model, "clean", False):
-        return ""
-    return ("`predict` and `encode` first undo AG News escapes (`\" #39;s\"` -> `\"'s\"`, `\"AT amp;T\"` -> "
-            "`\"AT&T\"`) as training did; sentence-transformers embeds a text as given, so the two agree on clean "
-            "text.\n")
+    """The one place the loaders differ: the model's own encode()/predict() read spaCy's words (of the cleaned text),
+    sentence-transformers the text as BERT's tokenizer splits it."""
+    cleaned = ("undo AG News escapes (`\" #39;s\"` -> `\"'s\"`, `\"AT amp;T\"` -> `\"AT&T\"`) and "
+               if getattr(model, "clean", False) else "")
+    return (f"`predict` and `encode` first {cleaned}split the text into spaCy's words, as training did; "
+            "sentence-transformers embeds the text as given, as BERT's tokenizer splits it: the two agree closely on "
+            "clean text, less where the splits differ (`\"won't\"`, `\"3m\"`).\n")
 
 
 def _added_note(results):

@@ -10,7 +10,7 @@ label), the first tagging task in doc.ents (the others in doc.spans[task]), a re
 
 The component holds a saved model folder (its to_disk / from_disk write and read one) and loads it the way
 transformers does (AutoModel with trust_remote_code: the folder carries its code), so the package needs spaCy, torch
-and transformers, not this repository. nlp.pipe runs each batch of texts through one pass of the model. Labels two
+and transformers, not this repository. nlp.pipe runs its texts through the model as predict() does (length-sorted batches). Labels two
 tasks share are namespaced in doc.cats as "task:label". Entities whose characters do not fall on spaCy's token
 boundaries are expanded to the tokens they touch; one that would overlap another is left out, with a warning.
 """
@@ -23,9 +23,9 @@ from spacy.util import filter_spans, minibatch
 FACTORY = "multitask_sentence_transformer"
 
 
-@Language.factory(FACTORY, default_config={"precision": "auto", "batch_size": 32})
-def make_component(nlp, name, precision, batch_size):
-    return MultiTaskComponent(name, precision=precision, batch_size=batch_size)
+@Language.factory(FACTORY, default_config={"precision": "auto", "batch_size": 32, "sort_buffer": 256})
+def make_component(nlp, name, precision, batch_size, sort_buffer):
+    return MultiTaskComponent(name, precision=precision, batch_size=batch_size, sort_buffer=sort_buffer)
 
 
 def load_model(folder):
@@ -38,8 +38,8 @@ def load_model(folder):
 class MultiTaskComponent:
     """Sets every task's answer on each Doc (MultiTaskSentenceTransformer.annotate)."""
 
-    def __init__(self, name=FACTORY, model=None, precision="auto", batch_size=32):
-        self.name, self.precision, self.batch_size = name, precision, batch_size
+    def __init__(self, name=FACTORY, model=None, precision="auto", batch_size=32, sort_buffer=256):
+        self.name, self.precision, self.batch_size, self.sort_buffer = name, precision, batch_size, sort_buffer
         self.model = model
         self.dropped = 0  # entities left out because they overlapped another after alignment
 
@@ -47,11 +47,14 @@ class MultiTaskComponent:
         return next(iter(self.pipe([doc])))
 
     def pipe(self, docs, batch_size=None):
-        for batch in minibatch(docs, size=batch_size or self.batch_size):
+        """Docs in chunks of at least sort_buffer (nlp.pipe's batch_size where larger), each run as predict() runs
+        its texts: sorted by length into forward batches of batch_size, so short texts are not padded to long ones.
+        Measured (docs/benchmarks.md): chunks of 32 in the given order ran at 0.66x predict's texts/s."""
+        for batch in minibatch(docs, size=max(batch_size or 0, self.sort_buffer, 1)):
             if self.model is None:
                 raise ValueError(f"the {self.name} component has no model: spacy.load its package, or give one "
                                  "(component.model = MultiTaskSentenceTransformer.from_pretrained(dir)).")
-            annotations = self.model.annotate([doc.text for doc in batch], batch_size=len(batch),
+            annotations = self.model.annotate([doc.text for doc in batch], batch_size=self.batch_size,
                                               precision=self.precision)
             for doc, annotation in zip(batch, annotations):
                 self.set_annotations(doc, annotation)
