@@ -209,7 +209,8 @@ def test_the_readme_s_cost_of_the_main_job_is_the_one_measured_in_results_md():
     results = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     measured = cost_rows(results.split("## What the default run costs", 1)[1])
     assert cost_rows(readme) == measured and len(measured) >= 3
-    minutes = [float(m.group(1)) for _, t in measured[:2] for m in [re.match(r"([\d.]+) min$", t)] if m]
-    assert len(minutes) == 2, measured  # the CPU rows with and without bf16 are measured, not estimated
-    comment = re.search(r"^python main\.py +# .*?(\d+) min on 2 CPU cores with bf16, (\d+) without", readme, re.M)
-    assert comment and [int(comment.group(1)), int(comment.group(2))] == [round(m) for m in minutes], comment
+    minutes = [float(m.group(1)) for _, t in measured for m in [re.match(r"([\d.]+) min$", t)] if m]
+    assert len(minutes) >= 2, measured  # the CPU rows (each CPU kind measured) are measured, not estimated
+    comment = re.search(r"^python main\.py +# .*?(\d+) to (\d+) min on 2 CPU cores", readme, re.M)
+    assert comment and [int(comment.group(1)), int(comment.group(2))] == [round(min(minutes)), round(max(minutes))], \
+        comment
