@@ -67,11 +67,12 @@ def load_data(recipe):
               f"{len(part.test['words'])} test rows")
     ordered = [tasks[s.name] for s in specs]
     extra = []
+    student = None if d.distil_texts or not recipe.distillation.distil_from else student_texts(d.data_root)
     if d.distil_texts:  # unlabelled rows: train only, their own group, the teachers' targets only
         extra = [load_distil_texts(d.distil_texts, d.text_column, clean, group=len(parts))]
         print(f"data: --distil-texts: {len(extra[0]['words'])} unlabelled training rows (teachers' outputs only)")
-    elif recipe.distillation.distil_from and student_texts(d.data_root):
-        texts, source = student_texts(d.data_root)
+    elif student:
+        texts, source = student
         extra = [distil_rows(texts, clean, group=len(parts))]
         print(f"data: a student learns its teacher's outputs on {len(texts)} more texts too: sentences of {source} "
               "(unlabelled; --distil-texts FILE gives others)")

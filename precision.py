@@ -43,6 +43,21 @@ CPU_AMX_ENV = "MTST_CPU_AMX"
 FAST_BF16 = (("amx_bf16",), ("AuthenticAMD", "avx512_bf16"))
 
 
+def cpu_info_text(cpuinfo="/proc/cpuinfo"):
+    """The text of /proc/cpuinfo (its vendor, model and flags), "" where there is none (not Linux)."""
+    try:
+        with open(cpuinfo) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cpu_has_vnni(cpuinfo="/proc/cpuinfo"):
+    """Int8 units with VNNI (AVX512-VNNI or AVX-VNNI) in /proc/cpuinfo."""
+    text = cpu_info_text(cpuinfo)
+    return "avx512_vnni" in text or "avx_vnni" in text
+
+
 def _cpu_has(word_sets, env, what, cpuinfo):
     """True where /proc/cpuinfo holds every word of any of word_sets; the environment variable env (1 / 0) overrides
     the reading."""
@@ -52,12 +67,8 @@ def _cpu_has(word_sets, env, what, cpuinfo):
             raise InputError(f"{env}={forced!r}: set it to 1 (as a CPU with {what}) or 0 (without), or unset it to "
                              "read the CPU's own flags.")
         return forced in ("1", "true", "yes")
-    try:
-        with open(cpuinfo) as f:
-            listed = f.read()
-    except OSError:
-        return False
-    return any(all(word in listed for word in words) for words in word_sets)
+    listed = cpu_info_text(cpuinfo)
+    return bool(listed) and any(all(word in listed for word in words) for words in word_sets)
 
 
 def cpu_has_fast_bf16(cpuinfo="/proc/cpuinfo"):

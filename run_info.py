@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from precision import cpu_has_fast_bf16
+from precision import cpu_has_fast_bf16, cpu_info_text
 
 # The CPU kinds measurements are made on, named so in docs/*.md (their machine table describes each; the docs
 # name no other): what bf16 and int8 do differs by kind, so every CPU figure says which kind gave it.
@@ -59,10 +59,8 @@ def cpu_model(cpuinfo="/proc/cpuinfo"):
 
 def cpu_kind(cpuinfo="/proc/cpuinfo"):
     """Which of CPU_KINDS this CPU is (read from its vendor and flags, not from the MTST_CPU_* overrides), or None."""
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
+    text = cpu_info_text(cpuinfo)
+    if not text:
         return None
     vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
@@ -71,11 +69,7 @@ def cpu_kind(cpuinfo="/proc/cpuinfo"):
 
 def cpu_flags_line(cpuinfo="/proc/cpuinfo"):
     """One line naming the CPU, its kind and the flags that decide its precisions (bf16, AMX, VNNI), for benchmarks."""
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
-        text = ""
+    text = cpu_info_text(cpuinfo)
     flags = " ".join(f"{flag} {'yes' if flag in text else 'no'}" for flag in ("avx512_bf16", "amx_bf16", "avx512_vnni",
                                                                              "avx_vnni"))
     return (f"CPU: {cpu_model(cpuinfo)} ({cpu_kind(cpuinfo) or 'another CPU kind'}), {os.cpu_count()} cores; {flags}; "

@@ -24,6 +24,7 @@ from torch import nn
 from errors import InputError
 from fast_model import FAST_CONFIG_NAME, ONNX_NAME, FastModel, onnxruntime_module
 from model_code import write_code
+from precision import cpu_has_vnni
 from prediction import EMBEDDING, backend, tokenize_words
 from text_prep import split_words
 
@@ -218,19 +219,9 @@ def quantize(source, target, keep_fp32=lambda name: False):
     quantization = optional("onnxruntime.quantization")
     nodes = _int8_nodes(source, keep_fp32)
     quantization.quantize_dynamic(source, target, weight_type=quantization.QuantType.QInt8, per_channel=True,
-                                  reduce_range=not _cpu_has_vnni(), op_types_to_quantize=["MatMul", "Attention"],
+                                  reduce_range=not cpu_has_vnni(), op_types_to_quantize=["MatMul", "Attention"],
                                   nodes_to_quantize=nodes, extra_options={"DefaultTensorType": 1})
     return len(nodes)
-
-
-def _cpu_has_vnni(cpuinfo="/proc/cpuinfo"):
-    """Int8 units with VNNI (the full 8-bit range is safe); without them ONNX Runtime advises 7-bit weights."""
-    try:
-        with open(cpuinfo) as f:
-            text = f.read()
-    except OSError:
-        return False
-    return "avx512_vnni" in text or "avx_vnni" in text
 
 
 def build_candidate(name, model, directory, calibration=()):

@@ -10,9 +10,10 @@ label), the first tagging task in doc.ents (the others in doc.spans[task]), a re
 
 The component holds a saved model folder (its to_disk / from_disk write and read one) and loads it the way
 transformers does (AutoModel with trust_remote_code: the folder carries its code), so the package needs spaCy, torch
-and transformers, not this repository. nlp.pipe runs its texts through the model as predict() does (length-sorted batches). Labels two
-tasks share are namespaced in doc.cats as "task:label". Entities whose characters do not fall on spaCy's token
-boundaries are expanded to the tokens they touch; one that would overlap another is left out, with a warning.
+and transformers, not this repository. nlp.pipe runs its texts through the model as predict() does (length-sorted
+batches). Labels two tasks share are namespaced in doc.cats as "task:label". Entities whose characters do not fall on
+spaCy's token boundaries are expanded to the tokens they touch; one that would overlap another is left out, with a
+warning.
 """
 import warnings
 
@@ -24,7 +25,7 @@ FACTORY = "multitask_sentence_transformer"
 
 
 @Language.factory(FACTORY, default_config={"precision": "auto", "batch_size": 32, "sort_buffer": 256})
-def make_component(nlp, name, precision, batch_size, sort_buffer):
+def make_component(nlp, name, precision: str, batch_size: int, sort_buffer: int):  # spaCy checks the types
     return MultiTaskComponent(name, precision=precision, batch_size=batch_size, sort_buffer=sort_buffer)
 
 
